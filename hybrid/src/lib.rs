@@ -1,0 +1,1 @@
+//! `hybrid`: Azure Relay Hybrid Connections protocol pieces (`spec/hybrid-connections.md`).

@@ -1,0 +1,25 @@
+//! `wcf`: the wire formats WCF relay traffic is made of, as sans-IO codecs.
+//!
+//! * [`framing`]: [MC-NMF] .NET Message Framing records, an incremental decoder,
+//!   an encoder and the server-side preamble state machine (`spec/nmf-nbfx.md` §1).
+//! * [`nbfx`]: [MC-NBFX] binary XML with the [MC-NBFS] static dictionary and the
+//!   [MC-NBFSE] in-band session dictionary, plus conversion to and from XML text
+//!   (`spec/nmf-nbfx.md` §2–§4).
+//! * [`soap`]: a small element tree over binary XML, SOAP envelope access and
+//!   SOAP 1.2 faults, including the relay fault codes (`spec/wcf-relay.md` §6).
+//! * [`relay`]: the Azure Relay's own SOAP messages and the 4-byte length
+//!   prefixed framing used on port 9352 (`spec/wcf-relay.md` §2–§5, §11).
+//!
+//! Nothing here opens a socket, spawns a task or reads a clock: bytes go in,
+//! values or bytes come out, and "need more bytes" is `Ok(None)`.
+
+pub mod error;
+pub mod framing;
+pub mod limits;
+pub mod mbint;
+pub mod nbfx;
+pub mod relay;
+pub mod soap;
+
+pub use error::{Error, Result};
+pub use limits::Limits;
