@@ -7,6 +7,7 @@
 //!   (`spec/nmf-nbfx.md` §2–§4).
 //! * [`soap`]: a small element tree over binary XML, SOAP envelope access and
 //!   SOAP 1.2 faults, including the relay fault codes (`spec/wcf-relay.md` §6).
+//! * [`hexdump`]: the conversation hex-dump format of the captures and fixtures.
 //! * [`relay`]: the Azure Relay's own SOAP messages and the 4-byte length
 //!   prefixed framing used on port 9352 (`spec/wcf-relay.md` §2–§5, §11).
 //!
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod framing;
+pub mod hexdump;
 pub mod limits;
 pub mod mbint;
 pub mod nbfx;

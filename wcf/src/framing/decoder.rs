@@ -319,7 +319,10 @@ mod tests {
         bytes.extend_from_slice(&[0x16, 0x03, 0x01]);
         let mut d = Decoder::default();
         let mut buf = BytesMut::from(&bytes[..]);
-        assert!(matches!(d.decode(&mut buf).unwrap(), Some(Record::UpgradeRequest(_))));
+        assert!(matches!(
+            d.decode(&mut buf).unwrap(),
+            Some(Record::UpgradeRequest(_))
+        ));
         assert!(d.is_upgraded());
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         assert_eq!(&buf[..], &[0x16, 0x03, 0x01]);

@@ -243,12 +243,17 @@ mod tests {
         recs.push(Record::PreambleEnd);
         let steps = run(config.clone(), &recs).unwrap();
         assert_eq!(steps[4], Step::Upgrade(UPGRADE_TLS.into()));
-        assert!(matches!(&steps[5], Step::Complete(p) if p.upgrades == vec![UPGRADE_TLS.to_string()]));
+        assert!(
+            matches!(&steps[5], Step::Complete(p) if p.upgrades == vec![UPGRADE_TLS.to_string()])
+        );
         let mut bad = start(Mode::Duplex, 8);
         bad.push(Record::UpgradeRequest(UPGRADE_NEGOTIATE.into()));
         assert!(matches!(
             run(config, &bad),
-            Err(Error::Framing { fault: FaultCode::UpgradeInvalid, .. })
+            Err(Error::Framing {
+                fault: FaultCode::UpgradeInvalid,
+                ..
+            })
         ));
     }
 
@@ -265,9 +270,15 @@ mod tests {
     #[test]
     fn faults_for_each_violation() {
         let cases: Vec<(Vec<Record>, FaultCode)> = vec![
-            (vec![Record::Version { major: 2, minor: 0 }], FaultCode::UnsupportedVersion),
+            (
+                vec![Record::Version { major: 2, minor: 0 }],
+                FaultCode::UnsupportedVersion,
+            ),
             (vec![Record::PreambleEnd], FaultCode::UnsupportedVersion),
-            (start(Mode::Other(9), 8)[..2].to_vec(), FaultCode::UnsupportedMode),
+            (
+                start(Mode::Other(9), 8)[..2].to_vec(),
+                FaultCode::UnsupportedMode,
+            ),
             (start(Mode::Duplex, 3), FaultCode::ContentTypeInvalid),
             (
                 vec![

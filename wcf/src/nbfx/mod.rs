@@ -54,7 +54,11 @@ pub fn session_from_xml(xml_text: &str, session: &mut SessionDictionary) -> Resu
 }
 
 /// Decode every record of a document and encode them again, byte for byte.
-pub fn reencode(doc: &[u8], session: Option<&SessionDictionary>, limits: Limits) -> Result<Vec<u8>> {
+pub fn reencode(
+    doc: &[u8],
+    session: Option<&SessionDictionary>,
+    limits: Limits,
+) -> Result<Vec<u8>> {
     let mut r = Reader::new(doc, session, limits, 0);
     let mut out = Vec::with_capacity(doc.len());
     while let Some(rec) = r.next()? {

@@ -171,19 +171,13 @@ impl<'a> Reader<'a> {
                 self.pos += n;
                 Ok(bytes)
             }
-            None => Err(if n > self.buf.len() {
-                Error::TooLarge {
-                    offset: self.offset(),
-                    what,
-                    len: n,
-                    limit: self.buf.len().saturating_sub(self.pos),
-                }
-            } else {
-                Error::Truncated {
-                    offset: self.offset(),
-                    what,
-                }
-            }),
+            None => Err(Error::structure(
+                self.offset(),
+                format!(
+                    "{what} declares {n} bytes but only {} remain",
+                    self.buf.len().saturating_sub(self.pos)
+                ),
+            )),
         }
     }
 
@@ -362,10 +356,7 @@ impl<'a> Reader<'a> {
                 let start = self.offset();
                 let bytes = self.take(len, "unicode text")?;
                 if len % 2 != 0
-                    || char::decode_utf16(
-                        bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])),
-                    )
-                    .any(|c| c.is_err())
+                    || char::decode_utf16(super::text::utf16le_units(bytes)).any(|c| c.is_err())
                 {
                     return Err(Error::BadText {
                         offset: start,
@@ -397,7 +388,10 @@ impl<'a> Reader<'a> {
         }
         let ety = self.u8("array element")?;
         if !(0x40..=0x77).contains(&ety) {
-            return Err(Error::structure(at, "array does not start with an element record"));
+            return Err(Error::structure(
+                at,
+                "array does not start with an element record",
+            ));
         }
         let element = self.element(ety)?;
         let mut attributes = Vec::new();
@@ -406,7 +400,9 @@ impl<'a> Reader<'a> {
             let ty = self.u8("array attributes")?;
             match ty {
                 0x01 => break,
-                0x04..=0x07 | 0x0C..=0x3F => attributes.push(Record::Attribute(self.attribute(ty)?)),
+                0x04..=0x07 | 0x0C..=0x3F => {
+                    attributes.push(Record::Attribute(self.attribute(ty)?))
+                }
                 0x08..=0x0B => attributes.push(Record::Xmlns(self.xmlns(ty)?)),
                 other => {
                     return Err(Error::structure(
@@ -418,9 +414,8 @@ impl<'a> Reader<'a> {
         }
         let tat = self.offset();
         let value_type = self.u8("array value type")?;
-        let size = array_item_size(value_type).ok_or_else(|| {
-            Error::structure(tat, format!("array value type 0x{value_type:02x}"))
-        })?;
+        let size = array_item_size(value_type)
+            .ok_or_else(|| Error::structure(tat, format!("array value type 0x{value_type:02x}")))?;
         let count = self.mb31("array count")? as usize;
         if count > self.limits.max_array_items {
             return Err(Error::TooLarge {

@@ -48,8 +48,8 @@ pub enum Prefix<'a> {
 }
 
 const LETTERS: [&str; 26] = [
-    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
-    "s", "t", "u", "v", "w", "x", "y", "z",
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s",
+    "t", "u", "v", "w", "x", "y", "z",
 ];
 
 /// The one-letter prefix string for index 0..=25.
@@ -102,8 +102,12 @@ impl Width {
     fn write_len(self, len: usize, out: &mut Vec<u8>) {
         match self {
             Width::W8 => out.push(u8::try_from(len).unwrap_or(u8::MAX)),
-            Width::W16 => out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_le_bytes()),
-            Width::W32 => out.extend_from_slice(&i32::try_from(len).unwrap_or(i32::MAX).to_le_bytes()),
+            Width::W16 => {
+                out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_le_bytes())
+            }
+            Width::W32 => {
+                out.extend_from_slice(&i32::try_from(len).unwrap_or(i32::MAX).to_le_bytes())
+            }
         }
     }
 }

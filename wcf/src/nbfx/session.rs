@@ -31,9 +31,7 @@ impl SessionDictionary {
         if wire_id % 2 != 1 {
             return None;
         }
-        self.strings
-            .get((wire_id / 2) as usize)
-            .map(String::as_str)
+        self.strings.get((wire_id / 2) as usize).map(String::as_str)
     }
 
     /// The odd wire id of a string already announced.
@@ -51,7 +49,10 @@ impl SessionDictionary {
     /// refuses further tables, as .NET's reader session does.
     pub fn read_table(&mut self, buf: &[u8]) -> Result<usize> {
         if self.broken {
-            return Err(Error::structure(0, "session dictionary is invalid after an earlier error"));
+            return Err(Error::structure(
+                0,
+                "session dictionary is invalid after an earlier error",
+            ));
         }
         let result = self.read_table_inner(buf);
         if result.is_err() {
@@ -164,7 +165,9 @@ mod tests {
     fn quota_is_cumulative_and_breaks_the_session() {
         let mut d = SessionDictionary::new(10);
         assert!(d.read_table(&[0x05, 0x04, b'a', b'b', b'c', b'd']).is_ok());
-        assert!(d.read_table(&[0x06, 0x05, b'a', b'b', b'c', b'd', b'e']).is_err());
+        assert!(d
+            .read_table(&[0x06, 0x05, b'a', b'b', b'c', b'd', b'e'])
+            .is_err());
         assert!(d.read_table(&[0x00]).is_err());
     }
 

@@ -40,8 +40,7 @@ pub fn write_text(value: &Text<'_>, out: &mut String) {
         Text::TimeSpan(t) => timespan(*t, out),
         Text::Guid(g) => guid(g, out),
         Text::Unicode(b, _) => out.extend(
-            char::decode_utf16(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
-                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)),
+            char::decode_utf16(utf16le_units(b)).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)),
         ),
         Text::QName(p, s) => {
             out.push_str(letter(*p));
@@ -56,6 +55,15 @@ pub fn to_string(value: &Text<'_>) -> String {
     let mut s = String::new();
     write_text(value, &mut s);
     s
+}
+
+/// The UTF-16 code units of little-endian bytes (a trailing odd byte is
+/// ignored; the reader rejects odd lengths before this is used).
+pub fn utf16le_units(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    bytes
+        .chunks_exact(2)
+        .filter_map(|c| <[u8; 2]>::try_from(c).ok())
+        .map(u16::from_le_bytes)
 }
 
 fn push(out: &mut String, v: impl std::fmt::Display) {
@@ -110,7 +118,11 @@ fn float(v: f64, negative: bool, sci: &str, out: &mut String) {
 }
 
 fn decimal(b: &[u8; 16], out: &mut String) {
-    let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let word = |i: usize| {
+        b.get(i..i + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_le_bytes)
+    };
     let flags = word(0);
     let (hi, lo, mid) = (word(4), word(8), word(12));
     let scale = ((flags >> 16) & 0xFF) as usize;
@@ -268,12 +280,19 @@ mod tests {
     fn dates_and_durations() {
         // 2009-05-01T12:30:15.5Z
         let days = civil_days(2009, 5, 1);
-        let ticks = days * TICKS_PER_DAY + (12 * 3600 + 30 * 60 + 15) * TICKS_PER_SECOND + 5_000_000;
-        assert_eq!(to_string(&Text::DateTime(ticks | (1 << 62))), "2009-05-01T12:30:15.5Z");
+        let ticks =
+            days * TICKS_PER_DAY + (12 * 3600 + 30 * 60 + 15) * TICKS_PER_SECOND + 5_000_000;
+        assert_eq!(
+            to_string(&Text::DateTime(ticks | (1 << 62))),
+            "2009-05-01T12:30:15.5Z"
+        );
         assert_eq!(to_string(&Text::DateTime(0)), "0001-01-01T00:00:00");
         assert_eq!(to_string(&Text::TimeSpan(36_000_000_000)), "PT1H");
         assert_eq!(to_string(&Text::TimeSpan(0)), "PT0S");
-        assert_eq!(to_string(&Text::TimeSpan(-(TICKS_PER_DAY as i64) - 15_000_000)), "-P1DT1.5S");
+        assert_eq!(
+            to_string(&Text::TimeSpan(-(TICKS_PER_DAY as i64) - 15_000_000)),
+            "-P1DT1.5S"
+        );
     }
 
     fn civil_days(y: i64, m: u32, d: u32) -> u64 {
@@ -284,8 +303,14 @@ mod tests {
     fn guids_and_binary() {
         let g = parse_guid("d493b25d-0bbc-47a5-b9dc-cb2f140fd0c3").unwrap();
         assert_eq!(g[..4], [0x5d, 0xb2, 0x93, 0xd4]);
-        assert_eq!(to_string(&Text::UniqueId(g)), "urn:uuid:d493b25d-0bbc-47a5-b9dc-cb2f140fd0c3");
+        assert_eq!(
+            to_string(&Text::UniqueId(g)),
+            "urn:uuid:d493b25d-0bbc-47a5-b9dc-cb2f140fd0c3"
+        );
         assert_eq!(to_string(&Text::Bytes(b"hi", Width::W8)), "aGk=");
-        assert_eq!(to_string(&Text::Unicode(&[0x60, 0x4f, 0x7d, 0x59], Width::W8)), "你好");
+        assert_eq!(
+            to_string(&Text::Unicode(&[0x60, 0x4f, 0x7d, 0x59], Width::W8)),
+            "你好"
+        );
     }
 }

@@ -17,7 +17,13 @@
 //! * the last text before an end tag takes the WithEndElement form.
 
 use super::record::{write_string, Attribute, Element, Prefix, Str, Text, Width, Xmlns};
+use super::text::parse_guid;
 use super::{dictionary, SessionDictionary};
+
+/// WS-Addressing 1.0 namespace.
+pub const WSA10: &str = "http://www.w3.org/2005/08/addressing";
+/// WS-Addressing 1.0 anonymous address.
+pub const WSA_ANONYMOUS: &str = "http://www.w3.org/2005/08/addressing/anonymous";
 
 /// Which dictionary a name may come from (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +161,26 @@ impl<'s> Writer<'s> {
         }
     }
 
+    /// The text content of an element named `{ns}local`, as WCF writes it
+    /// in message headers: `wsa:Action` and `wsa:To` text and the
+    /// WS-Addressing anonymous URI as dictionary strings ([`Writer::text_dict`]),
+    /// `urn:uuid:` identifiers in WS-Addressing elements as UniqueIdText,
+    /// anything else as a plain string.
+    pub fn element_text(&mut self, ns: &str, local: &str, value: &str) {
+        let wsa = ns == WSA10;
+        if wsa && (local == "Action" || local == "To") || value == WSA_ANONYMOUS {
+            self.text_dict(value);
+        } else if let Some(id) = value
+            .strip_prefix("urn:uuid:")
+            .filter(|_| wsa)
+            .and_then(parse_guid)
+        {
+            self.text(&Text::UniqueId(id));
+        } else {
+            self.text_str(value);
+        }
+    }
+
     /// An integer in the narrowest record .NET uses.
     pub fn int(&mut self, v: i64) {
         self.text(&int_text(v));
@@ -279,7 +305,10 @@ mod tests {
             w.end_element();
             w.finish()
         };
-        assert_eq!(first, [0x0a, 0x09, b'I', b'n', b'v', b'e', b'n', b't', b'o', b'r', b'y', 0x42, 0x01, 0x01]);
+        assert_eq!(
+            first,
+            [0x0a, 0x09, b'I', b'n', b'v', b'e', b'n', b't', b'o', b'r', b'y', 0x42, 0x01, 0x01]
+        );
         let second = {
             let mut w = Writer::with_session(&mut dict);
             w.start_element("", "Inventory", Vocab::Plain);

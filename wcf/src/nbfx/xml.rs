@@ -8,9 +8,8 @@
 //! Text to binary resolves namespaces to apply the writer's dictionary rule
 //! (see [`super::writer`]): names and declarations in the SOAP 1.1/1.2 and
 //! WS-Addressing namespaces are [`Vocab::Soap`], the rest [`Vocab::Plain`];
-//! the text of `wsa:Action` and `wsa:To`, and the WS-Addressing anonymous
-//! URI, are written as dictionary strings like WCF's headers. Text nodes that
-//! are only whitespace (indentation) are dropped.
+//! element text follows [`Writer::element_text`] (WCF's header choices).
+//! Text nodes that are only whitespace (indentation) are dropped.
 
 use quick_xml::escape::{escape, partial_escape};
 use quick_xml::events::Event;
@@ -30,9 +29,6 @@ pub const SOAP_NAMESPACES: [&str; 4] = [
     "http://www.w3.org/2005/08/addressing",
     "http://schemas.xmlsoap.org/ws/2004/08/addressing",
 ];
-
-const WSA10: &str = "http://www.w3.org/2005/08/addressing";
-const WSA_ANONYMOUS: &str = "http://www.w3.org/2005/08/addressing/anonymous";
 
 #[derive(Default)]
 struct XmlOut {
@@ -214,6 +210,12 @@ fn array_value(ty: u8, item: &[u8]) -> Result<Text<'static>> {
     })
 }
 
+/// Append the XML text of one packed array item of value type `ty`.
+pub fn write_array_item(ty: u8, item: &[u8], out: &mut String) -> Result<()> {
+    write_text(&array_value(ty, item)?, out);
+    Ok(())
+}
+
 /// Render every record of `reader` as XML text; `indent` puts each element on
 /// its own line, indented by depth.
 pub fn to_xml(reader: &mut Reader<'_>, indent: bool) -> Result<String> {
@@ -234,20 +236,21 @@ fn xml_err(e: impl std::fmt::Display, pos: u64) -> Error {
 /// Parse XML text and write it through `writer` (see the module docs).
 pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
     let mut reader = NsReader::from_str(xml);
-    // Element stack: whether its text is written as a dictionary string.
-    let mut dict_text: Vec<bool> = Vec::new();
+    // Open elements: (namespace, local name), for the text rule.
+    let mut open: Vec<(String, String)> = Vec::new();
     let mut depth_seen = false;
     loop {
         let pos = reader.buffer_position();
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| xml_err(e, pos))?;
+        let (ns, event) = reader.read_resolved_event().map_err(|e| xml_err(e, pos))?;
         let ns_is = |list: &[&str]| match &ns {
             ResolveResult::Bound(n) => list.iter().any(|u| u.as_bytes() == n.as_ref()),
             _ => false,
         };
         let soap = ns_is(&SOAP_NAMESPACES);
-        let wsa = ns_is(&[WSA10]);
+        let ns_text = match &ns {
+            ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
+            _ => String::new(),
+        };
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 depth_seen = true;
@@ -257,7 +260,11 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
                     .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
                     .unwrap_or_default();
                 let local = String::from_utf8_lossy(name.local_name().as_ref()).into_owned();
-                writer.start_element(&prefix, &local, if soap { Vocab::Soap } else { Vocab::Plain });
+                writer.start_element(
+                    &prefix,
+                    &local,
+                    if soap { Vocab::Soap } else { Vocab::Plain },
+                );
                 for attr in e.attributes() {
                     let attr = attr.map_err(|e| xml_err(e, pos))?;
                     let value = attr
@@ -300,11 +307,11 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
                 if matches!(event, Event::Empty(_)) {
                     writer.end_element();
                 } else {
-                    dict_text.push(wsa && (local == "Action" || local == "To"));
+                    open.push((ns_text, local));
                 }
             }
             Event::End(_) => {
-                dict_text.pop();
+                open.pop();
                 writer.end_element();
             }
             Event::Text(t) => {
@@ -312,11 +319,11 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
                 if text.trim().is_empty() {
                     continue;
                 }
-                if dict_text.last() == Some(&true) || text == WSA_ANONYMOUS {
-                    writer.text_dict(&text);
-                } else {
-                    writer.text_str(&text);
-                }
+                let (ens, elocal) = open
+                    .last()
+                    .map(|(n, l)| (n.as_str(), l.as_str()))
+                    .unwrap_or_default();
+                writer.element_text(ens, elocal, &text);
             }
             Event::CData(c) => {
                 let text = String::from_utf8_lossy(&c).into_owned();
@@ -335,4 +342,3 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
     }
     Ok(())
 }
-

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the third-party peers the tests drive (shared/spec/real-peers.md):
+# Mono's WCF (apt), python `wcf` and `pynettcp` (PyPI, in a venv under
+# target/peers). Idempotent: what is already there is not fetched again.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+peers="$root/target/peers"
+mkdir -p "$peers"
+
+apt_packages=()
+command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel4.0a-cil mono-runtime)
+command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
+if ((${#apt_packages[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+
+if ! "$peers/venv/bin/python" -c 'import wcf, pynettcp' 2>/dev/null; then
+  rm -rf "$peers/venv"
+  python3 -m venv "$peers/venv"
+  "$peers/venv/bin/pip" install -q --disable-pip-version-check pynettcp==0.1.0 wcf==0.5.5
+fi
+echo "peers ready in $peers"

@@ -1,0 +1,75 @@
+//! Shared helpers of the black-box tests: where the binary, the fixtures and
+//! the installed peers are, and running a command with a deadline.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The gateway binary under test.
+pub fn gateway() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relay-gateway"))
+}
+
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where `tests/peers/install.sh` put the peers.
+pub fn peers() -> PathBuf {
+    root().join("target/peers")
+}
+
+/// The Python of the peers' virtual environment (panics with the fix if absent).
+pub fn peer_python() -> PathBuf {
+    let py = peers().join("venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run tests/peers/install.sh (or tests/run)",
+        py.display()
+    );
+    py
+}
+
+/// Run `cmd` to completion, killing it after `limit`. Output is drained by
+/// threads as it comes, so a chatty child cannot block on a full pipe.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} timed out after {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
