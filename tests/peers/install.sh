@@ -22,4 +22,11 @@ if ! "$peers/venv/bin/python" -c 'import wcf, pynettcp' 2>/dev/null; then
   python3 -m venv "$peers/venv"
   "$peers/venv/bin/pip" install -q --disable-pip-version-check pynettcp==0.1.0 wcf==0.5.5
 fi
+
+# The Mono WCF peer, rebuilt when its source changes.
+src="$root/tests/peers/MonoPeer.cs"
+exe="$peers/MonoPeer.exe"
+if [ ! -f "$exe" ] || [ "$src" -nt "$exe" ]; then
+  mcs -nologo -out:"$exe" -r:System.ServiceModel.dll -r:System.Runtime.Serialization.dll -r:System.Xml.dll "$src"
+fi
 echo "peers ready in $peers"

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod nettcp;
+
 /// The gateway binary under test.
 pub fn gateway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_relay-gateway"))

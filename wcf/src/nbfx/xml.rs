@@ -337,8 +337,26 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
             Event::Eof => break,
         }
     }
+    if let Some((_, local)) = open.last() {
+        return Err(Error::Xml(format!("input ends inside element <{local}>")));
+    }
     if !depth_seen {
         return Err(Error::Xml("no root element".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::nbfx;
+
+    #[test]
+    fn unclosed_elements_are_an_error() {
+        // Regression: fuzz crash a82d1bf8 (truncated end tags were encoded
+        // into a document the reader then rejected).
+        let err = nbfx::from_xml("<a><b>text</b>").unwrap_err();
+        assert!(err.to_string().contains("inside element <a>"), "{err}");
+        assert!(nbfx::from_xml("<a><b></a>").is_err());
+        assert!(nbfx::from_xml("   ").is_err());
+    }
 }
