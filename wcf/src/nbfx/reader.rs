@@ -58,6 +58,7 @@ impl<'a> Reader<'a> {
 
     /// The next record, or `None` at a well-formed end of input.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> Result<Option<Record<'a>>> {
         if self.pos >= self.buf.len() {
             if self.depth > 0 {
@@ -79,7 +80,7 @@ impl<'a> Reader<'a> {
                 self.in_start_tag = false;
                 Record::Comment(self.string("comment")?)
             }
-            0x03 => Record::Array(self.array(at)?),
+            0x03 => Record::Array(Box::new(self.array(at)?)),
             0x04..=0x07 | 0x0C..=0x3F => {
                 self.expect_start_tag(at, "attribute")?;
                 Record::Attribute(self.attribute(ty)?)
@@ -127,6 +128,7 @@ impl<'a> Reader<'a> {
         Ok(Some(record))
     }
 
+    #[inline]
     fn open_element(&mut self, at: usize) -> Result<()> {
         if self.in_list {
             return Err(Error::structure(at, "element inside a text list"));
@@ -144,6 +146,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    #[inline]
     fn close_element(&mut self, at: usize) -> Result<()> {
         if self.depth == 0 {
             return Err(Error::structure(at, "end of element with no element open"));
@@ -164,6 +167,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         match end.and_then(|e| self.buf.get(self.pos..e)) {
@@ -171,27 +175,48 @@ impl<'a> Reader<'a> {
                 self.pos += n;
                 Ok(bytes)
             }
-            None => Err(Error::structure(
-                self.offset(),
-                format!(
-                    "{what} declares {n} bytes but only {} remain",
-                    self.buf.len().saturating_sub(self.pos)
-                ),
-            )),
+            None => Err(self.overrun(n, what)),
         }
     }
 
+    #[cold]
+    fn overrun(&self, n: usize, what: &'static str) -> Error {
+        Error::structure(
+            self.offset(),
+            format!(
+                "{what} declares {n} bytes but only {} remain",
+                self.buf.len().saturating_sub(self.pos)
+            ),
+        )
+    }
+
+    #[inline]
     fn array_n<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
 
+    #[inline]
     fn u8(&mut self, what: &'static str) -> Result<u8> {
-        Ok(self.array_n::<1>(what)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.overrun(1, what)),
+        }
     }
 
+    #[inline]
     fn mb31(&mut self, what: &'static str) -> Result<u32> {
+        // Fast path: one byte, the common case for names and small lengths.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u32::from(b));
+            }
+        }
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         match mbint::decode(rest, self.offset())? {
             Some((v, n)) => {
@@ -205,10 +230,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn utf8(&self, bytes: &'a [u8], at: usize, what: &'static str) -> Result<&'a str> {
         std::str::from_utf8(bytes).map_err(|_| Error::BadText { offset: at, what })
     }
 
+    #[inline]
     fn string(&mut self, what: &'static str) -> Result<&'a str> {
         let len = self.mb31(what)? as usize;
         let at = self.offset();
@@ -216,6 +243,7 @@ impl<'a> Reader<'a> {
         self.utf8(bytes, at, what)
     }
 
+    #[inline]
     fn dict_string(&mut self, what: &'static str) -> Result<Str<'a>> {
         let at = self.offset();
         let id = self.mb31(what)?;
@@ -233,6 +261,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn name(&mut self, dict: bool, what: &'static str) -> Result<Str<'a>> {
         if dict {
             self.dict_string(what)
@@ -241,6 +270,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn element(&mut self, ty: u8) -> Result<Element<'a>> {
         let (prefix, dict) = match ty {
             0x40 => (Prefix::None, false),
@@ -256,6 +286,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     fn attribute(&mut self, ty: u8) -> Result<Attribute<'a>> {
         let (prefix, dict) = match ty {
             0x04 => (Prefix::None, false),
@@ -292,6 +323,7 @@ impl<'a> Reader<'a> {
         Ok(super::record::Xmlns { prefix, ns })
     }
 
+    #[inline]
     fn width_len(&mut self, w: Width, what: &'static str) -> Result<usize> {
         Ok(match w {
             Width::W8 => self.u8(what)? as usize,
@@ -304,6 +336,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     fn text(&mut self, ty: u8, at: usize) -> Result<Text<'a>> {
         let width = |base: u8| match ty - base {
             0 => Width::W8,

@@ -348,8 +348,8 @@ pub enum Record<'a> {
     EndElement,
     /// 0x02 Comment.
     Comment(&'a str),
-    /// 0x03 Array.
-    Array(Array<'a>),
+    /// 0x03 Array (boxed: rare, and large next to the other records).
+    Array(Box<Array<'a>>),
     /// An attribute.
     Attribute(Attribute<'a>),
     /// A namespace declaration.
