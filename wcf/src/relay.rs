@@ -621,3 +621,94 @@ fn le32_at(buf: &[u8], at: usize) -> Option<u32> {
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(u32::from_le_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(env: &Envelope) -> Envelope {
+        Envelope::decode(&env.to_msbin1(), Limits::DEFAULT).unwrap()
+    }
+
+    #[test]
+    fn relay_faults_round_trip_with_top_level_codes() {
+        for f in RelayFault::ALL {
+            let env = round_trip(&f.envelope("No service is hosted at the specified address.", Some("urn:uuid:1")));
+            assert_eq!(env.action().as_deref(), Some(crate::soap::ACTION_FAULT));
+            assert_eq!(env.relates_to().as_deref(), Some("urn:uuid:1"));
+            let fault = env.fault().unwrap();
+            assert_eq!(RelayFault::from_code(&fault.code.0, &fault.code.1), Some(f));
+            assert_eq!(fault.reason, "No service is hosted at the specified address.");
+            assert!(fault.subcode.is_none());
+        }
+        // The code prefix is declared on s:Value, as the SDK needs (spec 11.4).
+        let xml = crate::nbfx::to_xml(&RelayFault::QuotaExceeded.envelope("x", None).to_msbin1(), Limits::DEFAULT, false).unwrap();
+        assert!(xml.contains(&format!("<s:Value xmlns:r=\"{NS_RELAY}\">r:QuotaExceededFault</s:Value>")), "{xml}");
+        assert!(xml.contains("<s:Text xml:lang=\"en-US\">x</s:Text>"), "{xml}");
+    }
+
+    #[test]
+    fn notice_round_trips_with_little_endian_addresses() {
+        let n = Notice {
+            to: "sb://contoso.servicebus.windows.net/echo/".into(),
+            id: "5e854c76-2121-45bd-baf3-04094dc28386".into(),
+            ip: Ipv4Addr::new(127, 0, 0, 1),
+            ip_port: 9352,
+            http: (Ipv4Addr::new(20, 25, 211, 163), 80),
+            https: (Ipv4Addr::new(127, 0, 0, 1), 443),
+            instance_dns: Some("gw.example.com".into()),
+        };
+        assert_eq!(ip_to_long(Ipv4Addr::new(127, 0, 0, 1)), 16_777_343);
+        assert_eq!(ip_to_long(Ipv4Addr::new(20, 25, 211, 163)), 2_748_520_724);
+        assert_eq!(Notice::from_envelope(&round_trip(&n.to_envelope())).unwrap(), n);
+        // Wrapped for the listener, the inner envelope travels as binary text.
+        let wrapped = OnewaySend {
+            via: n.to.clone(),
+            message_id: "urn:uuid:c41af08a-6271-47df-80df-4e129eedd776".into(),
+            inner: n.to_envelope().to_msbin1(),
+        };
+        let back = OnewaySend::from_envelope(&round_trip(&wrapped.to_envelope())).unwrap();
+        assert_eq!(back, wrapped);
+        let inner = Envelope::decode(&back.inner, Limits::DEFAULT).unwrap();
+        assert_eq!(Notice::from_envelope(&inner).unwrap(), n);
+    }
+
+    #[test]
+    fn oneway_connect_and_redirect_round_trip() {
+        let c = Connect {
+            message_id: "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            token: Some("SharedAccessSignature sr=a&sig=b&se=1&skn=k".into()),
+            uri: "sb://ns/path/".into(),
+        };
+        let env = round_trip(&c.to_envelope("sb://ns/path/"));
+        assert_eq!(Connect::from_envelope(&env).unwrap(), c);
+        assert_eq!(env.reply_to().as_deref(), Some(ANONYMOUS_2005_12));
+        let r = round_trip(&redirect("net.tcp://other:9351/path/", Some(&c.message_id)));
+        assert_eq!(r.action().as_deref(), Some(ACTION_REDIRECT));
+        assert_eq!(r.body_element().unwrap().find("Uri", NS_CONNECT).unwrap().text_content(), "net.tcp://other:9351/path/");
+        let ack = round_trip(&correlated_reply(ACTION_SEND_REPLY, &c.message_id));
+        assert_eq!(ack.relates_to(), Some(c.message_id.clone()));
+        assert!(ack.fault().is_none());
+    }
+
+    #[test]
+    fn hello_rejects_other_actions_and_bad_shapes() {
+        assert!(Hello::from_envelope(&Envelope::with_action("Bogus")).is_err());
+        assert!(Hello::from_envelope(&Envelope::with_action(ACTION_RELAYED_ACCEPT)).is_err());
+        assert!(Hello::from_envelope(&Envelope::new()).is_err());
+    }
+
+    #[test]
+    fn prefixed_framing_bounds_lengths() {
+        let mut out = Vec::new();
+        write_prefixed(b"abc", &mut out);
+        assert_eq!(read_prefixed(&out, 10).unwrap(), Some((&b"abc"[..], 7)));
+        assert_eq!(read_prefixed(&out[..5], 10).unwrap(), None);
+        assert!(read_prefixed(&[0xff, 0xff, 0xff, 0x7f], MAX_PREFIXED_MESSAGE).is_err());
+        assert!(ConnectPreamble::decode(b"\x08\0\0\0connect!", Limits::DEFAULT).is_err());
+        let mut big = 7u32.to_le_bytes().to_vec();
+        big.extend_from_slice(b"connect");
+        big.extend_from_slice(&100_000u32.to_le_bytes());
+        assert!(matches!(ConnectPreamble::decode(&big, Limits::DEFAULT), Err(Error::TooLarge { .. })));
+    }
+}
