@@ -1,1 +1,15 @@
-//! `hybrid`: Azure Relay Hybrid Connections protocol pieces (`spec/hybrid-connections.md`).
+//! `hybrid`: the Azure Relay Hybrid Connections protocol pieces, sans-IO
+//! (`spec/hybrid-connections.md`):
+//!
+//! * [`sas`]: SharedAccessSignature tokens: parse, sign, verify, audience
+//!   rules (§5; the same scheme serves WCF relays, `spec/wcf-relay.md` §7);
+//! * [`address`]: `$hc` addresses, `sb-hc-*` query parameters and the query
+//!   filtering rule (§1);
+//! * [`control`]: the JSON control-channel messages `accept`, `request`,
+//!   `response` and `renewToken` (§2.2, §2.3, §4).
+//!
+//! No sockets, no clock: times are passed in as Unix seconds.
+
+pub mod address;
+pub mod control;
+pub mod sas;

@@ -633,18 +633,37 @@ mod tests {
     #[test]
     fn relay_faults_round_trip_with_top_level_codes() {
         for f in RelayFault::ALL {
-            let env = round_trip(&f.envelope("No service is hosted at the specified address.", Some("urn:uuid:1")));
+            let env = round_trip(&f.envelope(
+                "No service is hosted at the specified address.",
+                Some("urn:uuid:1"),
+            ));
             assert_eq!(env.action().as_deref(), Some(crate::soap::ACTION_FAULT));
             assert_eq!(env.relates_to().as_deref(), Some("urn:uuid:1"));
             let fault = env.fault().unwrap();
             assert_eq!(RelayFault::from_code(&fault.code.0, &fault.code.1), Some(f));
-            assert_eq!(fault.reason, "No service is hosted at the specified address.");
+            assert_eq!(
+                fault.reason,
+                "No service is hosted at the specified address."
+            );
             assert!(fault.subcode.is_none());
         }
         // The code prefix is declared on s:Value, as the SDK needs (spec 11.4).
-        let xml = crate::nbfx::to_xml(&RelayFault::QuotaExceeded.envelope("x", None).to_msbin1(), Limits::DEFAULT, false).unwrap();
-        assert!(xml.contains(&format!("<s:Value xmlns:r=\"{NS_RELAY}\">r:QuotaExceededFault</s:Value>")), "{xml}");
-        assert!(xml.contains("<s:Text xml:lang=\"en-US\">x</s:Text>"), "{xml}");
+        let xml = crate::nbfx::to_xml(
+            &RelayFault::QuotaExceeded.envelope("x", None).to_msbin1(),
+            Limits::DEFAULT,
+            false,
+        )
+        .unwrap();
+        assert!(
+            xml.contains(&format!(
+                "<s:Value xmlns:r=\"{NS_RELAY}\">r:QuotaExceededFault</s:Value>"
+            )),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<s:Text xml:lang=\"en-US\">x</s:Text>"),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -660,7 +679,10 @@ mod tests {
         };
         assert_eq!(ip_to_long(Ipv4Addr::new(127, 0, 0, 1)), 16_777_343);
         assert_eq!(ip_to_long(Ipv4Addr::new(20, 25, 211, 163)), 2_748_520_724);
-        assert_eq!(Notice::from_envelope(&round_trip(&n.to_envelope())).unwrap(), n);
+        assert_eq!(
+            Notice::from_envelope(&round_trip(&n.to_envelope())).unwrap(),
+            n
+        );
         // Wrapped for the listener, the inner envelope travels as binary text.
         let wrapped = OnewaySend {
             via: n.to.clone(),
@@ -685,7 +707,14 @@ mod tests {
         assert_eq!(env.reply_to().as_deref(), Some(ANONYMOUS_2005_12));
         let r = round_trip(&redirect("net.tcp://other:9351/path/", Some(&c.message_id)));
         assert_eq!(r.action().as_deref(), Some(ACTION_REDIRECT));
-        assert_eq!(r.body_element().unwrap().find("Uri", NS_CONNECT).unwrap().text_content(), "net.tcp://other:9351/path/");
+        assert_eq!(
+            r.body_element()
+                .unwrap()
+                .find("Uri", NS_CONNECT)
+                .unwrap()
+                .text_content(),
+            "net.tcp://other:9351/path/"
+        );
         let ack = round_trip(&correlated_reply(ACTION_SEND_REPLY, &c.message_id));
         assert_eq!(ack.relates_to(), Some(c.message_id.clone()));
         assert!(ack.fault().is_none());
@@ -709,6 +738,9 @@ mod tests {
         let mut big = 7u32.to_le_bytes().to_vec();
         big.extend_from_slice(b"connect");
         big.extend_from_slice(&100_000u32.to_le_bytes());
-        assert!(matches!(ConnectPreamble::decode(&big, Limits::DEFAULT), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            ConnectPreamble::decode(&big, Limits::DEFAULT),
+            Err(Error::TooLarge { .. })
+        ));
     }
 }
