@@ -1,5 +1,6 @@
 //! The `relay-gateway` binary: the gateway itself and its tools.
 
+mod relay;
 mod transcript;
 
 use std::io::{Read, Write};

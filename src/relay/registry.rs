@@ -1,0 +1,280 @@
+//! Listeners per path (`design.md`, "Seams"): registration returns a guard
+//! (dropping it unregisters) and a bounded channel of requests; delivery
+//! picks a listener at random among those the filter admits
+//! (`spec/hybrid-connections.md` §6.4), skipping full or closed ones.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::seq::SliceRandom;
+use tokio::sync::mpsc;
+
+use super::{CoreError, Payload};
+
+/// Something a listener must act on: a rendezvous to open or a request to serve.
+pub struct Request {
+    /// The rendezvous id the answer must carry.
+    pub id: String,
+    /// Front-end data describing what is asked.
+    pub payload: Payload,
+}
+
+/// What the core knows of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The listener's identity (its tracking id), for filters and status.
+    pub identity: String,
+    /// A front-end defined kind (for example a listener type).
+    pub kind: String,
+}
+
+/// Which listeners a delivery may go to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// If not empty, only these identities.
+    pub allowed: Vec<String>,
+    /// Never these identities.
+    pub disallowed: Vec<String>,
+    /// If set, only listeners of this kind.
+    pub kind: Option<String>,
+}
+
+impl Filter {
+    fn admits(&self, info: &ListenerInfo) -> bool {
+        (self.allowed.is_empty()
+            || self
+                .allowed
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&info.identity)))
+            && !self
+                .disallowed
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&info.identity))
+            && self.kind.as_ref().is_none_or(|k| *k == info.kind)
+    }
+}
+
+struct Entry {
+    id: u64,
+    info: ListenerInfo,
+    tx: mpsc::Sender<Request>,
+}
+
+struct Inner {
+    paths: Mutex<HashMap<String, Vec<Entry>>>,
+    next_id: AtomicU64,
+    per_path: usize,
+    queue: usize,
+}
+
+/// The registry of listeners.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+/// Keeps a listener registered; dropping it unregisters.
+pub struct ListenerGuard {
+    inner: Arc<Inner>,
+    path: String,
+    id: u64,
+}
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        let mut paths = lock(&self.inner.paths);
+        if let Some(list) = paths.get_mut(&self.path) {
+            list.retain(|e| e.id != self.id);
+            if list.is_empty() {
+                paths.remove(&self.path);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Paths compare case-insensitively and without surrounding slashes.
+pub fn normalize(path: &str) -> String {
+    path.trim_matches('/').to_ascii_lowercase()
+}
+
+impl Registry {
+    /// A registry allowing `per_path` listeners, each with a queue of `queue`.
+    pub fn new(per_path: usize, queue: usize) -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                paths: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                per_path,
+                queue: queue.max(1),
+            }),
+        }
+    }
+
+    /// Register a listener for `path`.
+    pub fn register(
+        &self,
+        path: &str,
+        info: ListenerInfo,
+    ) -> Result<(ListenerGuard, mpsc::Receiver<Request>), CoreError> {
+        let path = normalize(path);
+        let mut paths = lock(&self.inner.paths);
+        let list = paths.entry(path.clone()).or_default();
+        list.retain(|e| !e.tx.is_closed());
+        if list.len() >= self.inner.per_path {
+            return Err(CoreError::ListenerQuota(self.inner.per_path));
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.inner.queue);
+        list.push(Entry { id, info, tx });
+        Ok((
+            ListenerGuard {
+                inner: self.inner.clone(),
+                path,
+                id,
+            },
+            rx,
+        ))
+    }
+
+    /// The listeners of `path` (for status and management).
+    pub fn listeners(&self, path: &str) -> Vec<ListenerInfo> {
+        lock(&self.inner.paths)
+            .get(&normalize(path))
+            .map(|l| {
+                l.iter()
+                    .filter(|e| !e.tx.is_closed())
+                    .map(|e| e.info.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Hand `request` to one admitted listener of `path`, chosen at random.
+    pub fn deliver(&self, path: &str, filter: &Filter, request: Request) -> Result<(), CoreError> {
+        let candidates: Vec<mpsc::Sender<Request>> = {
+            let paths = lock(&self.inner.paths);
+            let Some(list) = paths.get(&normalize(path)) else {
+                return Err(CoreError::NoListener);
+            };
+            let live: Vec<&Entry> = list.iter().filter(|e| !e.tx.is_closed()).collect();
+            if live.is_empty() {
+                return Err(CoreError::NoListener);
+            }
+            let mut admitted: Vec<_> = live
+                .into_iter()
+                .filter(|e| filter.admits(&e.info))
+                .map(|e| e.tx.clone())
+                .collect();
+            if admitted.is_empty() {
+                return Err(CoreError::NoListenerMatches);
+            }
+            admitted.shuffle(&mut rand::rng());
+            admitted
+        };
+        let mut request = request;
+        for tx in candidates {
+            match tx.try_send(request) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => {
+                    request = r
+                }
+            }
+        }
+        Err(CoreError::ListenerGone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> ListenerInfo {
+        ListenerInfo {
+            identity: id.into(),
+            kind: "k".into(),
+        }
+    }
+
+    fn req() -> Request {
+        Request {
+            id: "r".into(),
+            payload: Box::new(()),
+        }
+    }
+
+    #[test]
+    fn quota_guard_and_balancing() {
+        let r = Registry::new(3, 4);
+        let (g1, mut rx1) = r.register("/Hc1/", info("a")).unwrap();
+        let (_g2, mut rx2) = r.register("hc1", info("b")).unwrap();
+        let (_g3, _rx3) = r.register("HC1", info("c")).unwrap();
+        assert_eq!(
+            r.register("hc1", info("d")).err(),
+            Some(CoreError::ListenerQuota(3))
+        );
+        drop(g1);
+        assert_eq!(r.listeners("hc1").len(), 2);
+        assert!(rx1.try_recv().is_err());
+        let (_g4, _rx4) = r.register("hc1", info("d")).unwrap();
+        // Filters.
+        let only_b = Filter {
+            allowed: vec!["B".into()],
+            ..Filter::default()
+        };
+        r.deliver("hc1", &only_b, req()).unwrap();
+        assert!(rx2.try_recv().is_ok());
+        let none = Filter {
+            disallowed: vec!["b".into(), "c".into(), "d".into()],
+            ..Filter::default()
+        };
+        assert_eq!(
+            r.deliver("hc1", &none, req()).err(),
+            Some(CoreError::NoListenerMatches)
+        );
+        assert_eq!(
+            r.deliver("nope", &Filter::default(), req()).err(),
+            Some(CoreError::NoListener)
+        );
+    }
+
+    #[test]
+    fn full_or_closed_listeners_are_skipped() {
+        let r = Registry::new(25, 1);
+        let (_g1, rx1) = r.register("p", info("a")).unwrap();
+        let (_g2, mut rx2) = r.register("p", info("b")).unwrap();
+        drop(rx1); // listener task gone, guard still held
+        for _ in 0..1 {
+            r.deliver("p", &Filter::default(), req()).unwrap();
+        }
+        assert!(rx2.try_recv().is_ok());
+        r.deliver("p", &Filter::default(), req()).unwrap();
+        // b's queue (1) is now full and a is closed.
+        assert_eq!(
+            r.deliver("p", &Filter::default(), req()).err(),
+            Some(CoreError::ListenerGone)
+        );
+    }
+
+    #[test]
+    fn spread_over_listeners() {
+        let r = Registry::new(25, 64);
+        let mut rxs: Vec<_> = (0..3)
+            .map(|i| r.register("p", info(&i.to_string())).unwrap())
+            .collect();
+        for _ in 0..30 {
+            r.deliver("p", &Filter::default(), req()).unwrap();
+        }
+        for (_, rx) in &mut rxs {
+            let mut n = 0;
+            while rx.try_recv().is_ok() {
+                n += 1;
+            }
+            assert!(n >= 1, "every listener gets at least one");
+        }
+    }
+}

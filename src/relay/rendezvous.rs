@@ -1,0 +1,178 @@
+//! Pending rendezvous (`design.md`, "Seams"): a client parks under a fresh,
+//! unguessable, single-use id; the listener's answer completes it once. The
+//! table is bounded per path and in total; an entry lives exactly as long as
+//! its [`Parked`] (dropped on timeout, on success, or when the client goes
+//! away), so it needs no sweeper.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio::sync::oneshot;
+
+use super::registry::normalize;
+use super::{CoreError, Payload};
+
+#[derive(Default)]
+struct Table {
+    pending: HashMap<String, (String, oneshot::Sender<Payload>)>,
+    per_path: HashMap<String, usize>,
+}
+
+impl Table {
+    fn remove(&mut self, id: &str) -> Option<oneshot::Sender<Payload>> {
+        let (path, tx) = self.pending.remove(id)?;
+        if let Some(n) = self.per_path.get_mut(&path) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_path.remove(&path);
+            }
+        }
+        Some(tx)
+    }
+}
+
+/// The table of pending rendezvous.
+#[derive(Clone)]
+pub struct Rendezvous {
+    table: Arc<Mutex<Table>>,
+    per_path: usize,
+    total: usize,
+}
+
+/// A parked client: its id, and the answer to wait for.
+pub struct Parked {
+    id: String,
+    rx: oneshot::Receiver<Payload>,
+    table: Arc<Mutex<Table>>,
+}
+
+fn lock(m: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Parked {
+    /// The rendezvous id (128 random bits, hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Wait for the answer, at most `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> Result<Payload, CoreError> {
+        match tokio::time::timeout(limit, &mut self.rx).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(CoreError::ListenerGone),
+            Err(_) => Err(CoreError::Timeout),
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        lock(&self.table).remove(&self.id);
+    }
+}
+
+impl Rendezvous {
+    /// A table bounded to `per_path` entries per path and `total` in all.
+    pub fn new(per_path: usize, total: usize) -> Self {
+        Rendezvous {
+            table: Arc::new(Mutex::new(Table::default())),
+            per_path,
+            total,
+        }
+    }
+
+    /// Park a client for `path`.
+    pub fn park(&self, path: &str) -> Result<Parked, CoreError> {
+        let path = normalize(path);
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let (tx, rx) = oneshot::channel();
+        let mut t = lock(&self.table);
+        if t.pending.len() >= self.total
+            || t.per_path.get(&path).copied().unwrap_or(0) >= self.per_path
+        {
+            return Err(CoreError::RendezvousFull);
+        }
+        *t.per_path.entry(path.clone()).or_default() += 1;
+        t.pending.insert(id.clone(), (path, tx));
+        drop(t);
+        Ok(Parked {
+            id,
+            rx,
+            table: self.table.clone(),
+        })
+    }
+
+    /// Complete the rendezvous `id` with the listener's answer (once).
+    pub fn complete(&self, id: &str, answer: Payload) -> Result<(), CoreError> {
+        let tx = lock(&self.table)
+            .remove(id)
+            .ok_or(CoreError::UnknownRendezvous)?;
+        tx.send(answer).map_err(|_| CoreError::UnknownRendezvous)
+    }
+
+    /// Whether `id` is pending (without consuming it).
+    pub fn is_pending(&self, id: &str) -> bool {
+        lock(&self.table).pending.contains_key(id)
+    }
+
+    /// Number of pending entries.
+    pub fn len(&self) -> usize {
+        lock(&self.table).pending.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn single_use_bounded_and_cleaned_on_drop() {
+        let r = Rendezvous::new(2, 3);
+        let mut a = r.park("p").unwrap();
+        let b = r.park("P/").unwrap();
+        assert_eq!(r.park("p").err(), Some(CoreError::RendezvousFull));
+        let _c = r.park("q").unwrap();
+        assert_eq!(r.park("z").err(), Some(CoreError::RendezvousFull));
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.id().len(), 32);
+        r.complete(a.id(), Box::new(7u32)).unwrap();
+        let got = a.wait(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(*got.downcast::<u32>().unwrap(), 7);
+        assert_eq!(
+            r.complete(a.id(), Box::new(8u32)).err(),
+            Some(CoreError::UnknownRendezvous)
+        );
+        let id = b.id().to_owned();
+        drop(b);
+        assert!(!r.is_pending(&id));
+        assert_eq!(
+            r.complete(&id, Box::new(())).err(),
+            Some(CoreError::UnknownRendezvous)
+        );
+        assert_eq!(r.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_times_out() {
+        let r = Rendezvous::new(10, 10);
+        let mut a = r.park("p").unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            a.wait(Duration::from_secs(30)).await.err(),
+            Some(CoreError::Timeout)
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        drop(a);
+        assert!(r.is_empty());
+    }
+}

@@ -1,0 +1,256 @@
+//! Splice two legs (`design.md` habit 4): pump each direction; a half-close
+//! is passed on and ends that direction only; once one direction has ended,
+//! the other has a bounded linger; no data either way for the idle time ends
+//! both; an error on either side aborts both; shutdown ends both after its
+//! grace period.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::leg::{Leg, LegEvent, LegReader, LegWriter};
+
+/// Timeouts of a splice.
+#[derive(Debug, Clone, Copy)]
+pub struct SpliceLimits {
+    /// End both directions after this long without data (`None`: never).
+    pub idle: Option<Duration>,
+    /// After one direction ends, how long the other may go on.
+    pub linger: Duration,
+}
+
+/// What a splice carried and how it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpliceStats {
+    /// Bytes from the first leg to the second.
+    pub a_to_b: u64,
+    /// Bytes from the second leg to the first.
+    pub b_to_a: u64,
+    /// Whether both directions closed cleanly.
+    pub clean: bool,
+}
+
+async fn pump(
+    mut from: Box<dyn LegReader>,
+    mut to: Box<dyn LegWriter>,
+    bytes: Arc<AtomicU64>,
+    activity: Arc<AtomicU64>,
+    epoch: Instant,
+) -> std::io::Result<()> {
+    loop {
+        match from.read().await? {
+            LegEvent::Chunk(c) => {
+                bytes.fetch_add(c.data.len() as u64, Ordering::Relaxed);
+                activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                to.write(c).await?;
+            }
+            LegEvent::Closed(info) => {
+                to.close(info).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Splice `a` and `b` until both directions end, or a limit or `shutdown`
+/// (a future that resolves when the splice must stop) ends them.
+pub async fn splice(
+    a: Leg,
+    b: Leg,
+    limits: SpliceLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> SpliceStats {
+    let epoch = Instant::now();
+    let activity = Arc::new(AtomicU64::new(0));
+    let (ab_bytes, ba_bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let ab = pump(
+        a.reader,
+        b.writer,
+        ab_bytes.clone(),
+        activity.clone(),
+        epoch,
+    );
+    let ba = pump(
+        b.reader,
+        a.writer,
+        ba_bytes.clone(),
+        activity.clone(),
+        epoch,
+    );
+    tokio::pin!(ab, ba, shutdown);
+    let (mut ab_done, mut ba_done) = (false, false);
+    let mut linger_until: Option<Instant> = None;
+    let tick = limits.idle.map_or(Duration::from_secs(3600), |i| {
+        (i / 4).max(Duration::from_millis(10))
+    });
+    let clean = loop {
+        tokio::select! {
+            r = &mut ab, if !ab_done => {
+                if r.is_err() { break false; }
+                ab_done = true;
+                linger_until.get_or_insert(Instant::now() + limits.linger);
+            }
+            r = &mut ba, if !ba_done => {
+                if r.is_err() { break false; }
+                ba_done = true;
+                linger_until.get_or_insert(Instant::now() + limits.linger);
+            }
+            () = tokio::time::sleep_until(linger_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400))), if linger_until.is_some() => break false,
+            () = tokio::time::sleep(tick), if limits.idle.is_some() => {
+                let idle = limits.idle.unwrap_or(Duration::MAX);
+                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                if epoch.elapsed().saturating_sub(last) >= idle { break false; }
+            }
+            () = &mut shutdown => break false,
+        }
+        if ab_done && ba_done {
+            break true;
+        }
+    };
+    SpliceStats {
+        a_to_b: ab_bytes.load(Ordering::Relaxed),
+        b_to_a: ba_bytes.load(Ordering::Relaxed),
+        clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::leg::{BoxFuture, Chunk, CloseInfo};
+    use super::*;
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    /// An in-memory leg: what the test pushes comes out of `reader`, what is
+    /// written to `writer` goes to the test.
+    struct ChanReader(mpsc::Receiver<std::io::Result<LegEvent>>);
+    struct ChanWriter(mpsc::Sender<LegEvent>);
+
+    impl LegReader for ChanReader {
+        fn read(&mut self) -> BoxFuture<'_, std::io::Result<LegEvent>> {
+            Box::pin(async move {
+                self.0
+                    .recv()
+                    .await
+                    .unwrap_or_else(|| Err(std::io::ErrorKind::BrokenPipe.into()))
+            })
+        }
+    }
+
+    impl LegWriter for ChanWriter {
+        fn write(&mut self, chunk: Chunk) -> BoxFuture<'_, std::io::Result<()>> {
+            Box::pin(async move {
+                self.0
+                    .send(LegEvent::Chunk(chunk))
+                    .await
+                    .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+            })
+        }
+        fn close(&mut self, info: Option<CloseInfo>) -> BoxFuture<'_, std::io::Result<()>> {
+            Box::pin(async move {
+                self.0
+                    .send(LegEvent::Closed(info))
+                    .await
+                    .map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+            })
+        }
+    }
+
+    fn leg() -> (
+        Leg,
+        mpsc::Sender<std::io::Result<LegEvent>>,
+        mpsc::Receiver<LegEvent>,
+    ) {
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let (out_tx, out_rx) = mpsc::channel(16);
+        (
+            Leg {
+                reader: Box::new(ChanReader(in_rx)),
+                writer: Box::new(ChanWriter(out_tx)),
+            },
+            in_tx,
+            out_rx,
+        )
+    }
+
+    fn chunk(s: &'static str, end: bool, text: bool) -> LegEvent {
+        LegEvent::Chunk(Chunk {
+            data: Bytes::from_static(s.as_bytes()),
+            end,
+            text,
+        })
+    }
+
+    const LIMITS: SpliceLimits = SpliceLimits {
+        idle: Some(Duration::from_secs(60)),
+        linger: Duration::from_secs(10),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn half_close_keeps_the_other_direction_and_boundaries() {
+        let (a, a_in, mut a_out) = leg();
+        let (b, b_in, mut b_out) = leg();
+        let task = tokio::spawn(splice(a, b, LIMITS, std::future::pending()));
+        a_in.send(Ok(chunk("he", false, true))).await.unwrap();
+        a_in.send(Ok(chunk("llo", true, true))).await.unwrap();
+        assert_eq!(b_out.recv().await, Some(chunk("he", false, true)));
+        assert_eq!(b_out.recv().await, Some(chunk("llo", true, true)));
+        // b closes its direction with a code; a still sends.
+        let bye = Some(CloseInfo {
+            code: 4000,
+            reason: "bye".into(),
+        });
+        b_in.send(Ok(LegEvent::Closed(bye.clone()))).await.unwrap();
+        assert_eq!(a_out.recv().await, Some(LegEvent::Closed(bye)));
+        a_in.send(Ok(chunk("late", true, false))).await.unwrap();
+        assert_eq!(b_out.recv().await, Some(chunk("late", true, false)));
+        a_in.send(Ok(LegEvent::Closed(None))).await.unwrap();
+        assert_eq!(b_out.recv().await, Some(LegEvent::Closed(None)));
+        let stats = task.await.unwrap();
+        assert!(stats.clean);
+        assert_eq!((stats.a_to_b, stats.b_to_a), (9, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn linger_bounds_a_half_closed_splice() {
+        let (a, a_in, _a_out) = leg();
+        let (b, _b_in, mut b_out) = leg();
+        let start = Instant::now();
+        let task = tokio::spawn(splice(a, b, LIMITS, std::future::pending()));
+        a_in.send(Ok(LegEvent::Closed(None))).await.unwrap();
+        assert_eq!(b_out.recv().await, Some(LegEvent::Closed(None)));
+        let stats = task.await.unwrap();
+        assert!(!stats.clean);
+        assert_eq!(start.elapsed(), LIMITS.linger);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_and_abort_and_shutdown_end_both() {
+        let (a, _a_in, _a_out) = leg();
+        let (b, _b_in, _b_out) = leg();
+        let start = Instant::now();
+        let stats = splice(a, b, LIMITS, std::future::pending()).await;
+        assert!(!stats.clean);
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited <= Duration::from_secs(76),
+            "{waited:?}"
+        );
+
+        let (a, a_in, _a_out) = leg();
+        let (b, _b_in, _b_out) = leg();
+        a_in.send(Err(std::io::ErrorKind::ConnectionReset.into()))
+            .await
+            .unwrap();
+        assert!(!splice(a, b, LIMITS, std::future::pending()).await.clean);
+
+        let (a, _a_in, _a_out) = leg();
+        let (b, _b_in, _b_out) = leg();
+        let start = Instant::now();
+        let stats = splice(a, b, LIMITS, tokio::time::sleep(Duration::from_secs(3))).await;
+        assert!(!stats.clean);
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+}
