@@ -1,6 +1,14 @@
-//! The `relay-gateway` binary: the gateway itself and its tools.
+//! The `relay-gateway` binary: the gateway itself (`serve`) and its tools
+//! (`token`, `decode`, `encode`).
 
+mod auth;
+mod config;
+mod frontend;
 mod relay;
+mod server;
+mod shutdown;
+mod state;
+mod tls;
 mod transcript;
 
 use std::io::{Read, Write};
@@ -22,6 +30,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway (with no --config: the embedded default, see the README).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// State directory for the generated key and certificate (embedded default only).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Log format on stderr.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        log_format: String,
+    },
+    /// Print a SAS token for a resource URI, built as the Node SDKs build it.
+    Token {
+        /// The resource, e.g. http://localhost/hc1
+        #[arg(long)]
+        uri: String,
+        /// Rule name (default: the embedded default's rule).
+        #[arg(long, requires = "key")]
+        key_name: Option<String>,
+        /// Rule key (default: the embedded default's generated key).
+        #[arg(long, requires = "key_name")]
+        key: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// State directory holding the embedded default's key.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Decode captured WCF bytes (net.tcp stream, hex dump, or one envelope) into a transcript.
     Decode {
         /// Input file, or `-` for stdin.
@@ -63,6 +101,36 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let limits = wcf::Limits::DEFAULT;
     match cli.command {
+        Command::Serve {
+            config,
+            state_dir,
+            log_format,
+        } => match serve(config, state_dir, &log_format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format_args!("{e:#}")),
+        },
+        Command::Token {
+            uri,
+            key_name,
+            key,
+            ttl,
+            state_dir,
+        } => {
+            let (name, key) = match (key_name, key) {
+                (Some(n), Some(k)) => (n, k),
+                _ => match state::State::open(state_dir.unwrap_or_else(state::default_dir))
+                    .and_then(|s| s.key())
+                {
+                    Ok(k) => (config::DEFAULT_RULE.to_owned(), k),
+                    Err(e) => return fail(format_args!("state directory: {e}")),
+                },
+            };
+            println!(
+                "{}",
+                hybrid::sas::create(&uri, &name, &key, auth::now() + ttl)
+            );
+            ExitCode::SUCCESS
+        }
         Command::Decode {
             file,
             envelope,
@@ -115,5 +183,126 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// `relay-gateway serve`.
+fn serve(
+    config: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    log_format: &str,
+) -> anyhow::Result<()> {
+    init_logging(log_format);
+    let state = || state::State::open(state_dir.clone().unwrap_or_else(state::default_dir));
+    let config = match config {
+        Some(path) => config::Config::load(&path).map_err(anyhow::Error::msg)?,
+        None => {
+            let st = state()?;
+            tracing::info!(key_file = %st.dir.join("default-rule.key").display(), "embedded default configuration");
+            config::Config::embedded(st.key()?)
+        }
+    };
+    let tls_files = match (&config.tls, config.listen.https) {
+        (Some(t), _) => Some((t.cert.clone(), t.key.clone())),
+        (None, Some(_)) => {
+            let st = state()?;
+            let files = st.tls_files().map_err(anyhow::Error::msg)?;
+            tracing::info!(ca = %st.ca_path().display(), "development certificate: trust this CA for wss:// and https://");
+            Some(files)
+        }
+        (None, None) => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let limits = &config.limits;
+        let acceptor = match (&config.listen.https, &tls_files) {
+            (Some(_), Some((cert, key))) => {
+                Some(tls::acceptor(cert, key).map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        };
+        let mut endpoints = Vec::new();
+        if let Some(addr) = config.listen.http {
+            endpoints.push(server::bind("http", addr, None).await?);
+        }
+        if let (Some(addr), Some(acc)) = (config.listen.https, acceptor) {
+            endpoints.push(server::bind("https", addr, Some(acc)).await?);
+        }
+        let (trigger, shutdown) = shutdown::channel();
+        let relay = relay::Relay::new(relay::CoreLimits {
+            listeners_per_path: limits.listeners_per_path,
+            pending_per_path: limits.pending_per_path,
+            pending_total: limits.pending_total,
+            ..relay::CoreLimits::default()
+        });
+        let hybrid = frontend::hybrid::Hybrid {
+            relay,
+            settings: std::sync::Arc::new(frontend::hybrid::entity::Settings {
+                host: config.namespace.host.clone(),
+                rules: config.namespace.rule.clone(),
+                entities: config.hybrid_connection.clone(),
+                dynamic: config.namespace.dynamic_hybrid_connections,
+                limits: limits.clone(),
+            }),
+            shutdown,
+        };
+        println!("{}", server::ready_line(&endpoints));
+        std::io::stdout().flush()?;
+        let grace = config::Limits::secs(limits.shutdown_grace);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: no new connections; draining");
+            trigger.stop();
+            tokio::time::sleep(grace).await;
+            trigger.drain();
+            // Keep the trigger alive until the process exits.
+            std::future::pending::<()>().await;
+        });
+        server::run(
+            endpoints,
+            hybrid,
+            config::Limits::secs(limits.handshake_timeout),
+        )
+        .await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

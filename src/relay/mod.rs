@@ -11,13 +11,11 @@ pub mod rendezvous;
 pub mod splice;
 
 use std::any::Any;
-use std::sync::Arc;
-use std::time::Duration;
 
 pub use leg::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
-pub use registry::{Filter, ListenerGuard, ListenerInfo, Registry, Request};
+pub use registry::{Filter, ListenerInfo, Registry, Request};
 pub use rendezvous::{Parked, Rendezvous};
-pub use splice::{splice, SpliceLimits, SpliceStats};
+pub use splice::{splice, SpliceLimits};
 
 /// Opaque data a front end passes through the core.
 pub type Payload = Box<dyn Any + Send>;
@@ -85,8 +83,6 @@ pub struct CoreLimits {
     pub pending_per_path: usize,
     /// Pending rendezvous in all.
     pub pending_total: usize,
-    /// How long a client waits for the listener.
-    pub rendezvous_timeout: Duration,
 }
 
 impl Default for CoreLimits {
@@ -96,7 +92,6 @@ impl Default for CoreLimits {
             listener_queue: 64,
             pending_per_path: 1024,
             pending_total: 16384,
-            rendezvous_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -108,7 +103,6 @@ pub struct Relay {
     pub registry: Registry,
     /// Pending rendezvous.
     pub rendezvous: Rendezvous,
-    limits: Arc<CoreLimits>,
 }
 
 impl Relay {
@@ -117,13 +111,7 @@ impl Relay {
         Relay {
             registry: Registry::new(limits.listeners_per_path, limits.listener_queue),
             rendezvous: Rendezvous::new(limits.pending_per_path, limits.pending_total),
-            limits: Arc::new(limits),
         }
-    }
-
-    /// The limits in force.
-    pub fn limits(&self) -> &CoreLimits {
-        &self.limits
     }
 
     /// Connect a client to `path`: park it under a fresh id, then hand a

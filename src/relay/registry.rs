@@ -154,6 +154,15 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Paths that have live listeners.
+    pub fn paths(&self) -> Vec<String> {
+        lock(&self.inner.paths)
+            .iter()
+            .filter(|(_, l)| l.iter().any(|e| !e.tx.is_closed()))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Hand `request` to one admitted listener of `path`, chosen at random.
     pub fn deliver(&self, path: &str, filter: &Filter, request: Request) -> Result<(), CoreError> {
         let candidates: Vec<mpsc::Sender<Request>> = {

@@ -33,6 +33,18 @@ impl Table {
     }
 }
 
+/// A claimed rendezvous, answered once with [`Claim::send`].
+pub struct Claim(oneshot::Sender<Payload>);
+
+impl Claim {
+    /// Deliver the answer; fails when the client has gone.
+    pub fn send(self, answer: Payload) -> Result<(), CoreError> {
+        self.0
+            .send(answer)
+            .map_err(|_| CoreError::UnknownRendezvous)
+    }
+}
+
 /// The table of pending rendezvous.
 #[derive(Clone)]
 pub struct Rendezvous {
@@ -109,23 +121,31 @@ impl Rendezvous {
 
     /// Complete the rendezvous `id` with the listener's answer (once).
     pub fn complete(&self, id: &str, answer: Payload) -> Result<(), CoreError> {
-        let tx = lock(&self.table)
-            .remove(id)
-            .ok_or(CoreError::UnknownRendezvous)?;
-        tx.send(answer).map_err(|_| CoreError::UnknownRendezvous)
+        self.take(id)
+            .ok_or(CoreError::UnknownRendezvous)?
+            .send(answer)
+    }
+
+    /// Claim the rendezvous `id` now, to answer it later: no one else can
+    /// use the id once it is taken.
+    pub fn take(&self, id: &str) -> Option<Claim> {
+        lock(&self.table).remove(id).map(Claim)
     }
 
     /// Whether `id` is pending (without consuming it).
+    #[cfg(test)]
     pub fn is_pending(&self, id: &str) -> bool {
         lock(&self.table).pending.contains_key(id)
     }
 
     /// Number of pending entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         lock(&self.table).pending.len()
     }
 
     /// Whether nothing is pending.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

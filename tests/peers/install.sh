@@ -10,6 +10,7 @@ mkdir -p "$peers"
 apt_packages=()
 command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel4.0a-cil mono-runtime)
 command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
+command -v node >/dev/null || apt_packages+=(nodejs npm)
 if ((${#apt_packages[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,5 +29,11 @@ src="$root/tests/peers/MonoPeer.cs"
 exe="$peers/MonoPeer.exe"
 if [ ! -f "$exe" ] || [ "$src" -nt "$exe" ]; then
   mcs -nologo -out:"$exe" -r:System.ServiceModel.dll -r:System.Runtime.Serialization.dll -r:System.Xml.dll "$src"
+fi
+
+# The Hybrid Connections SDKs (npm), with the `http` override of real-peers.md.
+hc="$root/tests/peers/hc"
+if [ ! -d "$hc/node_modules/hyco-ws" ] || [ ! -d "$hc/node_modules/hyco-https" ]; then
+  (cd "$hc" && npm install --no-audit --no-fund --loglevel=error)
 fi
 echo "peers ready in $peers"

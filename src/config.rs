@@ -1,0 +1,284 @@
+//! Configuration (`relay-gateway serve --config FILE`): TOML, unknown keys
+//! rejected with a message naming the key, and the embedded default used when
+//! no file is given (namespace `localhost`, plain HTTP/WS on 127.0.0.1:9080,
+//! HTTPS/WSS on 127.0.0.1:9443, one all-rights rule whose key lives in the
+//! state directory, any path accepted as a dynamic hybrid connection).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A SAS right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Right {
+    /// Open listeners.
+    Listen,
+    /// Connect and send.
+    Send,
+    /// Everything (implies Listen and Send).
+    Manage,
+}
+
+/// A SAS rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The key name (`skn`).
+    pub name: String,
+    /// The primary key.
+    pub key: String,
+    /// The secondary key.
+    #[serde(default)]
+    pub secondary_key: Option<String>,
+    /// Rights.
+    pub rights: Vec<Right>,
+}
+
+impl Rule {
+    /// Whether the rule grants `right` (Manage implies the others).
+    pub fn grants(&self, right: Right) -> bool {
+        self.rights.contains(&right) || self.rights.contains(&Right::Manage)
+    }
+}
+
+/// `[namespace]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    /// The namespace host name.
+    pub host: String,
+    /// Namespace-wide rules.
+    #[serde(default)]
+    pub rule: Vec<Rule>,
+    /// Accept listeners on any path as a dynamic hybrid connection
+    /// (requiring client authorization).
+    #[serde(default)]
+    pub dynamic_hybrid_connections: bool,
+}
+
+/// `[listen]`: bind addresses, port 0 allowed; absent means off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Plain HTTP and WebSocket.
+    pub http: Option<SocketAddr>,
+    /// HTTPS and WSS.
+    pub https: Option<SocketAddr>,
+}
+
+/// `[tls]`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// `[[hybrid_connection]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridConnection {
+    /// The entity path (may contain `/`).
+    pub path: String,
+    /// Whether senders need a Send token.
+    #[serde(default = "yes")]
+    pub requires_client_authorization: bool,
+    /// Entity-level rules.
+    #[serde(default)]
+    pub rule: Vec<Rule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[limits]`: the named limits and timeouts, in seconds where timed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Listeners per entity.
+    pub listeners_per_path: usize,
+    /// Pending rendezvous per entity.
+    pub pending_per_path: usize,
+    /// Pending rendezvous in all.
+    pub pending_total: usize,
+    /// Seconds a sender waits for the listener to accept.
+    pub accept_timeout: u64,
+    /// Seconds a relayed HTTP request waits for the response.
+    pub request_timeout: u64,
+    /// Seconds a response body may stall.
+    pub response_idle_timeout: u64,
+    /// Seconds a request's handshake (headers, TLS) may take.
+    pub handshake_timeout: u64,
+    /// Seconds a half-closed splice may linger.
+    pub linger: u64,
+    /// Seconds without data before a splice is ended (0: never).
+    pub splice_idle: u64,
+    /// Seconds between gateway pings on a listener control channel.
+    pub ping_interval: u64,
+    /// Seconds of grace after a listener token's expiry.
+    pub token_grace: u64,
+    /// Largest control-channel text message in bytes.
+    pub max_control_message: usize,
+    /// Largest relayed HTTP header block in bytes.
+    pub max_header_bytes: usize,
+    /// Seconds of drain on shutdown.
+    pub shutdown_grace: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            listeners_per_path: 25,
+            pending_per_path: 1024,
+            pending_total: 16384,
+            accept_timeout: 30,
+            request_timeout: 60,
+            response_idle_timeout: 60,
+            handshake_timeout: 10,
+            linger: 30,
+            splice_idle: 0,
+            ping_interval: 30,
+            token_grace: 300,
+            max_control_message: 64 * 1024,
+            max_header_bytes: 32 * 1024,
+            shutdown_grace: 10,
+        }
+    }
+}
+
+impl Limits {
+    /// A number of seconds as a duration.
+    pub fn secs(v: u64) -> Duration {
+        Duration::from_secs(v)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The namespace.
+    pub namespace: Namespace,
+    /// Endpoints.
+    #[serde(default)]
+    pub listen: Listen,
+    /// TLS files; without them, `https` uses the development certificate of
+    /// the state directory (generated on first use).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// Configured hybrid connections.
+    #[serde(default)]
+    pub hybrid_connection: Vec<HybridConnection>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Name of the rule the embedded default creates.
+pub const DEFAULT_RULE: &str = "RootManageSharedAccessKey";
+
+impl Config {
+    /// Parse and check a configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Read and check a configuration file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The embedded default, with the generated key.
+    pub fn embedded(key: String) -> Config {
+        Config {
+            namespace: Namespace {
+                host: "localhost".into(),
+                rule: vec![Rule {
+                    name: DEFAULT_RULE.into(),
+                    key,
+                    secondary_key: None,
+                    rights: vec![Right::Listen, Right::Send, Right::Manage],
+                }],
+                dynamic_hybrid_connections: true,
+            },
+            listen: Listen {
+                http: Some(SocketAddr::from(([127, 0, 0, 1], 9080))),
+                https: Some(SocketAddr::from(([127, 0, 0, 1], 9443))),
+            },
+            tls: None,
+            hybrid_connection: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.namespace.host.trim().is_empty() {
+            return Err("namespace.host must not be empty".into());
+        }
+        for hc in &self.hybrid_connection {
+            if hc.path.trim_matches('/').is_empty() {
+                return Err("hybrid_connection.path must not be empty".into());
+            }
+        }
+        if self.limits.listeners_per_path == 0 {
+            return Err("limits.listeners_per_path must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[namespace]\nhost = \"h\"\nfoo = 1\n").unwrap_err();
+        assert!(err.contains("foo"), "{err}");
+        let err =
+            Config::parse("[namespace]\nhost = \"h\"\n[limits]\nlisteners = 3\n").unwrap_err();
+        assert!(err.contains("listeners"), "{err}");
+    }
+
+    #[test]
+    fn full_file() {
+        let c = Config::parse(
+            r#"
+[namespace]
+host = "relay.example.com"
+[[namespace.rule]]
+name = "listen"
+key = "k1"
+rights = ["Listen"]
+[listen]
+http = "127.0.0.1:0"
+[[hybrid_connection]]
+path = "a/b"
+requires_client_authorization = false
+[[hybrid_connection.rule]]
+name = "send"
+key = "k2"
+secondary_key = "k3"
+rights = ["Send"]
+[limits]
+listeners_per_path = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.hybrid_connection[0].rule[0].secondary_key.as_deref(),
+            Some("k3")
+        );
+        assert!(!c.hybrid_connection[0].requires_client_authorization);
+        assert_eq!(c.limits.listeners_per_path, 3);
+        assert_eq!(c.limits.accept_timeout, 30);
+    }
+}

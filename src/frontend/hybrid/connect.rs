@@ -1,0 +1,294 @@
+//! Sender WebSocket connections and the listener's accept rendezvous
+//! (`spec/hybrid-connections.md` §3): the sender's upgrade is held (no 101)
+//! while an `accept` goes to one listener; the listener's rendezvous on the
+//! single-use address is completed first, echoing the sub-protocol it asked
+//! for; then the sender gets its 101 with the same sub-protocol, if the
+//! sender offered it, and the two are spliced. A listener that rejects gets
+//! 410 and the sender its status and description; a listener that never
+//! comes leaves the sender with 504.
+
+use std::collections::BTreeMap;
+
+use fastwebsockets::Role;
+use hybrid::address;
+use hybrid::control::{Accept, RemoteEndpoint};
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::{HeaderMap, Request, Response};
+use tracing::{debug, info};
+
+use super::entity::{token_status, Settings, TokenSource};
+use super::listener::rendezvous_tail;
+use super::reply::{self, Body};
+use super::{Answer, Hybrid, Peer, ToListener};
+use crate::config::Right;
+use crate::frontend::websocket;
+use crate::relay::{splice, CoreError, Filter, SpliceLimits};
+
+/// Headers never passed to a listener.
+const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];
+
+/// Join repeated headers with `", "`, drop credentials and hop-by-hop ones.
+pub fn join_headers(headers: &HeaderMap, drop: &[&str]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if drop.iter().any(|d| d.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        let key = canonical(n);
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(key)
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out
+}
+
+/// `sec-websocket-key` → `Sec-WebSocket-Key`, as the SDKs spell headers.
+pub fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|p| match p {
+            "websocket" => "WebSocket".to_owned(),
+            _ => {
+                let mut c = p.chars();
+                c.next().map_or_else(String::new, |f| {
+                    std::iter::once(f.to_ascii_uppercase()).chain(c).collect()
+                })
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The `Microsoft-Relay-AllowedListeners` / `DisallowedListeners` filter.
+pub fn filter(headers: &HeaderMap) -> Filter {
+    let list = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    Filter {
+        allowed: list("Microsoft-Relay-AllowedListeners"),
+        disallowed: list("Microsoft-Relay-DisallowedListeners"),
+        kind: None,
+    }
+}
+
+/// The response for a core error when looking for a listener.
+pub fn no_listener(s: &Settings, e: &CoreError, path: &str) -> (u16, String) {
+    match e {
+        CoreError::NoListener => (404, format!("There are no listeners connected for the endpoint. {}", reply::tracker(&s.host, path))),
+        CoreError::NoListenerMatches => (404, format!("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria. {}", reply::tracker(&s.host, path))),
+        CoreError::Timeout => (504, format!("None of the connected listeners accepted the connections within the allowed timeout. {}", reply::tracker(&s.host, path))),
+        CoreError::RendezvousFull => (503, format!("The gateway has too many pending connections. {}", reply::tracker(&s.host, path))),
+        CoreError::ListenerGone => (502, format!("The listener disconnected before accepting. {}", reply::tracker(&s.host, path))),
+        other => (500, other.to_string()),
+    }
+}
+
+/// Handle `sb-hc-action=connect` (and a missing action).
+pub async fn connect(
+    h: &Hybrid,
+    mut req: Request<hyper::body::Incoming>,
+    path: &str,
+    query: &str,
+    peer: Peer,
+) -> Response<Body> {
+    let s = &h.settings;
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(entity) = s.resolve(path, &h.relay.registry, false) else {
+        return reply::status(
+            404,
+            &format!("Endpoint does not exist. {}", reply::tracker(&s.host, path)),
+        );
+    };
+    if entity.requires_auth {
+        let (token, _) = Settings::find_token(TokenSource::WebSocket, req.headers(), query, true);
+        if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Send, 0) {
+            info!(path = entity.path, reason = %e, "connect refused");
+            return reply::status(
+                token_status(&e),
+                &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
+            );
+        }
+    }
+    // Validate the upgrade before bothering a listener.
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let id = address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id);
+    let app_query = address::filter_query(query);
+    let headers = join_headers(req.headers(), &DROPPED);
+    let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
+    };
+    let remote = RemoteEndpoint {
+        address: peer.remote.ip().to_string(),
+        port: peer.remote.port(),
+    };
+    let parked = h
+        .relay
+        .connect(&entity.path, &filter(req.headers()), |rid| {
+            Box::new(ToListener::Accept(Accept {
+                address: rendezvous_tail(&entity, app_query.as_deref(), "accept", &id, rid),
+                id: id.clone(),
+                connect_headers: headers,
+                remote_endpoint: remote,
+            }))
+        });
+    let mut parked = match parked {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, text) = no_listener(s, &e, &entity.path);
+            info!(path = entity.path, reason = %e, side = ?e.side(), "connect refused");
+            return reply::status(code, &text);
+        }
+    };
+    let answer = match parked
+        .wait(std::time::Duration::from_secs(s.limits.accept_timeout))
+        .await
+    {
+        Ok(a) => a
+            .downcast::<Answer>()
+            .map(|a| *a)
+            .unwrap_or(Answer::ListenerGone),
+        Err(e) => {
+            let (code, text) = no_listener(s, &e, &entity.path);
+            info!(path = entity.path, reason = %e, side = ?e.side(), "connect failed");
+            return reply::status(code, &text);
+        }
+    };
+    let (lread, lwrite, protocol) = match answer {
+        Answer::Accepted {
+            read,
+            write,
+            protocol,
+        } => (read, write, protocol),
+        Answer::Rejected(code, text) => {
+            info!(path = entity.path, code, "connect rejected by the listener");
+            return reply::status(code, &text);
+        }
+        Answer::ListenerGone | Answer::Response(..) | Answer::Rendezvous(..) => {
+            let (code, text) = no_listener(s, &CoreError::ListenerGone, &entity.path);
+            return reply::status(code, &text);
+        }
+    };
+    if let Some(p) = protocol.filter(|p| offered.contains(p)) {
+        if let Ok(v) = HeaderValue::from_str(&p) {
+            response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    let limits = SpliceLimits {
+        idle: (s.limits.splice_idle > 0)
+            .then(|| std::time::Duration::from_secs(s.limits.splice_idle)),
+        linger: std::time::Duration::from_secs(s.limits.linger),
+    };
+    let shutdown = h.shutdown.clone();
+    let tracked = shutdown.track();
+    let max = usize::MAX;
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        let Ok(ws) = upgrade.await else { return };
+        let (sread, swrite) = websocket::split(ws.into_inner(), Role::Server, max);
+        let stats = splice(
+            websocket::leg(sread, swrite),
+            websocket::leg(lread, lwrite),
+            limits,
+            shutdown.drained(),
+        )
+        .await;
+        debug!(
+            sender_to_listener = stats.a_to_b,
+            listener_to_sender = stats.b_to_a,
+            clean = stats.clean,
+            "connection ended"
+        );
+    });
+    response.map(|_| reply::empty())
+}
+
+/// Handle `sb-hc-action=accept`: the listener's rendezvous (or rejection).
+pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) -> Response<Body> {
+    let Some(rid) = address::param(query, "sb-hc-rendezvous") else {
+        return reply::status(404, "The rendezvous address is not valid.");
+    };
+    if let Some(code) = address::param(query, "sb-hc-statusCode") {
+        let Some(code) = code
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=999).contains(c))
+        else {
+            return reply::status(
+                400,
+                "sb-hc-statusCode must be an integer between 100 and 999",
+            );
+        };
+        let text = address::param(query, "sb-hc-statusDescription").unwrap_or_default();
+        return match h
+            .relay
+            .rendezvous
+            .complete(&rid, Box::new(Answer::Rejected(code, text)))
+        {
+            Ok(()) => reply::status(410, "Gone: the connection was rejected"),
+            Err(_) => reply::status(
+                404,
+                "The rendezvous address is not valid or was already used.",
+            ),
+        };
+    }
+    let Some(claim) = h.relay.rendezvous.take(&rid) else {
+        return reply::status(
+            403,
+            "The rendezvous address is not valid or was already used.",
+        );
+    };
+    let protocol = req
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty());
+    let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
+    };
+    if let Some(v) = protocol
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    tokio::spawn(async move {
+        let Ok(ws) = upgrade.await else { return };
+        let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+        let answer = Answer::Accepted {
+            read,
+            write: write.clone(),
+            protocol,
+        };
+        if claim.send(Box::new(answer)).is_err() {
+            let _ = websocket::send_close(&write, 1001, "The sender went away").await;
+        }
+    });
+    response.map(|_| reply::empty())
+}

@@ -1,0 +1,156 @@
+//! Entities and authorization for Hybrid Connections
+//! (`spec/hybrid-connections.md` §1.1, §5): resolve a request path to a
+//! configured hybrid connection by longest whole-segment, case-insensitive
+//! prefix (or, where dynamic registration is on, to a path with live
+//! listeners, or the path itself for a listener); find the token where each
+//! operation carries it; check it.
+
+use hybrid::address;
+use hybrid::sas::TokenError;
+use hyper::HeaderMap;
+
+use crate::auth;
+use crate::config::{self, Right, Rule};
+use crate::relay::Registry;
+
+/// What the front end needs from the configuration.
+pub struct Settings {
+    /// The namespace host.
+    pub host: String,
+    /// Namespace-wide rules.
+    pub rules: Vec<Rule>,
+    /// Configured hybrid connections.
+    pub entities: Vec<config::HybridConnection>,
+    /// Accept any path as a dynamic hybrid connection.
+    pub dynamic: bool,
+    /// Limits and timeouts.
+    pub limits: config::Limits,
+}
+
+/// A resolved entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// The entity path, as configured (or as first used, for dynamic ones).
+    pub path: String,
+    /// What follows the entity path (with its leading `/`, or "").
+    pub suffix: String,
+    /// Whether senders need a Send token.
+    pub requires_auth: bool,
+    /// Entity-level rules.
+    pub rules: Vec<Rule>,
+}
+
+/// Where a token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// WebSocket listen and connect: `ServiceBusAuthorization`, else `sb-hc-token`.
+    WebSocket,
+    /// Relayed HTTP: `sb-hc-token`, else `ServiceBusAuthorization`, else
+    /// `Authorization` (which is then consumed).
+    Http,
+}
+
+impl Settings {
+    /// Resolve `path` (without `/$hc/`). A listener on an unknown path gets a
+    /// dynamic entity for its whole path when dynamic registration is on.
+    pub fn resolve(&self, path: &str, registry: &Registry, for_listener: bool) -> Option<Entity> {
+        let path = path.trim_start_matches('/');
+        if let Some((i, suffix)) = address::resolve(
+            path,
+            &self
+                .entities
+                .iter()
+                .map(|e| e.path.as_str())
+                .collect::<Vec<_>>(),
+        ) {
+            let e = self.entities.get(i)?;
+            return Some(Entity {
+                path: e.path.trim_matches('/').to_owned(),
+                suffix: suffix.to_owned(),
+                requires_auth: e.requires_client_authorization,
+                rules: e.rule.clone(),
+            });
+        }
+        if !self.dynamic {
+            return None;
+        }
+        let live = registry.paths();
+        let (path, suffix) = match address::resolve(path, &live) {
+            Some((i, suffix)) if !for_listener => (live.get(i)?.clone(), suffix.to_owned()),
+            _ => (path.trim_end_matches('/').to_owned(), String::new()),
+        };
+        (!path.is_empty()).then_some(Entity {
+            path,
+            suffix,
+            requires_auth: true,
+            rules: Vec::new(),
+        })
+    }
+
+    /// The token for `source` from headers and query; with `consumed_authorization`
+    /// set when the `Authorization` header was the one used.
+    pub fn find_token(
+        source: TokenSource,
+        headers: &HeaderMap,
+        query: &str,
+        requires_auth: bool,
+    ) -> (Option<String>, bool) {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let from_query = address::param(query, "sb-hc-token");
+        match source {
+            TokenSource::WebSocket => (header("ServiceBusAuthorization").or(from_query), false),
+            TokenSource::Http => match from_query.or_else(|| header("ServiceBusAuthorization")) {
+                Some(t) => (Some(t), false),
+                None if requires_auth => {
+                    let a = header("Authorization");
+                    let used = a.is_some();
+                    (a, used)
+                }
+                None => (None, false),
+            },
+        }
+    }
+
+    /// Check a token for `right` on `entity`; `request_host` is the Host the
+    /// client addressed.
+    pub fn authorize(
+        &self,
+        token: Option<&str>,
+        entity: &Entity,
+        request_host: Option<&str>,
+        right: Right,
+        grace: u64,
+    ) -> Result<(), TokenError> {
+        let host = request_host.map(|h| {
+            h.rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(h, |(h, _)| h)
+        });
+        let hosts: Vec<&str> = std::iter::once(self.host.as_str()).chain(host).collect();
+        auth::check(
+            token,
+            &entity.path,
+            &hosts,
+            &entity.rules,
+            &self.rules,
+            right,
+            grace,
+        )
+        .map(|_| ())
+    }
+}
+
+/// The status for a token failure: 401 for missing, malformed, bad or
+/// expired tokens and a wrong audience; 403 for a missing right
+/// (`spec/hybrid-connections.md` §5.4).
+pub fn token_status(e: &TokenError) -> u16 {
+    match e {
+        TokenError::MissingRight(_) => 403,
+        _ => 401,
+    }
+}

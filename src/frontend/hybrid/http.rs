@@ -1,0 +1,427 @@
+//! Relayed HTTP requests (`spec/hybrid-connections.md` §4): any method but
+//! CONNECT on `/{entity}/…`; bodies up to 64 KiB (and header blocks up to
+//! 32 KiB) travel inline on the control channel, larger or unknown-length
+//! ones over a rendezvous the listener opens; the response comes back on the
+//! control channel or on a rendezvous (the listener's own, for a large or
+//! slow response) and is streamed to the client as it arrives. Hop-by-hop
+//! headers and relay credentials are dropped; `Via` is added both ways;
+//! service-generated errors are JSON without `Via`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, Role};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hybrid::address;
+use hybrid::control::{
+    parse_command, ListenerCommand, RemoteEndpoint, Request as HcRequest, RequestHead,
+    Response as HcResponse,
+};
+use hyper::body::{Frame as BodyFrame, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, Response};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::connect::{filter, join_headers};
+use super::entity::{Settings, TokenSource};
+use super::listener::rendezvous_tail;
+use super::reply::{self, Body};
+use super::{Answer, Hybrid, Peer, ToListener};
+use crate::config::Right;
+use crate::frontend::websocket::{self, WsRead, WsWrite};
+use crate::relay::CoreError;
+
+/// Largest body sent inline on the control channel.
+pub const INLINE_BODY: usize = 64 * 1024;
+
+/// Request headers never forwarded to a listener.
+const HOP_BY_HOP: [&str; 11] = [
+    "connection",
+    "content-length",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "close",
+    "keep-alive",
+    "proxy-connection",
+    "servicebusauthorization",
+    "expect",
+];
+
+/// Response headers never passed back to the client.
+const RESPONSE_HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "content-length",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+];
+
+fn gone(s: &Settings, path: &str) -> Response<Body> {
+    reply::json_error(
+        502,
+        "BadGateway",
+        &format!(
+            "The listener disconnected before responding. {}",
+            reply::tracker(&s.host, path)
+        ),
+    )
+}
+
+/// Relay one HTTP request.
+pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let s = &h.settings;
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(entity) = s.resolve(&path, &h.relay.registry, false) else {
+        return reply::json_error(
+            404,
+            "EndpointNotFound",
+            &format!(
+                "Endpoint does not exist. {}",
+                reply::tracker(&s.host, &path)
+            ),
+        );
+    };
+    let (token, used_authorization) = Settings::find_token(
+        TokenSource::Http,
+        req.headers(),
+        &query,
+        entity.requires_auth,
+    );
+    if entity.requires_auth {
+        if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Send, 0) {
+            info!(path = entity.path, reason = %e, "request refused");
+            return reply::json_error(
+                401,
+                "TokenMissingOrInvalid",
+                &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
+            );
+        }
+    }
+    let mut drop: Vec<&str> = HOP_BY_HOP.to_vec();
+    if used_authorization {
+        drop.push("authorization");
+    }
+    let mut headers = join_headers(req.headers(), &drop);
+    headers.insert("Via".into(), format!("1.1 {}", s.host));
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let length = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+    let has_body = chunked || length.is_some_and(|n| n > 0);
+    let inline = !chunked
+        && length.is_none_or(|n| n as usize <= INLINE_BODY)
+        && header_bytes <= s.limits.max_header_bytes;
+    let target = match address::filter_query(&query) {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let head = RequestHead {
+        request_target: target,
+        method: req.method().to_string(),
+        request_headers: headers,
+        remote_endpoint: RemoteEndpoint {
+            address: peer.remote.ip().to_string(),
+            port: peer.remote.port(),
+        },
+        body: has_body,
+    };
+    let is_head = req.method() == Method::HEAD;
+    let filter = filter(req.headers());
+    let mut incoming = req.into_body();
+    let inline_body = if inline && has_body {
+        match Limited::new(&mut incoming, INLINE_BODY).collect().await {
+            Ok(b) => Some(b.to_bytes()),
+            Err(_) => {
+                return reply::json_error(400, "BadRequest", "The request body could not be read.")
+            }
+        }
+    } else {
+        None
+    };
+    let parked = h.relay.connect(&entity.path, &filter, |rid| {
+        let address = rendezvous_tail(
+            &entity,
+            address::filter_query(&query).as_deref(),
+            "request",
+            rid,
+            rid,
+        );
+        Box::new(ToListener::Request(
+            HcRequest {
+                address,
+                id: rid.to_owned(),
+                head: inline.then(|| head.clone()),
+            },
+            inline_body,
+        ))
+    });
+    let mut parked = match parked {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, text) = super::connect::no_listener(s, &e, &entity.path);
+            info!(path = entity.path, reason = %e, side = ?e.side(), "request refused");
+            return reply::json_error(
+                code,
+                if code == 404 {
+                    "EndpointNotFound"
+                } else {
+                    "ServiceUnavailable"
+                },
+                &text,
+            );
+        }
+    };
+    let timeout = Duration::from_secs(s.limits.request_timeout);
+    let answer = match parked.wait(timeout).await {
+        Ok(a) => a
+            .downcast::<Answer>()
+            .map(|a| *a)
+            .unwrap_or(Answer::ListenerGone),
+        Err(CoreError::Timeout) => {
+            info!(path = entity.path, "request timed out");
+            return reply::json_error(504, "GatewayTimeout", &format!("The request was routed to the listener but the listener did not respond in the required time. {}", reply::tracker(&s.host, &entity.path)));
+        }
+        Err(_) => return gone(s, &entity.path),
+    };
+    let idle = Duration::from_secs(s.limits.response_idle_timeout);
+    match answer {
+        Answer::Response(r, body) => respond(s, r, body, is_head, idle),
+        Answer::Rendezvous(read, write) => {
+            let request = (!inline).then(|| {
+                (
+                    HcRequest {
+                        address: String::new(),
+                        id: parked.id().to_owned(),
+                        head: Some(head),
+                    },
+                    incoming,
+                )
+            });
+            match over_rendezvous(read, write, request, timeout).await {
+                Some((r, body)) => respond(s, r, body, is_head, idle),
+                None => gone(s, &entity.path),
+            }
+        }
+        Answer::ListenerGone | Answer::Accepted { .. } | Answer::Rejected(..) => {
+            gone(s, &entity.path)
+        }
+    }
+}
+
+/// Handle `sb-hc-action=request`: the listener's request rendezvous.
+pub fn listener_rendezvous(h: &Hybrid, mut req: Request<Incoming>, query: &str) -> Response<Body> {
+    let Some(claim) =
+        address::param(query, "sb-hc-rendezvous").and_then(|rid| h.relay.rendezvous.take(&rid))
+    else {
+        return reply::status(
+            403,
+            "The rendezvous address is not valid or was already used.",
+        );
+    };
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
+    };
+    tokio::spawn(async move {
+        let Ok(ws) = upgrade.await else { return };
+        let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+        if claim
+            .send(Box::new(Answer::Rendezvous(read, write.clone())))
+            .is_err()
+        {
+            let _ = websocket::send_close(&write, 1001, "The request is no longer pending").await;
+        }
+    });
+    response.map(|_| reply::empty())
+}
+
+/// On a request rendezvous: send the request (rendezvous form) with its body
+/// streamed as one binary message, then read the `response` and stream its
+/// body; the rendezvous is closed with 1000 after the last body frame.
+async fn over_rendezvous(
+    mut read: WsRead,
+    write: WsWrite,
+    request: Option<(HcRequest, Incoming)>,
+    timeout: Duration,
+) -> Option<(HcResponse, Option<mpsc::Receiver<std::io::Result<Bytes>>>)> {
+    if let Some((r, mut body)) = request {
+        let has_body = r.head.as_ref().is_some_and(|h| h.body);
+        websocket::send_text(&write, &r.to_json()).await.ok()?;
+        if has_body {
+            // One binary message: the first frame Binary, the rest
+            // Continuation, ended by an empty final frame.
+            let mut opcode = OpCode::Binary;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame.ok()?.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                write
+                    .lock()
+                    .await
+                    .write_frame(Frame::new(false, opcode, None, Payload::Borrowed(&data)))
+                    .await
+                    .ok()?;
+                opcode = OpCode::Continuation;
+            }
+            write
+                .lock()
+                .await
+                .write_frame(Frame::new(true, opcode, None, Payload::Borrowed(b"")))
+                .await
+                .ok()?;
+        }
+    }
+    let mut text = Vec::new();
+    let response = loop {
+        let frame = tokio::time::timeout(timeout, websocket::read_frame(&mut read, &write))
+            .await
+            .ok()?
+            .ok()?;
+        match frame.opcode {
+            OpCode::Text | OpCode::Continuation => {
+                let fin = frame.fin;
+                text.extend_from_slice(&frame.data);
+                if fin {
+                    match parse_command(&String::from_utf8_lossy(&text)) {
+                        Ok(ListenerCommand::Response(r)) => break r,
+                        _ => {
+                            let _ = websocket::send_close(
+                                &write,
+                                1002,
+                                "'response' command was expected.",
+                            )
+                            .await;
+                            return None;
+                        }
+                    }
+                }
+            }
+            OpCode::Binary => {
+                let _ = websocket::send_close(
+                    &write,
+                    1002,
+                    "Command messages must be MessageType=Text.",
+                )
+                .await;
+                return None;
+            }
+            OpCode::Close => return None,
+            OpCode::Ping | OpCode::Pong => {}
+        }
+    };
+    if !response.body {
+        let _ = websocket::send_close(&write, 1000, "NormalClosure").await;
+        return Some((response, None));
+    }
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let Ok(Ok(frame)) =
+                tokio::time::timeout(timeout, websocket::read_frame(&mut read, &write)).await
+            else {
+                let _ = tx
+                    .send(Err(std::io::Error::other("response body stalled or broke")))
+                    .await;
+                return;
+            };
+            match frame.opcode {
+                OpCode::Binary | OpCode::Continuation | OpCode::Text => {
+                    let fin = frame.fin;
+                    let data = frame.data;
+                    if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                        return;
+                    }
+                    if fin {
+                        let _ = websocket::send_close(&write, 1000, "NormalClosure").await;
+                        return;
+                    }
+                }
+                OpCode::Close => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "listener closed the response early",
+                        )))
+                        .await;
+                    return;
+                }
+                OpCode::Ping | OpCode::Pong => {}
+            }
+        }
+    });
+    Some((response, Some(rx)))
+}
+
+/// The HTTP response for a listener's `response` and its body stream.
+fn respond(
+    s: &Settings,
+    r: HcResponse,
+    body: Option<mpsc::Receiver<std::io::Result<Bytes>>>,
+    is_head: bool,
+    idle: Duration,
+) -> Response<Body> {
+    let body: Body = match body {
+        Some(rx) if !is_head => {
+            let stream = futures_stream(rx, idle);
+            BodyExt::boxed(StreamBody::new(stream))
+        }
+        _ => reply::empty(),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(r.status_code).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    let headers = resp.headers_mut();
+    for (name, value) in &r.response_headers {
+        if RESPONSE_HOP_BY_HOP
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+            && !(is_head && name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {}", s.host)) {
+        headers.append(hyper::header::VIA, v);
+    }
+    if let Some(d) = r.status_description.as_deref().filter(|d| !d.is_empty()) {
+        reply::set_reason(&mut resp, d);
+    }
+    resp
+}
+
+/// A body stream from a channel that fails when no data comes for `idle`.
+fn futures_stream(
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    idle: Duration,
+) -> impl futures_core::Stream<Item = std::io::Result<BodyFrame<Bytes>>> + Send + 'static {
+    futures_util::stream::unfold(rx, move |mut rx| async move {
+        match tokio::time::timeout(idle, rx.recv()).await {
+            Ok(Some(Ok(b))) => Some((Ok(BodyFrame::data(b)), rx)),
+            Ok(Some(Err(e))) => Some((Err(e), rx)),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other("response body idle timeout")), rx)),
+        }
+    })
+}

@@ -1,0 +1,346 @@
+//! The listener control channel (`spec/hybrid-connections.md` §2): the
+//! `listen` upgrade (token from header or query, Listen right, quota), then
+//! one task per listener that writes `accept` and `request` messages (a
+//! request and its body back to back), reads `renewToken` and `response`
+//! commands (unknown ones are ignored; a message that is not a one-key JSON
+//! object closes the channel with 1008), streams response bodies to the
+//! waiting requests, answers pings, pings the listener and drops it after
+//! three silent intervals, and closes with 1008 once its token has expired
+//! past the grace period. When the channel ends, requests still waiting on
+//! it fail at once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{OpCode, Role};
+use hybrid::address;
+use hybrid::control::{parse_command, ListenerCommand};
+use hybrid::sas::Token;
+use hyper::{Request, Response};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::entity::{token_status, Entity, Settings, TokenSource};
+use super::reply::{self, Body};
+use super::{Answer, Hybrid, Peer, ToListener};
+use crate::auth;
+use crate::config::Right;
+use crate::frontend::websocket::{self, WsRead, WsWrite};
+use crate::relay::{CoreError, ListenerInfo, Request as CoreRequest};
+
+/// Handle `sb-hc-action=listen`.
+pub async fn listen(
+    h: &Hybrid,
+    mut req: Request<hyper::body::Incoming>,
+    path: &str,
+    query: &str,
+    peer: Peer,
+) -> Response<Body> {
+    let s = &h.settings;
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(entity) = s.resolve(path, &h.relay.registry, true) else {
+        info!(path, "listen refused: no such hybrid connection");
+        return reply::status(
+            404,
+            &format!("Endpoint does not exist. {}", reply::tracker(&s.host, path)),
+        );
+    };
+    let (token, _) = Settings::find_token(TokenSource::WebSocket, req.headers(), query, true);
+    if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Listen, 0) {
+        info!(path = entity.path, reason = %e, "listen refused");
+        return reply::status(
+            token_status(&e),
+            &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
+        );
+    }
+    let expiry = token
+        .as_deref()
+        .and_then(|t| Token::parse(t).ok())
+        .map_or(0, |t| t.expiry);
+    let identity = address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id);
+    let (guard, rx) = match h.relay.registry.register(
+        &entity.path,
+        ListenerInfo {
+            identity: identity.clone(),
+            kind: "hybrid".into(),
+        },
+    ) {
+        Ok(r) => r,
+        Err(CoreError::ListenerQuota(n)) => {
+            info!(path = entity.path, "listen refused: quota");
+            return reply::status(403, &format!("QuotaExceeded: the maximum number of listeners ({n}) for this hybrid connection is reached. {}", reply::tracker(&s.host, &entity.path)));
+        }
+        Err(e) => return reply::status(500, &e.to_string()),
+    };
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
+    };
+    let base = format!(
+        "{}://{}",
+        if peer.tls { "wss" } else { "ws" },
+        host.unwrap_or_else(|| s.host.clone())
+    );
+    let control = Control {
+        h: h.clone(),
+        entity,
+        base,
+        identity,
+        expiry,
+        outstanding: HashSet::new(),
+        body: BodySink::None,
+    };
+    let tracked = h.shutdown.track();
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        let Ok(ws) = upgrade.await else { return };
+        let (read, write) = websocket::split(ws.into_inner(), Role::Server, h_max(&control.h));
+        info!(path = control.entity.path, identity = control.identity, remote = %peer.remote, "listener connected");
+        control.run(read, write, rx).await;
+        drop(guard);
+    });
+    response.map(|_| reply::empty())
+}
+
+fn h_max(h: &Hybrid) -> usize {
+    h.settings.limits.max_control_message
+}
+
+/// Where binary frames on the control channel go.
+enum BodySink {
+    /// No response body is being received (stray binary frames are dropped).
+    None,
+    /// Forward to the waiting request.
+    To(mpsc::Sender<std::io::Result<Bytes>>),
+    /// A body nobody waits for: read and drop until its last frame.
+    Discard,
+}
+
+struct Control {
+    h: Hybrid,
+    entity: Entity,
+    base: String,
+    identity: String,
+    expiry: u64,
+    /// Rendezvous ids delivered on this channel and not yet answered.
+    outstanding: HashSet<String>,
+    body: BodySink,
+}
+
+impl Control {
+    fn deadline(&self) -> Instant {
+        let grace = self.h.settings.limits.token_grace + auth::CLOCK_SKEW;
+        let left = (self.expiry + grace).saturating_sub(auth::now());
+        Instant::now() + Duration::from_secs(left)
+    }
+
+    async fn run(mut self, mut read: WsRead, write: WsWrite, mut rx: mpsc::Receiver<CoreRequest>) {
+        let max_message = self.h.settings.limits.max_control_message;
+        let interval = Duration::from_secs(self.h.settings.limits.ping_interval.max(1));
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        let mut last_seen = Instant::now();
+        let expiry = tokio::time::sleep_until(self.deadline());
+        tokio::pin!(expiry);
+        let shutdown = self.h.shutdown.clone();
+        let mut text = BytesMut::new();
+        let end = loop {
+            tokio::select! {
+                r = rx.recv() => {
+                    let Some(r) = r else { break "registry closed" };
+                    if !self.deliver(&write, r).await { break "write failed" }
+                }
+                f = websocket::read_frame(&mut read, &write) => {
+                    let Ok(frame) = f else { break "connection lost" };
+                    last_seen = Instant::now();
+                    match frame.opcode {
+                        OpCode::Text | OpCode::Continuation if matches!(self.body, BodySink::None) || frame.opcode == OpCode::Text => {
+                            let fin = frame.fin;
+                            text.extend_from_slice(&frame.data);
+                            if text.len() > max_message {
+                                let _ = websocket::send_close(&write, 1009, "control message too large").await;
+                                break "oversized control message";
+                            }
+                            if fin {
+                                let msg = std::mem::take(&mut text);
+                                match self.command(&write, &msg).await {
+                                    Ok(()) => {}
+                                    Err(reason) => break reason,
+                                }
+                                ping.reset();
+                            }
+                        }
+                        OpCode::Binary | OpCode::Continuation => self.body_frame(frame.fin, frame.data).await,
+                        OpCode::Close => {
+                            let _ = websocket::send_close(&write, 1000, "Normal Closure").await;
+                            break "closed by listener";
+                        }
+                        OpCode::Ping | OpCode::Pong | OpCode::Text => {}
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > interval * 3 {
+                        let _ = websocket::send_close(&write, 1011, "keep-alive timeout").await;
+                        break "keep-alive timeout";
+                    }
+                    if websocket::send_ping(&write).await.is_err() { break "write failed" }
+                }
+                () = &mut expiry, if self.expiry > 0 => {
+                    let reason = format!("The token is expired. TrackingId:{}", self.identity);
+                    let _ = websocket::send_close(&write, 1008, &reason).await;
+                    break "token expired";
+                }
+                () = shutdown.stopping() => {
+                    let _ = websocket::send_close(&write, 1001, "Shutdown").await;
+                    break "gateway shutting down";
+                }
+            }
+            expiry.as_mut().reset(self.deadline());
+        };
+        info!(
+            path = self.entity.path,
+            identity = self.identity,
+            reason = end,
+            "listener disconnected"
+        );
+        for id in self.outstanding.drain() {
+            let _ = self
+                .h
+                .relay
+                .rendezvous
+                .complete(&id, Box::new(Answer::ListenerGone));
+        }
+    }
+
+    /// Write what the core asks for; false when the channel is broken.
+    async fn deliver(&mut self, write: &WsWrite, r: CoreRequest) -> bool {
+        let Ok(payload) = r.payload.downcast::<ToListener>() else {
+            warn!("unexpected request payload");
+            return true;
+        };
+        self.outstanding.insert(r.id);
+        let sent = match *payload {
+            ToListener::Accept(mut a) => {
+                a.address = format!("{}{}", self.base, a.address);
+                websocket::send_text(write, &a.to_json()).await
+            }
+            ToListener::Request(mut r, body) => {
+                r.address = format!("{}{}", self.base, r.address);
+                let t = r.to_json();
+                // Both frames back to back, nothing in between.
+                let mut w = write.lock().await;
+                let first = w
+                    .write_frame(fastwebsockets::Frame::text(
+                        fastwebsockets::Payload::Borrowed(t.as_bytes()),
+                    ))
+                    .await;
+                match (first, body) {
+                    (Ok(()), Some(b)) => {
+                        w.write_frame(fastwebsockets::Frame::binary(
+                            fastwebsockets::Payload::Borrowed(&b),
+                        ))
+                        .await
+                    }
+                    (r, _) => r,
+                }
+                .map_err(|e| std::io::Error::other(e.to_string()))
+            }
+        };
+        sent.is_ok()
+    }
+
+    async fn command(&mut self, write: &WsWrite, msg: &[u8]) -> Result<(), &'static str> {
+        let text = String::from_utf8_lossy(msg);
+        match parse_command(&text) {
+            Ok(ListenerCommand::RenewToken(token)) => {
+                let s = &self.h.settings;
+                match s.authorize(
+                    Some(&token),
+                    &self.entity,
+                    Some(&s.host),
+                    Right::Listen,
+                    s.limits.token_grace,
+                ) {
+                    Ok(()) => {
+                        self.expiry = Token::parse(&token).map_or(self.expiry, |t| t.expiry);
+                        debug!(identity = self.identity, "token renewed");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = websocket::send_close(
+                            write,
+                            1008,
+                            &format!("{e}. TrackingId:{}", self.identity),
+                        )
+                        .await;
+                        Err("renewToken refused")
+                    }
+                }
+            }
+            Ok(ListenerCommand::Response(r)) => {
+                self.outstanding.remove(&r.request_id);
+                let id = r.request_id.clone();
+                let (body_tx, body_rx) = if r.body {
+                    let (t, rx) = mpsc::channel(16);
+                    (Some(t), Some(rx))
+                } else {
+                    (None, None)
+                };
+                let delivered = self
+                    .h
+                    .relay
+                    .rendezvous
+                    .complete(&id, Box::new(Answer::Response(r, body_rx)))
+                    .is_ok();
+                self.body = match (body_tx, delivered) {
+                    (Some(t), true) => BodySink::To(t),
+                    (Some(_), false) => BodySink::Discard,
+                    (None, _) => BodySink::None,
+                };
+                Ok(())
+            }
+            Ok(ListenerCommand::Unknown(name)) => {
+                debug!(command = name, "unknown listener command ignored");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = websocket::send_close(write, 1008, &e.to_string()).await;
+                Err("invalid command")
+            }
+        }
+    }
+
+    async fn body_frame(&mut self, fin: bool, data: Bytes) {
+        if let BodySink::To(tx) = &self.body {
+            if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                self.body = BodySink::Discard;
+            }
+        }
+        if fin {
+            self.body = BodySink::None;
+        }
+    }
+}
+
+/// The path and query of a rendezvous address for `action` (`accept` or
+/// `request`): `/$hc/{entity}{suffix}?{query&}sb-hc-action=…&sb-hc-id=…&sb-hc-rendezvous=…`.
+/// The single-use rendezvous id rides in an `sb-hc-` parameter, which SDKs
+/// hide from applications.
+pub fn rendezvous_tail(
+    entity: &Entity,
+    query: Option<&str>,
+    action: &str,
+    id: &str,
+    rid: &str,
+) -> String {
+    let q = query.map(|q| format!("{q}&")).unwrap_or_default();
+    format!(
+        "/$hc/{}{}?{q}sb-hc-action={action}&sb-hc-id={id}&sb-hc-rendezvous={rid}",
+        entity.path, entity.suffix
+    )
+}

@@ -1,0 +1,125 @@
+//! The Hybrid Connections front end (`spec/hybrid-connections.md`): routing
+//! of `/$hc/...` WebSocket requests by `sb-hc-action` to the listener
+//! control channel ([`listener`]), sender connections and their rendezvous
+//! ([`connect`]), relayed HTTP requests on every other path ([`http`]) and
+//! the management GET ([`management`]). Entities and tokens: [`entity`];
+//! service-worded error responses: [`reply`].
+
+pub mod connect;
+pub mod entity;
+pub mod http;
+pub mod listener;
+pub mod management;
+pub mod reply;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hybrid::address::{self, Action};
+use hyper::{Method, Request, Response};
+use tokio::sync::mpsc;
+
+use crate::relay::Relay;
+use crate::shutdown::Shutdown;
+use entity::Settings;
+use reply::Body;
+
+/// What the gateway asks a listener to do (the core's request payload).
+/// Addresses hold only the path and query; the listener's task prefixes the
+/// scheme and host its own control channel came in on.
+pub enum ToListener {
+    /// Send an `accept`.
+    Accept(hybrid::control::Accept),
+    /// Send a `request` and, for the inline form with a body, the body right
+    /// after it as one binary message.
+    Request(hybrid::control::Request, Option<Bytes>),
+}
+
+/// What answers a parked sender (the core's answer payload).
+pub enum Answer {
+    /// The listener opened its accept rendezvous (already upgraded).
+    Accepted {
+        /// The listener's WebSocket, reading half.
+        read: crate::frontend::websocket::WsRead,
+        /// The listener's WebSocket, writing half.
+        write: crate::frontend::websocket::WsWrite,
+        /// The sub-protocol the listener asked for.
+        protocol: Option<String>,
+    },
+    /// The listener refused with a status and description.
+    Rejected(u16, String),
+    /// A `response` arrived on the control channel (body frames follow on `body`).
+    Response(
+        hybrid::control::Response,
+        Option<mpsc::Receiver<std::io::Result<Bytes>>>,
+    ),
+    /// The listener opened a request rendezvous (already upgraded).
+    Rendezvous(
+        crate::frontend::websocket::WsRead,
+        crate::frontend::websocket::WsWrite,
+    ),
+    /// The listener's control channel went away with the request outstanding.
+    ListenerGone,
+}
+
+/// The front end's shared state.
+#[derive(Clone)]
+pub struct Hybrid {
+    /// The relay core.
+    pub relay: Relay,
+    /// Namespace, entities, rules and limits.
+    pub settings: Arc<Settings>,
+    /// Shutdown signal.
+    pub shutdown: Shutdown,
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Whether it came in over TLS.
+    pub tls: bool,
+}
+
+impl Hybrid {
+    /// Serve one HTTP request.
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>, peer: Peer) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
+        if let Some(rest) = address::strip_hc(&path) {
+            if !upgrade {
+                return reply::status(
+                    400,
+                    "Hybrid Connections endpoints take WebSocket requests only",
+                );
+            }
+            let action = address::param(&query, "sb-hc-action");
+            return match Action::parse(action.as_deref()) {
+                Some(Action::Listen) => listener::listen(self, req, rest, &query, peer).await,
+                Some(Action::Connect) => connect::connect(self, req, rest, &query, peer).await,
+                Some(Action::Accept) => connect::accept(self, req, &query),
+                Some(Action::Request) => http::listener_rendezvous(self, req, &query),
+                None => reply::status(
+                    400,
+                    &format!("Unsupported action '{}'", action.unwrap_or_default()),
+                ),
+            };
+        }
+        if req.method() == Method::CONNECT {
+            return reply::status(405, "CONNECT is not relayed");
+        }
+        if upgrade {
+            return reply::status(
+                400,
+                "WebSocket upgrades are only accepted on /$hc/ addresses",
+            );
+        }
+        if management::is_management(&req) {
+            return management::get(self, &req, &path);
+        }
+        http::relay(self, req, peer).await
+    }
+}

@@ -1,0 +1,103 @@
+//! Responses the gateway itself produces, worded as the service words them
+//! (`spec/hybrid-connections.md` §2.1, §3.3, §4.5): status with a reason
+//! phrase (which .NET surfaces as the exception message), and the JSON error
+//! body of relayed HTTP requests. Service-generated errors carry no `Via`.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::ext::ReasonPhrase;
+use hyper::Response;
+use rand::RngCore;
+
+/// The response body type of every endpoint.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A body from bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A fresh tracking id in the service's `<guid>_G0` shape.
+pub fn tracking_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}_G0",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `TrackingId:…, SystemTracker:sb://{host}/{path}, Timestamp:…`.
+pub fn tracker(host: &str, path: &str) -> String {
+    format!(
+        "TrackingId:{}, SystemTracker:sb://{host}/{}, Timestamp:{}",
+        tracking_id(),
+        path.trim_matches('/'),
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    )
+}
+
+/// A reason phrase made safe for a status line.
+fn reason(text: &str) -> Option<ReasonPhrase> {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' || c == '\t' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(512)
+        .collect();
+    ReasonPhrase::try_from(clean.into_bytes()).ok()
+}
+
+/// A response with `code`, `text` as the reason phrase and as a plain body.
+pub fn status(code: u16, text: &str) -> Response<Body> {
+    let mut r = Response::new(full(text.to_owned()));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(p) = reason(text) {
+        r.extensions_mut().insert(p);
+    }
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A relayed-HTTP error: JSON `{"error":{"code","message"}}`.
+pub fn json_error(code: u16, error_code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"code": error_code, "message": message}}).to_string();
+    let mut r = status(code, message);
+    *r.body_mut() = full(body);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Set a custom reason phrase on a response.
+pub fn set_reason(r: &mut Response<Body>, text: &str) {
+    if let Some(p) = reason(text) {
+        r.extensions_mut().insert(p);
+    }
+}

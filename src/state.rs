@@ -1,0 +1,104 @@
+//! The state directory of the embedded default: the generated SAS key of
+//! the default rule, and a development CA with a server certificate for
+//! `localhost`, `127.0.0.1` and `::1`, each generated once and kept.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// Files of the state directory.
+pub struct State {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+/// The default state directory: `$RELAY_GATEWAY_STATE`, else
+/// `$XDG_STATE_HOME/relay-gateway`, else `~/.local/state/relay-gateway`.
+pub fn default_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RELAY_GATEWAY_STATE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(d).join("relay-gateway");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/state/relay-gateway")
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+impl State {
+    /// Open (creating) the directory.
+    pub fn open(dir: PathBuf) -> std::io::Result<State> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(State { dir })
+    }
+
+    /// The default rule's key, generated on first use (32 random bytes, base64).
+    pub fn key(&self) -> std::io::Result<String> {
+        let path = self.dir.join("default-rule.key");
+        if let Ok(k) = std::fs::read_to_string(&path) {
+            if !k.trim().is_empty() {
+                return Ok(k.trim().to_owned());
+            }
+        }
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let key = base64::engine::general_purpose::STANDARD.encode(raw);
+        write_private(&path, &key)?;
+        Ok(key)
+    }
+
+    /// Path of the development CA certificate.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The server certificate and key paths, generated (with the CA) on first use.
+    pub fn tls_files(&self) -> Result<(PathBuf, PathBuf), String> {
+        let (cert, key) = (self.dir.join("server.pem"), self.dir.join("server.key"));
+        if cert.exists() && key.exists() && self.ca_path().exists() {
+            return Ok((cert, key));
+        }
+        let err = |e: rcgen::Error| format!("generating the development certificate: {e}");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "relay-gateway development CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().map_err(err)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf.subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        leaf.subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+        let leaf_key = KeyPair::generate().map_err(err)?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
+        let io = |e: std::io::Error| format!("writing the development certificate: {e}");
+        std::fs::write(self.ca_path(), ca_cert.pem()).map_err(io)?;
+        std::fs::write(&cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).map_err(io)?;
+        write_private(&key, &leaf_key.serialize_pem()).map_err(io)?;
+        Ok((cert, key))
+    }
+}
