@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod gateway;
 pub mod nettcp;
+pub mod wsclient;
 
 /// The gateway binary under test.
 pub fn gateway() -> Command {

@@ -1,0 +1,725 @@
+//! The 48 conformance cases of `spec/hybrid-connections.md` §9 against the
+//! real binary, each test named after its case number. Raw WebSocket and
+//! HTTP clients play the SDKs here (the "F" mode of the table); the live
+//! SDK runs ("L") are in `hc_live.rs`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fastwebsockets::{OpCode, WebSocket};
+use serde_json::Value;
+use support::gateway::{token, Gateway, ROOT};
+use support::wsclient::{self, close, http, next, next_json, send, send_text, split_url, ws};
+use tokio::net::TcpStream;
+
+type Ws = WebSocket<TcpStream>;
+
+const SECS: Duration = Duration::from_secs(10);
+
+async fn listener(gw: &Gateway, path: &str) -> Ws {
+    let t = token(path, ROOT, 3600);
+    let (head, ws) = ws(
+        gw.http,
+        &format!("/$hc/{path}?sb-hc-action=listen"),
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(head.status, 101, "{head:?}");
+    ws.unwrap()
+}
+
+/// Start a sender connect in the background (it completes once the listener accepts).
+fn sender(
+    addr: SocketAddr,
+    target: String,
+    headers: Vec<(String, String)>,
+) -> tokio::task::JoinHandle<(wsclient::Head, Option<Ws>)> {
+    tokio::spawn(async move {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        ws(addr, &target, &h).await
+    })
+}
+
+fn auth(path: &str) -> Vec<(String, String)> {
+    vec![("ServiceBusAuthorization".into(), token(path, ROOT, 3600))]
+}
+
+/// A connected sender and listener rendezvous on `path`.
+async fn pair(gw: &Gateway, ctl: &mut Ws, path: &str) -> (Ws, Ws) {
+    let s = sender(
+        gw.http,
+        format!("/$hc/{path}?sb-hc-action=connect"),
+        auth(path),
+    );
+    let accept = next_json(ctl).await;
+    let (addr, target) = split_url(accept["accept"]["address"].as_str().unwrap());
+    let (head, lws) = ws(addr, &target, &[]).await;
+    assert_eq!(head.status, 101);
+    let (shead, sws) = s.await.unwrap();
+    assert_eq!(shead.status, 101, "{shead:?}");
+    (sws.unwrap(), lws.unwrap())
+}
+
+#[tokio::test]
+async fn case_01_listener_connects_with_header_token() {
+    let gw = Gateway::start("");
+    let t = token("hc1", ROOT, 3600);
+    let (head, ws) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[
+            ("ServiceBusAuthorization", &t),
+            (
+                "Sec-WebSocket-Extensions",
+                "permessage-deflate; client_max_window_bits",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+    assert!(head.header("sec-websocket-extensions").is_none());
+    assert!(head.header("sec-websocket-protocol").is_none());
+    drop(ws);
+    gw.stop_clean();
+}
+
+#[tokio::test]
+async fn case_02_listener_token_in_query() {
+    let gw = Gateway::start("");
+    let t = token("hc1", ROOT, 3600);
+    let enc: String = url_encode(&t);
+    let (head, _ws) = ws(
+        gw.http,
+        &format!("/$hc/hc1?sb-hc-action=listen&sb-hc-token={enc}"),
+        &[],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+    // Form encoding: '+' for spaces.
+    let plus = enc.replace("%20", "+");
+    let (head, _ws2) = ws(
+        gw.http,
+        &format!("/$hc/hc1?sb-hc-action=listen&sb-hc-token={plus}"),
+        &[],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn case_03_listener_on_unknown_hc() {
+    let gw = Gateway::start_with(&support::gateway::BASE_CONFIG.replace(
+        "dynamic_hybrid_connections = true",
+        "dynamic_hybrid_connections = false",
+    ));
+    let (head, _) = ws(
+        gw.http,
+        "/$hc/nope?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &token("nope", ROOT, 3600))],
+    )
+    .await;
+    assert_eq!(head.status, 404);
+    assert!(
+        head.reason.contains("Endpoint does not exist") && head.reason.contains("nope"),
+        "{}",
+        head.reason
+    );
+}
+
+#[tokio::test]
+async fn case_04_listener_bad_expired_or_missing_token() {
+    let gw = Gateway::start("");
+    let bad = hybrid::sas::create("http://localhost/hc1", ROOT, "wrong", 4_000_000_000);
+    for (t, want) in [
+        (Some(bad), "invalid signature"),
+        (Some(token("hc1", ROOT, -3600)), "expired"),
+        (None, "RelaySecurityTokenRequired"),
+    ] {
+        let h: Vec<(&str, &str)> = t
+            .iter()
+            .map(|t| ("ServiceBusAuthorization", t.as_str()))
+            .collect();
+        let (head, _) = ws(gw.http, "/$hc/hc1?sb-hc-action=listen", &h).await;
+        assert_eq!(head.status, 401);
+        assert!(head.reason.contains(want), "{}", head.reason);
+    }
+}
+
+#[tokio::test]
+async fn case_05_listener_with_send_only_token() {
+    let gw = Gateway::start("");
+    let (head, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &token("hc1", "SendOnly", 3600))],
+    )
+    .await;
+    assert_eq!(head.status, 403);
+    assert!(head.reason.contains("Listen"), "{}", head.reason);
+}
+
+#[tokio::test]
+async fn case_06_audience_variants() {
+    let gw = Gateway::start("");
+    let exp = 4_000_000_000;
+    for (sr, ok) in [
+        ("http://localhost/hc1", true),
+        ("http://localhost/hc1/", true),
+        ("https://LOCALHOST:443/hc1", true),
+        ("http://localhost/", true),
+        ("http://127.0.0.1/hc1", true),
+        ("http://localhost/other", false),
+    ] {
+        let t = hybrid::sas::create(sr, ROOT, support::gateway::KEY, exp);
+        let (head, _ws) = ws(
+            gw.http,
+            "/$hc/hc1?sb-hc-action=listen",
+            &[("ServiceBusAuthorization", &t)],
+        )
+        .await;
+        assert_eq!(head.status == 101, ok, "{sr}: {head:?}");
+    }
+}
+
+#[tokio::test]
+async fn case_07_bad_action() {
+    let gw = Gateway::start("");
+    let (head, _) = ws(gw.http, "/$hc/hc1?sb-hc-action=foo", &[]).await;
+    assert_eq!(head.status, 400);
+    assert!(head.reason.contains("Unsupported action 'foo'"));
+}
+
+#[tokio::test]
+async fn case_08_connect_without_listener() {
+    let gw = Gateway::start("");
+    let (head, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=connect",
+        &[("ServiceBusAuthorization", &token("hc1", ROOT, 3600))],
+    )
+    .await;
+    assert_eq!(head.status, 404);
+    assert!(
+        head.reason
+            .starts_with("There are no listeners connected for the endpoint. TrackingId:"),
+        "{}",
+        head.reason
+    );
+}
+
+#[tokio::test]
+async fn case_09_connect_happy_path_accept_shape() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let mut h = auth("hc1");
+    h.push(("X-Custom".into(), "custom value".into()));
+    h.push(("Sec-WebSocket-Protocol".into(), "chat, superchat".into()));
+    let s = sender(
+        gw.http,
+        "/$hc/hc1/sfx?a=b&sb-hc-action=connect&sb-hc-id=abc".into(),
+        h,
+    );
+    let msg = next_json(&mut ctl).await;
+    let obj = msg.as_object().unwrap();
+    assert_eq!(obj.len(), 1, "single top-level key");
+    let a = &msg["accept"];
+    assert_eq!(a["id"], "abc");
+    let address = a["address"].as_str().unwrap();
+    assert!(
+        address.contains("/$hc/hc1/sfx?a=b&") && address.contains("sb-hc-action=accept"),
+        "{address}"
+    );
+    let headers = a["connectHeaders"].as_object().unwrap();
+    assert!(headers.values().all(Value::is_string));
+    for k in [
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Protocol",
+        "X-Custom",
+        "Host",
+    ] {
+        assert!(headers.contains_key(k), "{k} missing: {headers:?}");
+    }
+    assert_eq!(headers["X-Custom"], "custom value");
+    assert!(!headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("ServiceBusAuthorization")));
+    assert_eq!(a["remoteEndpoint"]["address"], "127.0.0.1");
+    assert!(a["remoteEndpoint"]["port"].is_u64());
+    let (addr, target) = split_url(address);
+    let (lh, _l) = ws(addr, &target, &[("Sec-WebSocket-Protocol", "chat")]).await;
+    assert_eq!(lh.status, 101);
+    let (sh, _s) = s.await.unwrap();
+    assert_eq!(sh.status, 101);
+}
+
+#[tokio::test]
+async fn case_10_subprotocol_flow() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let mut h = auth("hc1");
+    h.push(("Sec-WebSocket-Protocol".into(), "chat, superchat".into()));
+    let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), h);
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (lh, _l) = ws(addr, &target, &[("Sec-WebSocket-Protocol", "chat")]).await;
+    assert_eq!(lh.header("sec-websocket-protocol"), Some("chat"));
+    let (sh, _s) = s.await.unwrap();
+    assert_eq!(sh.header("sec-websocket-protocol"), Some("chat"));
+    // The accept hash is computed from the sender's key.
+    assert_eq!(
+        sh.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+}
+
+#[tokio::test]
+async fn case_11_echo_types_big_frames_fragments() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let (mut s, mut l) = pair(&gw, &mut ctl, "hc1").await;
+    send_text(&mut s, "hello ✓").await;
+    assert_eq!(
+        next(&mut l, SECS).await,
+        Some((OpCode::Text, true, "hello ✓".as_bytes().to_vec()))
+    );
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    send(&mut l, true, OpCode::Binary, &big).await;
+    assert_eq!(
+        next(&mut s, SECS).await,
+        Some((OpCode::Binary, true, big.clone()))
+    );
+    // A fragmented message keeps its fragments' order and boundary.
+    send(&mut s, false, OpCode::Binary, b"part1-").await;
+    send(&mut s, false, OpCode::Continuation, b"part2-").await;
+    send(&mut s, true, OpCode::Continuation, b"end").await;
+    let mut got = Vec::new();
+    loop {
+        let (op, fin, data) = next(&mut l, SECS).await.unwrap();
+        assert!(
+            got.is_empty() && op == OpCode::Binary || !got.is_empty() && op == OpCode::Continuation
+        );
+        got.extend(data);
+        if fin {
+            break;
+        }
+    }
+    assert_eq!(got, b"part1-part2-end");
+}
+
+#[tokio::test]
+async fn case_12_half_close() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let (mut s, l) = pair(&gw, &mut ctl, "hc1").await;
+    // Split halves: an unsplit client refuses to read after sending Close.
+    let (mut lr, mut lw) = l.split(tokio::io::split);
+    lw.write_frame(fastwebsockets::Frame::close(4000, b"bye"))
+        .await
+        .unwrap();
+    let (op, _, data) = next(&mut s, SECS).await.unwrap();
+    assert_eq!(op, OpCode::Close);
+    assert_eq!(&data[..2], &4000u16.to_be_bytes());
+    assert_eq!(&data[2..], b"bye");
+    // The sender can still send; the listener still receives.
+    send_text(&mut s, "after close").await;
+    let mut ignore = |_| async { Ok::<_, std::io::Error>(()) };
+    let f = tokio::time::timeout(SECS, lr.read_frame(&mut ignore))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (f.opcode, f.payload.to_vec()),
+        (OpCode::Text, b"after close".to_vec())
+    );
+    close(&mut s, 1000, "done").await;
+    let f = tokio::time::timeout(SECS, lr.read_frame(&mut ignore))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (f.opcode, &f.payload[..2]),
+        (OpCode::Close, &1000u16.to_be_bytes()[..])
+    );
+}
+
+#[tokio::test]
+async fn case_13_abort_propagation() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let (mut s, l) = pair(&gw, &mut ctl, "hc1").await;
+    drop(l); // TCP closed without a Close frame
+    let r = tokio::time::timeout(SECS, s.read_frame())
+        .await
+        .expect("sender notices");
+    assert!(r.is_err() || r.is_ok_and(|f| f.opcode == OpCode::Close));
+}
+
+#[tokio::test]
+async fn case_14_listener_reject() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (lh, _) = ws(
+        addr,
+        &format!("{target}&sb-hc-statusCode=401&sb-hc-statusDescription=Nope+x"),
+        &[],
+    )
+    .await;
+    assert_eq!(lh.status, 410);
+    let (sh, _) = s.await.unwrap();
+    assert_eq!((sh.status, sh.reason.as_str()), (401, "Nope x"));
+}
+
+#[tokio::test]
+async fn case_15_reject_with_bad_status() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let _s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (lh, _) = ws(addr, &format!("{target}&sb-hc-statusCode=abc"), &[]).await;
+    assert_eq!(lh.status, 400);
+}
+
+#[tokio::test]
+async fn case_16_accept_timeout_and_dead_address() {
+    let gw = Gateway::start("[limits]\naccept_timeout = 2\n");
+    let mut ctl = listener(&gw, "hc1").await;
+    let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let a = next_json(&mut ctl).await;
+    let (sh, _) = s.await.unwrap();
+    assert_eq!(sh.status, 504);
+    assert!(
+        sh.reason
+            .contains("None of the connected listeners accepted"),
+        "{}",
+        sh.reason
+    );
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (lh, _) = ws(addr, &target, &[]).await;
+    assert!([403, 404, 410].contains(&lh.status));
+}
+
+#[tokio::test]
+async fn case_17_address_single_use() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (first, _l) = ws(addr, &target, &[]).await;
+    assert_eq!(first.status, 101);
+    let (second, _) = ws(addr, &target, &[]).await;
+    assert_eq!(second.status, 403);
+    assert_eq!(s.await.unwrap().0.status, 101);
+}
+
+#[tokio::test]
+async fn case_18_hyco_ws_headers_quirk() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (lh, _l) = ws(
+        addr,
+        &target,
+        &[("0", "Sec-WebSocket-Extensions: permessage-deflate")],
+    )
+    .await;
+    assert_eq!(lh.status, 101);
+    assert_eq!(s.await.unwrap().0.status, 101);
+}
+
+#[tokio::test]
+async fn case_19_unsolicited_pongs_and_pings() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    for _ in 0..3 {
+        send(&mut ctl, true, OpCode::Pong, b"").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    send(&mut ctl, true, OpCode::Ping, b"p").await;
+    let f = tokio::time::timeout(SECS, ctl.read_frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (f.opcode, f.payload.to_vec()),
+        (OpCode::Pong, b"p".to_vec())
+    );
+    // Still usable.
+    let (_s, _l) = pair(&gw, &mut ctl, "hc1").await;
+}
+
+#[tokio::test]
+async fn case_20_gateway_keepalive_drops_silent_listener() {
+    let gw = Gateway::start("[limits]\nping_interval = 1\n");
+    let t = token("hc1", ROOT, 3600);
+    let (head, ctl) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+    // Never read: pings go unanswered. After about three intervals the
+    // listener is dropped and no longer selected.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (sh, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=connect",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(sh.status, 404);
+    drop(ctl);
+}
+
+#[tokio::test]
+async fn case_21_renew_token_valid() {
+    let gw = Gateway::start("[limits]\ntoken_grace = 0\n");
+    // Expired by 28 s (within the 30 s clock skew): without renewal the
+    // channel would close about 2 s from now.
+    let t = token("hc1", ROOT, -28);
+    let (head, ctl) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+    let mut ctl = ctl.unwrap();
+    let renew = serde_json::json!({"renewToken": {"token": token("hc1", ROOT, 3600)}}).to_string();
+    send_text(&mut ctl, &renew).await;
+    // No reply, and the channel survives the old expiry.
+    assert!(next(&mut ctl, Duration::from_secs(4)).await.is_none());
+    let (_s, _l) = pair(&gw, &mut ctl, "hc1").await;
+}
+
+#[tokio::test]
+async fn case_22_renew_token_invalid() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let bad = hybrid::sas::create("http://localhost/hc1", ROOT, "wrong", 4_000_000_000);
+    send_text(
+        &mut ctl,
+        &serde_json::json!({"renewToken": {"token": bad}}).to_string(),
+    )
+    .await;
+    let (op, _, data) = next(&mut ctl, SECS).await.unwrap();
+    assert_eq!(op, OpCode::Close);
+    assert_eq!(&data[..2], &1008u16.to_be_bytes());
+    assert!(String::from_utf8_lossy(&data[2..]).contains("TrackingId"));
+}
+
+#[tokio::test]
+async fn case_23_expiry_without_renew() {
+    let gw = Gateway::start("[limits]\ntoken_grace = 0\n");
+    let t = token("hc1", ROOT, -28);
+    let (_, ctl) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    let mut ctl = ctl.unwrap();
+    // An established connection is not affected by the listener's expiry.
+    let (mut s, mut l) = pair(&gw, &mut ctl, "hc1").await;
+    let (op, _, data) = next(&mut ctl, Duration::from_secs(8)).await.unwrap();
+    assert_eq!(
+        (op, &data[..2]),
+        (OpCode::Close, &1008u16.to_be_bytes()[..])
+    );
+    send_text(&mut s, "still here").await;
+    assert_eq!(
+        next(&mut l, SECS).await,
+        Some((OpCode::Text, true, b"still here".to_vec()))
+    );
+}
+
+#[tokio::test]
+async fn case_24_unknown_listener_command_ignored() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    send_text(&mut ctl, r#"{"foo":{}}"#).await;
+    let (_s, _l) = pair(&gw, &mut ctl, "hc1").await;
+}
+
+#[tokio::test]
+async fn case_25_load_balancing() {
+    let gw = Gateway::start("");
+    let mut ctls = Vec::new();
+    for _ in 0..3 {
+        ctls.push(listener(&gw, "hc1").await);
+    }
+    let mut counts = [0usize; 3];
+    for _ in 0..30 {
+        let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+        // Whichever listener got the accept answers it.
+        let (i, a) = loop {
+            let mut found = None;
+            for (i, c) in ctls.iter_mut().enumerate() {
+                if let Some((OpCode::Text, _, d)) = next(c, Duration::from_millis(50)).await {
+                    found = Some((i, serde_json::from_slice::<Value>(&d).unwrap()));
+                    break;
+                }
+            }
+            if let Some(f) = found {
+                break f;
+            }
+        };
+        counts[i] += 1;
+        let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+        let (_, _l) = ws(addr, &target, &[]).await;
+        assert_eq!(s.await.unwrap().0.status, 101);
+    }
+    assert!(counts.iter().all(|c| *c >= 1), "{counts:?}");
+    // A closed listener is never chosen.
+    let mut dead = ctls.remove(0);
+    close(&mut dead, 1000, "bye").await;
+    drop(dead);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+        let a = loop {
+            let mut found = None;
+            for c in ctls.iter_mut() {
+                if let Some((OpCode::Text, _, d)) = next(c, Duration::from_millis(50)).await {
+                    found = Some(serde_json::from_slice::<Value>(&d).unwrap());
+                    break;
+                }
+            }
+            if let Some(f) = found {
+                break f;
+            }
+        };
+        let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+        let (_, _l) = ws(addr, &target, &[]).await;
+        assert_eq!(s.await.unwrap().0.status, 101);
+    }
+}
+
+#[tokio::test]
+async fn case_26_twenty_sixth_listener_refused() {
+    let gw = Gateway::start("");
+    let mut held = Vec::new();
+    for _ in 0..25 {
+        held.push(listener(&gw, "hc1").await);
+    }
+    let (head, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &token("hc1", ROOT, 3600))],
+    )
+    .await;
+    assert_eq!(head.status, 403);
+    assert!(head.reason.contains("QuotaExceeded"), "{}", head.reason);
+    // One leaves; another may join.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = listener(&gw, "hc1").await;
+}
+
+#[tokio::test]
+async fn case_27_allowed_and_disallowed_listeners() {
+    let gw = Gateway::start("");
+    let t = token("web", ROOT, 3600);
+    let mut ids = Vec::new();
+    let mut ctls = Vec::new();
+    for id in ["aaa", "bbb"] {
+        let (h, c) = ws(
+            gw.http,
+            &format!("/$hc/web?sb-hc-action=listen&sb-hc-id={id}"),
+            &[("ServiceBusAuthorization", &t)],
+        )
+        .await;
+        assert_eq!(h.status, 101);
+        ids.push(id);
+        ctls.push(c.unwrap());
+    }
+    for _ in 0..5 {
+        let req = tokio::spawn({
+            let (addr, t) = (gw.http, t.clone());
+            async move {
+                http(
+                    addr,
+                    "GET",
+                    "/web/x",
+                    &[
+                        ("ServiceBusAuthorization", &t),
+                        ("Microsoft-Relay-AllowedListeners", "bbb"),
+                    ],
+                    b"",
+                )
+                .await
+            }
+        });
+        // Only bbb gets it.
+        let msg = next_json(&mut ctls[1]).await;
+        let r = &msg["request"];
+        let reply = serde_json::json!({"response": {"requestId": r["id"], "statusCode": 200, "body": false}}).to_string();
+        send_text(&mut ctls[1], &reply).await;
+        assert_eq!(req.await.unwrap().0.status, 200);
+        assert!(next(&mut ctls[0], Duration::from_millis(50))
+            .await
+            .is_none());
+    }
+    let (head, body) = http(
+        gw.http,
+        "GET",
+        "/web/x",
+        &[
+            ("ServiceBusAuthorization", &t),
+            ("Microsoft-Relay-DisallowedListeners", "aaa, bbb"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(head.status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("None of the connected listeners meet"));
+}
+
+#[tokio::test]
+async fn case_48_java_shaped_accept() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    // No headers beyond the handshake, no sb-hc-id: the shape is still complete.
+    let _s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), auth("hc1"));
+    let msg = next_json(&mut ctl).await;
+    let a = msg["accept"].as_object().unwrap();
+    assert!(a["connectHeaders"].is_object() && a["remoteEndpoint"].is_object());
+    assert!(a["id"].is_string() && a["address"].is_string());
+    assert!(a["connectHeaders"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(Value::is_string));
+}
