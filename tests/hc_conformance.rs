@@ -723,3 +723,730 @@ async fn case_48_java_shaped_accept() {
         .values()
         .all(Value::is_string));
 }
+
+// ---- Relayed HTTP (cases 28-46) ----
+
+fn send_auth(path: &str) -> (String, String) {
+    ("ServiceBusAuthorization".into(), token(path, ROOT, 3600))
+}
+
+/// Issue an HTTP request in the background.
+fn request(
+    addr: SocketAddr,
+    method: &'static str,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> tokio::task::JoinHandle<(wsclient::Head, Vec<u8>)> {
+    tokio::spawn(async move {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        http(addr, method, &target, &h, &body).await
+    })
+}
+
+/// Answer a request on a WebSocket (control channel or rendezvous).
+async fn respond(
+    ws: &mut Ws,
+    id: &Value,
+    status: Value,
+    desc: Option<&str>,
+    headers: Value,
+    body: Option<&[u8]>,
+) {
+    let mut r = serde_json::json!({"requestId": id, "statusCode": status, "responseHeaders": headers, "body": body.is_some()});
+    if let Some(d) = desc {
+        r["statusDescription"] = Value::from(d);
+    }
+    send_text(ws, &serde_json::json!({ "response": r }).to_string()).await;
+    if let Some(b) = body {
+        send(ws, true, OpCode::Binary, b).await;
+    }
+}
+
+#[tokio::test]
+async fn case_28_http_get_small() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let t = token("hc2", ROOT, 3600);
+    let req = request(
+        gw.http,
+        "GET",
+        format!("/hc2/a?x=1&sb-hc-token={}", url_encode(&t)),
+        vec![send_auth("hc2"), ("TE".into(), "trailers".into())],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    let r = &msg["request"];
+    assert_eq!(r["method"], "GET");
+    assert_eq!(r["requestTarget"], "/hc2/a?x=1");
+    assert_eq!(r["body"], false);
+    let h = r["requestHeaders"].as_object().unwrap();
+    assert_eq!(h["Via"], "1.1 localhost");
+    assert!(h.contains_key("Host"));
+    for gone in [
+        "Content-Length",
+        "Connection",
+        "Te",
+        "TE",
+        "Upgrade",
+        "ServiceBusAuthorization",
+    ] {
+        assert!(!h.contains_key(gone), "{gone} forwarded: {h:?}");
+    }
+    assert!(r["address"]
+        .as_str()
+        .unwrap()
+        .contains("sb-hc-action=request"));
+    respond(
+        &mut ctl,
+        &r["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({"Content-Type": "text/plain"}),
+        Some(b"hi"),
+    )
+    .await;
+    let (head, body) = req.await.unwrap();
+    assert_eq!((head.status, body), (200, b"hi".to_vec()));
+    assert_eq!(head.header("via"), Some("1.1 localhost"));
+}
+
+#[tokio::test]
+async fn case_29_http_post_inline_body() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "POST",
+        "/hc2/p".into(),
+        vec![send_auth("hc2")],
+        b"123456".to_vec(),
+    );
+    let msg = next_json(&mut ctl).await;
+    assert_eq!(msg["request"]["body"], true);
+    // The body is the very next message, one binary message.
+    let (op, fin, data) = next(&mut ctl, SECS).await.unwrap();
+    assert_eq!((op, fin, data), (OpCode::Binary, true, b"123456".to_vec()));
+    respond(
+        &mut ctl,
+        &msg["request"]["id"],
+        Value::from(204),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(req.await.unwrap().0.status, 204);
+}
+
+#[tokio::test]
+async fn case_30_query_stripping() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    for (q, want) in [
+        ("?sb-hc-id=1&custom=value", "/hc2/q?custom=value"),
+        ("?sb-hc-undefined", "/hc2/q?sb-hc-undefined"),
+        ("?&&&", "/hc2/q?&&&"),
+        ("?SB-HC-ID=1", "/hc2/q"),
+        ("?a=1&a=2&", "/hc2/q?a=1&a=2&"),
+        (
+            "?x=%2B&y=+&z=%2f%3a%3d%26",
+            "/hc2/q?x=%2B&y=+&z=%2f%3a%3d%26",
+        ),
+    ] {
+        let req = request(
+            gw.http,
+            "GET",
+            format!("/hc2/q{q}"),
+            vec![send_auth("hc2")],
+            vec![],
+        );
+        let msg = next_json(&mut ctl).await;
+        assert_eq!(msg["request"]["requestTarget"], want, "{q}");
+        respond(
+            &mut ctl,
+            &msg["request"]["id"],
+            Value::from(200),
+            None,
+            serde_json::json!({}),
+            None,
+        )
+        .await;
+        req.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn case_31_multi_value_headers() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/m".into(),
+        vec![
+            send_auth("hc2"),
+            ("X-A".into(), "1".into()),
+            ("X-A".into(), "2".into()),
+        ],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    assert_eq!(msg["request"]["requestHeaders"]["X-A"], "1, 2");
+    respond(
+        &mut ctl,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({"X-B": "3,4"}),
+        None,
+    )
+    .await;
+    let (head, _) = req.await.unwrap();
+    assert_eq!(head.header("x-b"), Some("3,4"));
+}
+
+const AUTH_ENTITIES: &str = r#"
+[[hybrid_connection]]
+path = "open"
+requires_client_authorization = false
+[[hybrid_connection]]
+path = "closed"
+requires_client_authorization = true
+"#;
+
+#[tokio::test]
+async fn case_32_authorization_header_pass_through() {
+    let gw = Gateway::start(AUTH_ENTITIES);
+    let mut open = listener(&gw, "open").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/open/x".into(),
+        vec![("Authorization".into(), "Bearer x".into())],
+        vec![],
+    );
+    let msg = next_json(&mut open).await;
+    assert_eq!(
+        msg["request"]["requestHeaders"]["Authorization"],
+        "Bearer x"
+    );
+    respond(
+        &mut open,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(req.await.unwrap().0.status, 200);
+    // With authorization required and no other token, Authorization is the token: consumed and stripped.
+    let mut closed = listener(&gw, "closed").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/closed/x".into(),
+        vec![("Authorization".into(), token("closed", ROOT, 3600))],
+        vec![],
+    );
+    let msg = next_json(&mut closed).await;
+    assert!(msg["request"]["requestHeaders"]
+        .get("Authorization")
+        .is_none());
+    respond(
+        &mut closed,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(req.await.unwrap().0.status, 200);
+}
+
+#[tokio::test]
+async fn case_33_anonymous_sender() {
+    let gw = Gateway::start(AUTH_ENTITIES);
+    let mut open = listener(&gw, "open").await;
+    let s = sender(gw.http, "/$hc/open?sb-hc-action=connect".into(), vec![]);
+    let a = next_json(&mut open).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (_, _l) = ws(addr, &target, &[]).await;
+    assert_eq!(s.await.unwrap().0.status, 101);
+    let req = request(gw.http, "GET", "/open/y".into(), vec![], vec![]);
+    let msg = next_json(&mut open).await;
+    respond(
+        &mut open,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(req.await.unwrap().0.status, 200);
+    let _closed = listener(&gw, "closed").await;
+    let (head, body) = http(gw.http, "GET", "/closed/y", &[], b"").await;
+    assert_eq!(head.status, 401);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "TokenMissingOrInvalid");
+    assert!(head.header("via").is_none());
+    let (head, _) = ws(gw.http, "/$hc/closed?sb-hc-action=connect", &[]).await;
+    assert_eq!(head.status, 401);
+}
+
+#[tokio::test]
+async fn case_34_null_status_description() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/c".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    let r = serde_json::json!({"response": {"requestId": msg["request"]["id"], "statusCode": 201, "statusDescription": null, "body": false}});
+    send_text(&mut ctl, &r.to_string()).await;
+    let (head, _) = req.await.unwrap();
+    assert_eq!((head.status, head.reason.as_str()), (201, "Created"));
+}
+
+#[tokio::test]
+async fn case_35_custom_reasons_and_odd_codes() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    for (code, desc) in [
+        (200, "TestStatusDescription"),
+        (418, "I'm a teapot"),
+        (450, "Blocked"),
+        (502, "Listener says bad gateway"),
+        (504, "Listener says timeout"),
+    ] {
+        let req = request(
+            gw.http,
+            "GET",
+            "/hc2/s".into(),
+            vec![send_auth("hc2")],
+            vec![],
+        );
+        let msg = next_json(&mut ctl).await;
+        // statusCode as a string, as in the docs' example.
+        respond(
+            &mut ctl,
+            &msg["request"]["id"],
+            Value::from(code.to_string()),
+            Some(desc),
+            serde_json::json!({}),
+            None,
+        )
+        .await;
+        let (head, _) = req.await.unwrap();
+        assert_eq!((head.status, head.reason.as_str()), (code, desc));
+        assert!(head.header("via").is_some());
+    }
+}
+
+#[tokio::test]
+async fn case_36_head_and_stray_empty_frame() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "HEAD",
+        "/hc2/h".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    respond(
+        &mut ctl,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({"Content-Length": "42"}),
+        None,
+    )
+    .await;
+    send(&mut ctl, true, OpCode::Binary, b"").await; // hyco-https's stray frame
+    let (head, body) = req.await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(body.is_empty());
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/after".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    assert_eq!(msg["request"]["requestTarget"], "/hc2/after");
+    respond(
+        &mut ctl,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        Some(b"ok"),
+    )
+    .await;
+    assert_eq!(req.await.unwrap().1, b"ok");
+}
+
+async fn read_message(ws: &mut Ws) -> (OpCode, Vec<u8>) {
+    let (op, mut fin, mut data) = next(ws, SECS).await.unwrap();
+    while !fin {
+        let (_, f, more) = next(ws, SECS).await.unwrap();
+        fin = f;
+        data.extend(more);
+    }
+    (op, data)
+}
+
+#[tokio::test]
+async fn case_37_large_request_over_rendezvous() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let req = request(
+        gw.http,
+        "POST",
+        "/hc2/big?k=v".into(),
+        vec![send_auth("hc2")],
+        big.clone(),
+    );
+    let msg = next_json(&mut ctl).await;
+    let r = msg["request"].as_object().unwrap();
+    assert!(r.contains_key("address") && r.contains_key("id"));
+    assert!(!r.contains_key("method") && !r.contains_key("body"));
+    let (addr, target) = split_url(r["address"].as_str().unwrap());
+    let (head, rv) = ws(addr, &target, &[]).await;
+    assert_eq!(head.status, 101);
+    let mut rv = rv.unwrap();
+    let full = next_json(&mut rv).await;
+    assert_eq!(full["request"]["method"], "POST");
+    assert_eq!(full["request"]["requestTarget"], "/hc2/big?k=v");
+    assert_eq!(full["request"]["body"], true);
+    let (op, data) = read_message(&mut rv).await;
+    assert_eq!((op, data.len()), (OpCode::Binary, big.len()));
+    assert_eq!(data, big);
+    respond(
+        &mut rv,
+        &full["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        Some(b"got it"),
+    )
+    .await;
+    let (head, body) = req.await.unwrap();
+    assert_eq!((head.status, body), (200, b"got it".to_vec()));
+}
+
+#[tokio::test]
+async fn case_37b_chunked_request_of_unknown_length() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let addr = gw.http;
+    let t = token("hc2", ROOT, 3600);
+    let client = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let head = format!("POST /hc2/chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\nServiceBusAuthorization: {t}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        for part in ["hello ", "chunked ", "world"] {
+            s.write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+                .await
+                .unwrap();
+        }
+        s.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let msg = next_json(&mut ctl).await;
+    assert!(msg["request"].get("method").is_none());
+    let (a, target) = split_url(msg["request"]["address"].as_str().unwrap());
+    let (_, rv) = ws(a, &target, &[]).await;
+    let mut rv = rv.unwrap();
+    let full = next_json(&mut rv).await;
+    let (_, data) = read_message(&mut rv).await;
+    assert_eq!(data, b"hello chunked world");
+    respond(
+        &mut rv,
+        &full["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert!(client.await.unwrap().starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn case_38_large_response_over_listener_rendezvous() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/large".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    let (addr, target) = split_url(msg["request"]["address"].as_str().unwrap());
+    let (_, rv) = ws(addr, &target, &[]).await;
+    let mut rv = rv.unwrap();
+    let body: Vec<u8> = (0..80_000u32).map(|i| (i % 199) as u8).collect();
+    // The gateway does not resend the request here; the listener writes the response.
+    respond(
+        &mut rv,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        Some(&body),
+    )
+    .await;
+    let (head, got) = req.await.unwrap();
+    assert_eq!((head.status, got.len()), (200, body.len()));
+    assert_eq!(got, body);
+    let (op, _, data) = next(&mut rv, SECS).await.unwrap();
+    assert_eq!(
+        (op, &data[..2]),
+        (OpCode::Close, &1000u16.to_be_bytes()[..])
+    );
+}
+
+#[tokio::test]
+async fn case_39_slow_streamed_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    let t = token("hc2", ROOT, 3600);
+    client
+        .write_all(
+            format!("GET /hc2/slow HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let msg = next_json(&mut ctl).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (addr, target) = split_url(msg["request"]["address"].as_str().unwrap());
+    let (_, rv) = ws(addr, &target, &[]).await;
+    let mut rv = rv.unwrap();
+    send_text(&mut rv, &serde_json::json!({"response": {"requestId": msg["request"]["id"], "statusCode": 200, "body": true}}).to_string()).await;
+    send(&mut rv, false, OpCode::Binary, b"first-").await;
+    // The first bytes reach the client before the message ends.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("first-") {
+        let n = tokio::time::timeout(SECS, client.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    send(&mut rv, false, OpCode::Continuation, b"second").await;
+    send(&mut rv, true, OpCode::Continuation, b"").await;
+    while !String::from_utf8_lossy(&got).contains("\r\n0\r\n\r\n") {
+        let n = tokio::time::timeout(SECS, client.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("second"));
+}
+
+#[tokio::test]
+async fn case_40_listener_timeout() {
+    let gw = Gateway::start("[limits]\nrequest_timeout = 2\n");
+    let mut ctl = listener(&gw, "hc2").await;
+    let start = std::time::Instant::now();
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/never".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let _ = next_json(&mut ctl).await;
+    let (head, body) = req.await.unwrap();
+    assert_eq!(head.status, 504);
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "GatewayTimeout");
+    assert!(head.header("via").is_none());
+}
+
+#[tokio::test]
+async fn case_41_response_body_stall_aborts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start("[limits]\nresponse_idle_timeout = 2\n");
+    let mut ctl = listener(&gw, "hc2").await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    let t = token("hc2", ROOT, 3600);
+    client
+        .write_all(
+            format!("GET /hc2/stall HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let msg = next_json(&mut ctl).await;
+    send_text(&mut ctl, &serde_json::json!({"response": {"requestId": msg["request"]["id"], "statusCode": 200, "body": true}}).to_string()).await;
+    send(&mut ctl, false, OpCode::Binary, b"partial").await;
+    // No more: after the idle timeout the client's connection is cut without a final chunk.
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "connection not aborted");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("partial") && !text.contains("\r\n0\r\n\r\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn case_42_http_no_listener_or_unknown_hc() {
+    let gw = Gateway::start_with(
+        &(support::gateway::BASE_CONFIG.replace(
+            "dynamic_hybrid_connections = true",
+            "dynamic_hybrid_connections = false",
+        ) + AUTH_ENTITIES),
+    );
+    for path in ["/open/x", "/nope/x"] {
+        let (head, body) = http(gw.http, "GET", path, &[], b"").await;
+        assert_eq!(head.status, 404, "{path}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "EndpointNotFound");
+        assert!(head.header("via").is_none());
+    }
+}
+
+#[tokio::test]
+async fn case_43_listener_drops_mid_request() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let start = std::time::Instant::now();
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2/drop".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let _ = next_json(&mut ctl).await;
+    drop(ctl);
+    let (head, _) = req.await.unwrap();
+    assert!([502, 504].contains(&head.status));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "not prompt: {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn case_44_management_get() {
+    let gw = Gateway::start(AUTH_ENTITIES);
+    let _l1 = listener(&gw, "closed").await;
+    let _l2 = listener(&gw, "closed").await;
+    let t = token("closed", "ListenOnly", 600);
+    let (head, body) = http(
+        gw.http,
+        "GET",
+        "/closed?api-version=2016-07",
+        &[("X-PROCESS-AT", "ServiceBus"), ("Authorization", &t)],
+        b"",
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert!(head
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/atom+xml;type=entry"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("<ListenerCount>2</ListenerCount>"), "{text}");
+    assert!(text.contains("<RequiresClientAuthorization>true</RequiresClientAuthorization>"));
+    let order = [
+        "CreatedAt",
+        "UpdatedAt",
+        "RequiresClientAuthorization",
+        "UserMetadata",
+        "ListenerCount",
+    ]
+    .map(|e| text.find(&format!("<{e}>")).unwrap());
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+    let (head, _) = http(
+        gw.http,
+        "GET",
+        "/closed?api-version=2016-07",
+        &[("X-PROCESS-AT", "ServiceBus")],
+        b"",
+    )
+    .await;
+    assert_eq!(head.status, 401);
+}
+
+#[tokio::test]
+async fn case_45_api_version_without_process_at_is_relayed() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc2").await;
+    let req = request(
+        gw.http,
+        "GET",
+        "/hc2?api-version=abc".into(),
+        vec![send_auth("hc2")],
+        vec![],
+    );
+    let msg = next_json(&mut ctl).await;
+    assert_eq!(msg["request"]["requestTarget"], "/hc2?api-version=abc");
+    respond(
+        &mut ctl,
+        &msg["request"]["id"],
+        Value::from(200),
+        None,
+        serde_json::json!({}),
+        None,
+    )
+    .await;
+    assert_eq!(req.await.unwrap().0.status, 200);
+}
+
+#[tokio::test]
+async fn case_46_connect_and_upgrade_on_http_path_refused() {
+    let gw = Gateway::start("");
+    let _ctl = listener(&gw, "hc1").await;
+    let (head, _) = http(gw.http, "CONNECT", "localhost:443", &[], b"").await;
+    assert!([400, 405].contains(&head.status), "{head:?}");
+    let (head, _) = ws(
+        gw.http,
+        "/hc1",
+        &[("ServiceBusAuthorization", &token("hc1", ROOT, 3600))],
+    )
+    .await;
+    assert!([400, 405].contains(&head.status), "{head:?}");
+}
