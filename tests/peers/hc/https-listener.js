@@ -7,7 +7,7 @@ const crypto = require('crypto');
 const [base, path, keyName, key] = process.argv.slice(2);
 const uri = `${base}/$hc/${path}?sb-hc-action=listen`;
 const server = https.createRelayedServer(
-  { server: uri, token: () => https.createRelayToken(`http://127.0.0.1/${path}`, keyName, key) },
+  { server: uri, token: () => https.createRelayToken(`http://${new URL(base).hostname}/${path}`, keyName, key) },
   (req, res) => {
     const hash = crypto.createHash('sha256');
     let length = 0;

@@ -4,7 +4,7 @@
 const WebSocket = require('hyco-ws');
 const [base, path, keyName, key, name = 'listener'] = process.argv.slice(2);
 const uri = `${base}/$hc/${path}?sb-hc-action=listen`;
-const token = WebSocket.createRelayToken(`http://127.0.0.1/${path}`, keyName, key);
+const token = WebSocket.createRelayToken(`http://${new URL(base).hostname}/${path}`, keyName, key);
 const server = WebSocket.createRelayedServer({ server: uri, token }, (ws) => {
   console.log(`accepted ${name}`);
   ws.on('message', (m, flags) => ws.send(m, { binary: !!(flags && flags.binary) }));

@@ -5,7 +5,7 @@ const WebSocket = require('hyco-ws');
 const crypto = require('crypto');
 const [base, path, keyName, key, count = '1'] = process.argv.slice(2);
 const uri = `${base}/$hc/${path}?sb-hc-action=connect`;
-const token = WebSocket.createRelayToken(`http://127.0.0.1/${path}`, keyName, key);
+const token = WebSocket.createRelayToken(`http://${new URL(base).hostname}/${path}`, keyName, key);
 const n = parseInt(count, 10);
 const fail = (r) => { console.log(`fail: ${r}`); process.exit(1); };
 setTimeout(() => fail('timeout'), 30000);

@@ -1,0 +1,304 @@
+//! Live tests with the real Hybrid Connections SDKs from the npm registry
+//! (hyco-ws 1.0.5, hyco-https 1.4.5; `tests/peers/hc`) and curl: WebSocket
+//! echo of text and 200 KB binary messages over `ws://` and `wss://` (with
+//! `NODE_EXTRA_CA_CERTS` pointing at the gateway's development CA), balancing
+//! across three hyco-ws listeners, a hyco-https listener serving GET and POST
+//! with small and 1 MiB bodies, and case 47 of the conformance table (a
+//! hyco-ws reconnect storm on a bad token leaves the gateway healthy).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::gateway::{Gateway, KEY, ROOT};
+
+/// A node process, killed on drop; its stdout lines are collected.
+struct Node {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Node {
+    fn spawn(script: &str, args: &[&str], ca: Option<&std::path::Path>) -> Node {
+        let dir = support::root().join("tests/peers/hc");
+        assert!(
+            dir.join("node_modules/hyco-ws").exists(),
+            "run tests/peers/install.sh"
+        );
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&dir)
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(ca) = ca {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        let mut child = cmd.spawn().expect("node");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Node { child, lines }
+    }
+
+    fn wait_for(&self, line: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.lines.lock().unwrap().iter().any(|l| l == line) {
+            if start.elapsed() > limit {
+                let lines = self.lines.lock().unwrap();
+                panic!(
+                    "no {line:?} from node; first lines: {:?}",
+                    &lines[..lines.len().min(5)]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == line)
+            .count()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sender(base: &str, path: &str, rounds: &str, ca: Option<&std::path::Path>) -> String {
+    let mut cmd = Command::new("node");
+    cmd.current_dir(support::root().join("tests/peers/hc"))
+        .args(["ws-sender.js", base, path, ROOT, KEY, rounds]);
+    if let Some(ca) = ca {
+        cmd.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let out = support::run_with_timeout(&mut cmd, Duration::from_secs(40));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn hyco_ws_echo_over_ws_and_wss() {
+    let gw = Gateway::start("");
+    let ws_base = format!("ws://{}", gw.http);
+    let l = Node::spawn(
+        "ws-listener.js",
+        &[&ws_base, "echo", ROOT, KEY, "plain"],
+        None,
+    );
+    l.wait_for("listening plain", Duration::from_secs(10));
+    assert_eq!(sender(&ws_base, "echo", "3", None), "ok 3");
+
+    let wss_base = format!("wss://localhost:{}", gw.https.port());
+    let ca = gw.ca();
+    let lt = Node::spawn(
+        "ws-listener.js",
+        &[&wss_base, "secure", ROOT, KEY, "tls"],
+        Some(&ca),
+    );
+    lt.wait_for("listening tls", Duration::from_secs(10));
+    assert_eq!(sender(&wss_base, "secure", "3", Some(&ca)), "ok 3");
+    drop((l, lt));
+    gw.stop_clean();
+}
+
+#[test]
+fn balancing_across_three_hyco_ws_listeners() {
+    let gw = Gateway::start("");
+    let base = format!("ws://{}", gw.http);
+    let listeners: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::spawn("ws-listener.js", &[&base, "lb", ROOT, KEY, n], None))
+        .collect();
+    for (l, n) in listeners.iter().zip(["a", "b", "c"]) {
+        l.wait_for(&format!("listening {n}"), Duration::from_secs(10));
+    }
+    for _ in 0..24 {
+        assert_eq!(sender(&base, "lb", "1", None), "ok 1");
+    }
+    let counts: Vec<usize> = listeners
+        .iter()
+        .zip(["a", "b", "c"])
+        .map(|(l, n)| l.count(&format!("accepted {n}")))
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), 24);
+    assert!(counts.iter().all(|c| *c >= 1), "{counts:?}");
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = support::run_with_timeout(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30"])
+            .args(args),
+        Duration::from_secs(40),
+    );
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn hyco_https_listener_serves_curl_over_http_and_https() {
+    let gw = Gateway::start("");
+    let dir = support::gateway::TempDir::new("curl");
+    let big: Vec<u8> = (0..(1 << 20) + 17)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let big_file = dir.0.join("big.bin");
+    std::fs::write(&big_file, &big).unwrap();
+    let token = support::gateway::token("web", ROOT, 3600);
+    let auth = format!("ServiceBusAuthorization: {token}");
+    let ca = gw.ca();
+    for (listen_base, http_base, ca) in [
+        (
+            format!("ws://{}", gw.http),
+            format!("http://{}", gw.http),
+            None,
+        ),
+        (
+            format!("wss://localhost:{}", gw.https.port()),
+            format!("https://localhost:{}", gw.https.port()),
+            Some(ca.as_path()),
+        ),
+    ] {
+        let l = Node::spawn("https-listener.js", &[&listen_base, "web", ROOT, KEY], ca);
+        l.wait_for("listening", Duration::from_secs(10));
+        let ca_args: Vec<String> = ca
+            .map(|c| vec!["--cacert".to_string(), c.display().to_string()])
+            .unwrap_or_default();
+        let ca_args: Vec<&str> = ca_args.iter().map(String::as_str).collect();
+        // Small GET with a custom header.
+        let v: serde_json::Value = serde_json::from_str(&curl(
+            &[
+                &ca_args[..],
+                &[
+                    "-H",
+                    &auth,
+                    "-H",
+                    "X-Test: 1",
+                    &format!("{http_base}/web/a?x=1"),
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                v["method"].as_str(),
+                v["url"].as_str(),
+                v["header"].as_str()
+            ),
+            (Some("GET"), Some("/web/a?x=1"), Some("1"))
+        );
+        // Small POST.
+        let v: serde_json::Value = serde_json::from_str(&curl(
+            &[
+                &ca_args[..],
+                &[
+                    "-H",
+                    &auth,
+                    "--data-binary",
+                    "hello!",
+                    &format!("{http_base}/web/p"),
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            (v["length"].as_u64(), v["sha256"].as_str()),
+            (Some(6), Some(sha256_hex(b"hello!").as_str()))
+        );
+        // 1 MiB POST (over a rendezvous).
+        let at = format!("@{}", big_file.display());
+        let v: serde_json::Value = serde_json::from_str(&curl(
+            &[
+                &ca_args[..],
+                &[
+                    "-H",
+                    &auth,
+                    "--data-binary",
+                    &at,
+                    &format!("{http_base}/web/upload"),
+                ],
+            ]
+            .concat(),
+        ))
+        .unwrap();
+        assert_eq!(
+            (v["length"].as_u64(), v["sha256"].as_str()),
+            (Some(big.len() as u64), Some(sha256_hex(&big).as_str()))
+        );
+        // 1 MiB GET (the listener answers over its own rendezvous).
+        let out = dir.0.join("down.bin");
+        curl(
+            &[
+                &ca_args[..],
+                &[
+                    "-H",
+                    &auth,
+                    "-o",
+                    &out.display().to_string(),
+                    &format!("{http_base}/web/big?n=1048576"),
+                ],
+            ]
+            .concat(),
+        );
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), 1 << 20);
+        assert!(got.iter().enumerate().all(|(i, b)| *b as usize == i % 251));
+    }
+    gw.stop_clean();
+}
+
+#[test]
+fn case_47_reconnect_storm_leaves_the_gateway_healthy() {
+    let gw = Gateway::start("");
+    let base = format!("ws://{}", gw.http);
+    // hyco-ws reconnects at once on every 401: a storm.
+    let storm = Node::spawn(
+        "ws-listener.js",
+        &[&base, "storm", ROOT, "wrong-key", "storm"],
+        None,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let refused = gw.log().matches("listen refused").count();
+    assert!(refused > 20, "only {refused} refusals logged");
+    let good = Node::spawn("ws-listener.js", &[&base, "calm", ROOT, KEY, "calm"], None);
+    good.wait_for("listening calm", Duration::from_secs(10));
+    assert_eq!(sender(&base, "calm", "2", None), "ok 2");
+    drop(storm);
+    gw.stop_clean();
+}
