@@ -46,7 +46,21 @@ pub fn split(io: Io, role: Role, max_message: usize) -> (WsRead, WsWrite) {
 fn io_err(e: WebSocketError) -> std::io::Error {
     match e {
         WebSocketError::IoError(e) => e,
-        other => std::io::Error::other(other.to_string()),
+        other => std::io::Error::other(other),
+    }
+}
+
+/// The close code for a protocol error from [`read_frame`] (1009 for a
+/// message over the limit, 1007 for invalid UTF-8, 1002 for other protocol
+/// errors); `None` for transport errors, where no Close can be sent.
+pub fn close_code(e: &std::io::Error) -> Option<u16> {
+    match e.get_ref()?.downcast_ref::<WebSocketError>()? {
+        WebSocketError::FrameTooLarge => Some(1009),
+        WebSocketError::InvalidUTF8 => Some(1007),
+        WebSocketError::IoError(_)
+        | WebSocketError::UnexpectedEOF
+        | WebSocketError::ConnectionClosed => None,
+        _ => Some(1002),
     }
 }
 

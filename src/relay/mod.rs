@@ -54,6 +54,9 @@ pub enum CoreError {
     /// The listener went away before answering.
     #[error("the listener disconnected before answering")]
     ListenerGone,
+    /// Every admitted listener's queue is full.
+    #[error("the listeners are busy")]
+    ListenerBusy,
     /// No pending rendezvous has this id (unknown, used or expired).
     #[error("no pending rendezvous with this id")]
     UnknownRendezvous,
@@ -67,7 +70,9 @@ impl CoreError {
                 Side::Client
             }
             CoreError::Timeout | CoreError::ListenerGone => Side::Listener,
-            CoreError::ListenerQuota(_) | CoreError::RendezvousFull => Side::Gateway,
+            CoreError::ListenerQuota(_) | CoreError::RendezvousFull | CoreError::ListenerBusy => {
+                Side::Gateway
+            }
         }
     }
 }

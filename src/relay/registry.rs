@@ -186,15 +186,22 @@ impl Registry {
             admitted
         };
         let mut request = request;
+        let mut busy = false;
         for tx in candidates {
             match tx.try_send(request) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r)) => {
-                    request = r
+                Err(mpsc::error::TrySendError::Full(r)) => {
+                    busy = true;
+                    request = r;
                 }
+                Err(mpsc::error::TrySendError::Closed(r)) => request = r,
             }
         }
-        Err(CoreError::ListenerGone)
+        Err(if busy {
+            CoreError::ListenerBusy
+        } else {
+            CoreError::ListenerGone
+        })
     }
 }
 
@@ -265,7 +272,13 @@ mod tests {
         // b's queue (1) is now full and a is closed.
         assert_eq!(
             r.deliver("p", &Filter::default(), req()).err(),
-            Some(CoreError::ListenerGone)
+            Some(CoreError::ListenerBusy)
+        );
+        // With every listener's task gone there is no live listener.
+        drop(rx2);
+        assert_eq!(
+            r.deliver("p", &Filter::default(), req()).err(),
+            Some(CoreError::NoListener)
         );
     }
 

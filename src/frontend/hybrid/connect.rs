@@ -88,7 +88,7 @@ pub fn no_listener(s: &Settings, e: &CoreError, path: &str) -> (u16, String) {
         CoreError::NoListener => (404, format!("There are no listeners connected for the endpoint. {}", reply::tracker(&s.host, path))),
         CoreError::NoListenerMatches => (404, format!("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria. {}", reply::tracker(&s.host, path))),
         CoreError::Timeout => (504, format!("None of the connected listeners accepted the connections within the allowed timeout. {}", reply::tracker(&s.host, path))),
-        CoreError::RendezvousFull => (503, format!("The gateway has too many pending connections. {}", reply::tracker(&s.host, path))),
+        CoreError::RendezvousFull | CoreError::ListenerBusy => (503, format!("The gateway has too many pending connections. {}", reply::tracker(&s.host, path))),
         CoreError::ListenerGone => (502, format!("The listener disconnected before accepting. {}", reply::tracker(&s.host, path))),
         other => (500, other.to_string()),
     }

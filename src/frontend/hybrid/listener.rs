@@ -156,7 +156,16 @@ impl Control {
                     if !self.deliver(&write, r).await { break "write failed" }
                 }
                 f = websocket::read_frame(&mut read, &write) => {
-                    let Ok(frame) = f else { break "connection lost" };
+                    let frame = match f {
+                        Ok(frame) => frame,
+                        Err(e) => {
+                            if let Some(code) = websocket::close_code(&e) {
+                                let _ = websocket::send_close(&write, code, &e.to_string()).await;
+                                break "protocol error";
+                            }
+                            break "connection lost";
+                        }
+                    };
                     last_seen = Instant::now();
                     match frame.opcode {
                         OpCode::Text | OpCode::Continuation if matches!(self.body, BodySink::None) || frame.opcode == OpCode::Text => {

@@ -1,0 +1,253 @@
+//! Bad input and abuse on the Hybrid Connections endpoints
+//! (issue: malformed upgrades, bad tokens, oversized and malformed control
+//! messages, unknown actions, listeners that never answer, senders that
+//! vanish while parked, thousands of parked senders): each gets the status
+//! or close code the spec gives, other connections keep working, and the
+//! rendezvous table never exceeds its cap.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::time::Duration;
+
+use fastwebsockets::OpCode;
+use support::gateway::{token, Gateway, ROOT};
+use support::wsclient::{http, next, next_json, send, send_text, split_url, ws};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn listener(gw: &Gateway, path: &str) -> fastwebsockets::WebSocket<TcpStream> {
+    let (h, w) = ws(
+        gw.http,
+        &format!("/$hc/{path}?sb-hc-action=listen"),
+        &[("ServiceBusAuthorization", &token(path, ROOT, 3600))],
+    )
+    .await;
+    assert_eq!(h.status, 101);
+    w.unwrap()
+}
+
+/// A full echo round trip on `path`, proving the gateway still serves.
+async fn still_works(gw: &Gateway, path: &str) {
+    let mut ctl = listener(gw, path).await;
+    let addr = gw.http;
+    let t = token(path, ROOT, 3600);
+    let target = format!("/$hc/{path}?sb-hc-action=connect");
+    let s =
+        tokio::spawn(async move { ws(addr, &target, &[("ServiceBusAuthorization", &t)]).await });
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (_, l) = ws(addr, &target, &[]).await;
+    let mut l = l.unwrap();
+    let (h, sws) = s.await.unwrap();
+    assert_eq!(h.status, 101);
+    let mut sws = sws.unwrap();
+    send_text(&mut sws, "ping").await;
+    assert_eq!(
+        next(&mut l, Duration::from_secs(5)).await.unwrap().2,
+        b"ping"
+    );
+}
+
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn malformed_upgrade_requests() {
+    let gw = Gateway::start("");
+    let t = token("hc1", ROOT, 3600);
+    // No Sec-WebSocket-Key.
+    let r = raw(gw.http, format!("GET /$hc/hc1?sb-hc-action=listen HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nServiceBusAuthorization: {t}\r\n\r\n").as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Wrong version.
+    let r = raw(gw.http, format!("GET /$hc/hc1?sb-hc-action=listen HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\nSec-WebSocket-Version: 8\r\nServiceBusAuthorization: {t}\r\n\r\n").as_bytes()).await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // A plain GET on $hc.
+    let r = raw(
+        gw.http,
+        b"GET /$hc/hc1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Not HTTP at all.
+    let r = raw(gw.http, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").await;
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 400"), "{r}");
+    // Unknown action, with a token.
+    let (h, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=delete",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(h.status, 400);
+    still_works(&gw, "hc1").await;
+    gw.stop_clean();
+}
+
+#[tokio::test]
+async fn bad_tokens_on_every_operation() {
+    let gw = Gateway::start("");
+    let _ctl = listener(&gw, "hc1").await;
+    let wrong_aud = token("other", ROOT, 3600);
+    let garbage = "SharedAccessSignature sr=&sig=&se=x&skn=".to_string();
+    for t in [wrong_aud.as_str(), garbage.as_str(), "Bearer abc"] {
+        let (h, _) = ws(
+            gw.http,
+            "/$hc/hc1?sb-hc-action=connect",
+            &[("ServiceBusAuthorization", t)],
+        )
+        .await;
+        assert_eq!(h.status, 401, "{t}");
+        let (h, _) = ws(
+            gw.http,
+            "/$hc/hc1?sb-hc-action=listen",
+            &[("ServiceBusAuthorization", t)],
+        )
+        .await;
+        assert_eq!(h.status, 401, "{t}");
+        let (h, _) = http(
+            gw.http,
+            "GET",
+            "/hc1/x",
+            &[("ServiceBusAuthorization", t)],
+            b"",
+        )
+        .await;
+        assert_eq!(h.status, 401, "{t}");
+    }
+    still_works(&gw, "hc2").await;
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_control_messages() {
+    let gw = Gateway::start("[limits]\nmax_control_message = 4096\n");
+    let mut ctl = listener(&gw, "hc1").await;
+    send_text(&mut ctl, &"x".repeat(10_000)).await;
+    let (op, _, data) = next(&mut ctl, Duration::from_secs(5))
+        .await
+        .expect("a Close frame");
+    assert_eq!(
+        (op, &data[..2]),
+        (OpCode::Close, &1009u16.to_be_bytes()[..])
+    );
+    for bad in [
+        "not json",
+        "[1,2]",
+        r#"{"a":1,"b":2}"#,
+        r#"{"response":{"statusCode":"abc"}}"#,
+    ] {
+        let mut ctl = listener(&gw, "hc1").await;
+        send_text(&mut ctl, bad).await;
+        let (op, _, data) = next(&mut ctl, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            (op, &data[..2]),
+            (OpCode::Close, &1008u16.to_be_bytes()[..]),
+            "{bad}"
+        );
+    }
+    // A fragmented text command is reassembled.
+    let mut ctl = listener(&gw, "hc1").await;
+    send(&mut ctl, false, OpCode::Text, br#"{"fo"#).await;
+    send(&mut ctl, true, OpCode::Continuation, br#"o":{}}"#).await;
+    assert!(
+        next(&mut ctl, Duration::from_millis(500)).await.is_none(),
+        "unknown command ignored, channel open"
+    );
+    still_works(&gw, "hc2").await;
+}
+
+#[tokio::test]
+async fn senders_that_vanish_while_parked_free_their_rendezvous() {
+    let gw = Gateway::start("[limits]\npending_per_path = 4\naccept_timeout = 30\n");
+    let mut ctl = listener(&gw, "hc1").await;
+    let t = token("hc1", ROOT, 3600);
+    // Four senders park, then vanish.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (addr, t) = (gw.http, t.clone());
+        tasks.push(tokio::spawn(async move {
+            ws(
+                addr,
+                "/$hc/hc1?sb-hc-action=connect",
+                &[("ServiceBusAuthorization", &t)],
+            )
+            .await
+        }));
+        next_json(&mut ctl).await;
+    }
+    // The table is full for this path.
+    let (h, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=connect",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    assert_eq!(h.status, 503);
+    for t in &tasks {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Their entries are gone: new senders park again.
+    let (addr, t2) = (gw.http, t.clone());
+    let s = tokio::spawn(async move {
+        ws(
+            addr,
+            "/$hc/hc1?sb-hc-action=connect",
+            &[("ServiceBusAuthorization", &t2)],
+        )
+        .await
+    });
+    let a = next_json(&mut ctl).await;
+    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (_, _l) = ws(addr, &target, &[]).await;
+    assert_eq!(s.await.unwrap().0.status, 101);
+}
+
+#[tokio::test]
+async fn thousands_of_parked_senders_stay_within_the_cap() {
+    let gw = Gateway::start(
+        "[limits]\npending_per_path = 200\npending_total = 300\naccept_timeout = 5\n",
+    );
+    let _silent = listener(&gw, "hc1").await; // never answers
+    let t = token("hc1", ROOT, 3600);
+    let mut tasks = Vec::new();
+    for _ in 0..2000 {
+        let (addr, t) = (gw.http, t.clone());
+        tasks.push(tokio::spawn(async move {
+            ws(
+                addr,
+                "/$hc/hc1?sb-hc-action=connect",
+                &[("ServiceBusAuthorization", &t)],
+            )
+            .await
+            .0
+            .status
+        }));
+    }
+    // While they are parked, another path still works.
+    still_works(&gw, "hc2").await;
+    let mut counts = std::collections::BTreeMap::new();
+    for task in tasks {
+        *counts.entry(task.await.unwrap()).or_insert(0) += 1;
+    }
+    // At most 200 were ever parked (and time out with 504); the rest are
+    // refused at once as busy (503), never as a failed listener.
+    let (parked, busy) = (
+        counts.get(&504).copied().unwrap_or(0),
+        counts.get(&503).copied().unwrap_or(0),
+    );
+    assert!(parked <= 200, "{counts:?}");
+    assert_eq!(parked + busy, 2000, "{counts:?}");
+    gw.stop_clean();
+}
