@@ -11,6 +11,7 @@ apt_packages=()
 command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel4.0a-cil mono-runtime)
 command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
+command -v curl >/dev/null || apt_packages+=(curl)
 if ((${#apt_packages[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

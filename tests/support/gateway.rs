@@ -127,6 +127,11 @@ impl Gateway {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -1,0 +1,334 @@
+//! Hybrid Connections benchmark, everything in one run on loopback, each
+//! figure next to its baseline (issue "Relay core and the Hybrid Connections
+//! front end", item 6):
+//!
+//! 1. WebSocket throughput sender -> listener, 64 KiB binary messages:
+//!    through the gateway, directly, and through websocat as a plain
+//!    WebSocket-to-WebSocket relay (when `websocat` is on PATH or in
+//!    `$RELAY_BENCH_TOOLS/bin`). Target: gateway >= 0.75x direct.
+//! 2. 1 KiB message round trips per second, gateway vs direct.
+//! 3. Rendezvous latency, sender connect to first echoed byte, p50/p99 over
+//!    1,000 sequential connections, vs a direct TCP connect-and-echo and vs
+//!    a rathole TCP tunnel (when `rathole` is available). Target: p50 no
+//!    slower than rathole's.
+//! 4. Gateway RSS with 5,000 idle spliced connections (needs
+//!    `ulimit -n 65536`). Target: under 16 KiB per connection.
+//!
+//! Run: `ulimit -n 65536; cargo bench --bench hc_relay`. The clients, the
+//! in-process listener and the baselines share the machine's cores with the
+//! gateway, as in the issue's reference figures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs, dead_code)] // bench code
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+use sha1::Digest;
+use support::gateway::{token, Gateway, ROOT};
+use support::wsclient::{next_json, split_url, ws};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MSG: usize = 64 * 1024;
+const THROUGHPUT_BYTES: usize = 512 << 20;
+
+/// What the far end does with a connection: `sink` counts bytes and answers
+/// a final text "done" with "ack"; anything else echoes every message.
+async fn serve(mut ws: WebSocket<TcpStream>, sink: bool) {
+    ws.set_auto_close(true);
+    loop {
+        let Ok(f) = ws.read_frame().await else { return };
+        match f.opcode {
+            OpCode::Close => return,
+            OpCode::Text if sink => {
+                ws.write_frame(Frame::text(Payload::Borrowed(b"ack"))).await.unwrap();
+            }
+            OpCode::Binary | OpCode::Text | OpCode::Continuation if !sink => {
+                let op = f.opcode;
+                let data = f.payload.to_vec();
+                if ws.write_frame(Frame::new(true, op, None, Payload::Owned(data))).await.is_err() {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An in-process listener on the gateway: every accept is answered, and the
+/// rendezvous served as a sink or an echo depending on the sender's path.
+async fn gateway_listener(gw_addr: SocketAddr, path: &str) {
+    let (h, ctl) = ws(gw_addr, &format!("/$hc/{path}?sb-hc-action=listen"), &[("ServiceBusAuthorization", &token(path, ROOT, 36000))]).await;
+    assert_eq!(h.status, 101);
+    let mut ctl = ctl.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let msg = next_json(&mut ctl).await;
+            let address = msg["accept"]["address"].as_str().unwrap().to_owned();
+            tokio::spawn(async move {
+                let (addr, target) = split_url(&address);
+                let (_, l) = ws(addr, &target, &[]).await;
+                serve(l.unwrap(), address.contains("/sink")).await;
+            });
+        }
+    });
+}
+
+/// A plain WebSocket server (the direct baseline), sink or echo by path.
+async fn direct_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap().trim().to_owned();
+                let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
+                s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes()).await.unwrap();
+                serve(WebSocket::after_handshake(s, Role::Server), text.starts_with("GET /sink")).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn connect(addr: SocketAddr, target: &str, through_gateway: bool) -> WebSocket<TcpStream> {
+    let t = token("bench", ROOT, 36000);
+    let headers: Vec<(&str, &str)> = if through_gateway { vec![("ServiceBusAuthorization", &t)] } else { vec![] };
+    let (h, w) = ws(addr, target, &headers).await;
+    assert_eq!(h.status, 101, "{h:?}");
+    let mut w = w.unwrap();
+    w.set_auto_close(true);
+    w
+}
+
+/// Send THROUGHPUT_BYTES in 64 KiB messages, then wait for the sink's ack: Gbit/s.
+async fn throughput(addr: SocketAddr, target: &str, gw: bool) -> f64 {
+    let mut w = connect(addr, target, gw).await;
+    let data = vec![0x5Au8; MSG];
+    let start = Instant::now();
+    for _ in 0..THROUGHPUT_BYTES / MSG {
+        w.write_frame(Frame::binary(Payload::Borrowed(&data))).await.unwrap();
+    }
+    w.write_frame(Frame::text(Payload::Borrowed(b"done"))).await.unwrap();
+    loop {
+        let f = w.read_frame().await.unwrap();
+        if f.opcode == OpCode::Text {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (THROUGHPUT_BYTES as f64 * 8.0) / secs / 1e9
+}
+
+/// 1 KiB echo round trips per second over one connection.
+async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 {
+    let mut w = connect(addr, target, gw).await;
+    let data = vec![7u8; 1024];
+    let start = Instant::now();
+    for _ in 0..n {
+        w.write_frame(Frame::binary(Payload::Borrowed(&data))).await.unwrap();
+        let f = w.read_frame().await.unwrap();
+        assert_eq!(f.payload.len(), 1024);
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[v.len() * 99 / 100])
+}
+
+/// Sender connect through the gateway to the first echoed byte.
+async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
+        w.write_frame(Frame::binary(Payload::Borrowed(b"x"))).await.unwrap();
+        let _ = w.read_frame().await.unwrap();
+        v.push(start.elapsed());
+        let _ = w.write_frame(Frame::close(1000, b"")).await;
+    }
+    percentiles(v)
+}
+
+/// A TCP echo server.
+async fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// TCP connect to the first echoed byte.
+async fn tcp_latency(addr: SocketAddr, n: usize) -> (Duration, Duration) {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        v.push(start.elapsed());
+    }
+    percentiles(v)
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let from_env = std::env::var_os("RELAY_BENCH_TOOLS").map(|d| PathBuf::from(d).join("bin").join(name));
+    from_env.filter(|p| p.exists()).or_else(|| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("port {port} never opened");
+}
+
+/// A rathole server and client tunnelling a local port to `target`.
+async fn rathole(bin: &PathBuf, target: SocketAddr) -> (Proc, Proc, u16) {
+    let dir = support::gateway::TempDir::new("rathole");
+    let (control, public) = (free_port(), free_port());
+    let server = dir.0.join("server.toml");
+    let client = dir.0.join("client.toml");
+    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[server.services.echo]\nbind_addr = \"127.0.0.1:{public}\"\nnodelay = true\n")).unwrap();
+    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[client.services.echo]\nlocal_addr = \"{target}\"\nnodelay = true\n")).unwrap();
+    let s = Proc(Command::new(bin).arg("-s").arg(&server).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_port(control).await;
+    let c = Proc(Command::new(bin).arg("-c").arg(&client).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_port(public).await;
+    // The service is up once a connection echoes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::mem::forget(dir);
+    (s, c, public)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let gw = Gateway::start("[limits]\nlisteners_per_path = 25\npending_per_path = 8192\npending_total = 16384\n");
+    gateway_listener(gw.http, "bench").await;
+    let direct = direct_server().await;
+    println!("Hybrid Connections benchmark ({} cores, loopback)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+
+    // 1. Throughput.
+    let via_gw = throughput(gw.http, "/$hc/bench/sink?sb-hc-action=connect", true).await;
+    let straight = throughput(direct, "/sink", false).await;
+    println!("\n1. WebSocket throughput, 64 KiB binary messages, {} MiB:", THROUGHPUT_BYTES >> 20);
+    println!("   direct            {straight:6.2} Gbit/s");
+    println!("   gateway           {via_gw:6.2} Gbit/s   ratio {:.2}x direct (target >= 0.75x)", via_gw / straight);
+    match tool("websocat") {
+        Some(bin) => {
+            let port = free_port();
+            let _w = Proc(Command::new(&bin).args(["--binary", &format!("ws-l:127.0.0.1:{port}"), &format!("ws://{direct}/sink")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+            wait_port(port).await;
+            let via_ws = throughput(format!("127.0.0.1:{port}").parse().unwrap(), "/sink", false).await;
+            println!("   websocat relay    {via_ws:6.2} Gbit/s   ratio {:.2}x direct; gateway/websocat {:.2}x", via_ws / straight, via_gw / via_ws);
+        }
+        None => println!("   websocat relay    (websocat not found: set RELAY_BENCH_TOOLS)"),
+    }
+
+    // 2. Round trips.
+    let n = 20_000;
+    let rt_gw = round_trips(gw.http, "/$hc/bench/echo?sb-hc-action=connect", true, n).await;
+    let rt_direct = round_trips(direct, "/echo", false, n).await;
+    println!("\n2. 1 KiB round trips over one connection ({n}):");
+    println!("   direct            {rt_direct:8.0} /s");
+    println!("   gateway           {rt_gw:8.0} /s   ratio {:.2}x direct", rt_gw / rt_direct);
+
+    // 3. Rendezvous latency.
+    let n = 1000;
+    let echo = tcp_echo().await;
+    let (gp50, gp99) = rendezvous_latency(gw.http, n).await;
+    let (dp50, dp99) = tcp_latency(echo, n).await;
+    println!("\n3. Connect to first echoed byte, {n} sequential connections:");
+    println!("   direct TCP        p50 {:7.3} ms  p99 {:7.3} ms", dp50.as_secs_f64() * 1e3, dp99.as_secs_f64() * 1e3);
+    println!("   gateway rendezvous p50 {:7.3} ms  p99 {:7.3} ms", gp50.as_secs_f64() * 1e3, gp99.as_secs_f64() * 1e3);
+    match tool("rathole") {
+        Some(bin) => {
+            let (_s, _c, port) = rathole(&bin, echo).await;
+            let (rp50, rp99) = tcp_latency(format!("127.0.0.1:{port}").parse().unwrap(), n).await;
+            println!("   rathole tunnel    p50 {:7.3} ms  p99 {:7.3} ms   gateway p50 / rathole p50 = {:.2} (target <= 1)", rp50.as_secs_f64() * 1e3, rp99.as_secs_f64() * 1e3, gp50.as_secs_f64() / rp50.as_secs_f64());
+        }
+        None => println!("   rathole tunnel    (rathole not found: set RELAY_BENCH_TOOLS)"),
+    }
+
+    // 4. Memory with idle spliced connections.
+    let n = 5000;
+    let before = rss_kib(gw.pid());
+    let mut held = Vec::with_capacity(n);
+    for chunk in 0..n / 100 {
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.push(tokio::spawn(connect(gw.http, "/$hc/bench/echo?sb-hc-action=connect", true)));
+        }
+        for b in batch {
+            held.push(b.await.unwrap());
+        }
+        let _ = chunk;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(gw.pid());
+    println!("\n4. Gateway RSS with {n} idle spliced connections (each a sender and a listener rendezvous):");
+    println!("   before {before} KiB, after {after} KiB: {:.1} KiB per spliced connection (target < 16 KiB)", (after.saturating_sub(before)) as f64 / n as f64);
+    drop(held);
+    gw.stop_clean();
+}
