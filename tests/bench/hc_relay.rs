@@ -18,7 +18,14 @@
 //! in-process listener and the baselines share the machine's cores with the
 //! gateway, as in the reference figures.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs, dead_code)] // bench code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    dead_code
+)] // bench code
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -48,12 +55,18 @@ async fn serve(mut ws: WebSocket<TcpStream>, sink: bool) {
         match f.opcode {
             OpCode::Close => return,
             OpCode::Text if sink => {
-                ws.write_frame(Frame::text(Payload::Borrowed(b"ack"))).await.unwrap();
+                ws.write_frame(Frame::text(Payload::Borrowed(b"ack")))
+                    .await
+                    .unwrap();
             }
             OpCode::Binary | OpCode::Text | OpCode::Continuation if !sink => {
                 let op = f.opcode;
                 let data = f.payload.to_vec();
-                if ws.write_frame(Frame::new(true, op, None, Payload::Owned(data))).await.is_err() {
+                if ws
+                    .write_frame(Frame::new(true, op, None, Payload::Owned(data)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -65,7 +78,12 @@ async fn serve(mut ws: WebSocket<TcpStream>, sink: bool) {
 /// An in-process listener on the gateway: every accept is answered, and the
 /// rendezvous served as a sink or an echo depending on the sender's path.
 async fn gateway_listener(gw_addr: SocketAddr, path: &str) {
-    let (h, ctl) = ws(gw_addr, &format!("/$hc/{path}?sb-hc-action=listen"), &[("ServiceBusAuthorization", &token(path, ROOT, 36000))]).await;
+    let (h, ctl) = ws(
+        gw_addr,
+        &format!("/$hc/{path}?sb-hc-action=listen"),
+        &[("ServiceBusAuthorization", &token(path, ROOT, 36000))],
+    )
+    .await;
     assert_eq!(h.status, 101);
     let mut ctl = ctl.unwrap();
     tokio::spawn(async move {
@@ -99,10 +117,21 @@ async fn direct_server() -> SocketAddr {
                     head.push(b[0]);
                 }
                 let text = String::from_utf8_lossy(&head).into_owned();
-                let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap().trim().to_owned();
-                let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
+                let key = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap()
+                    .trim()
+                    .to_owned();
+                let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
+                    format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
+                ));
                 s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes()).await.unwrap();
-                serve(WebSocket::after_handshake(s, Role::Server), text.starts_with("GET /sink")).await;
+                serve(
+                    WebSocket::after_handshake(s, Role::Server),
+                    text.starts_with("GET /sink"),
+                )
+                .await;
             });
         }
     });
@@ -111,7 +140,11 @@ async fn direct_server() -> SocketAddr {
 
 async fn connect(addr: SocketAddr, target: &str, through_gateway: bool) -> WebSocket<TcpStream> {
     let t = token("bench", ROOT, 36000);
-    let headers: Vec<(&str, &str)> = if through_gateway { vec![("ServiceBusAuthorization", &t)] } else { vec![] };
+    let headers: Vec<(&str, &str)> = if through_gateway {
+        vec![("ServiceBusAuthorization", &t)]
+    } else {
+        vec![]
+    };
     let (h, w) = ws(addr, target, &headers).await;
     assert_eq!(h.status, 101, "{h:?}");
     let mut w = w.unwrap();
@@ -125,9 +158,13 @@ async fn throughput(addr: SocketAddr, target: &str, gw: bool) -> f64 {
     let data = vec![0x5Au8; MSG];
     let start = Instant::now();
     for _ in 0..THROUGHPUT_BYTES / MSG {
-        w.write_frame(Frame::binary(Payload::Borrowed(&data))).await.unwrap();
+        w.write_frame(Frame::binary(Payload::Borrowed(&data)))
+            .await
+            .unwrap();
     }
-    w.write_frame(Frame::text(Payload::Borrowed(b"done"))).await.unwrap();
+    w.write_frame(Frame::text(Payload::Borrowed(b"done")))
+        .await
+        .unwrap();
     loop {
         let f = w.read_frame().await.unwrap();
         if f.opcode == OpCode::Text {
@@ -144,7 +181,9 @@ async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 
     let data = vec![7u8; 1024];
     let start = Instant::now();
     for _ in 0..n {
-        w.write_frame(Frame::binary(Payload::Borrowed(&data))).await.unwrap();
+        w.write_frame(Frame::binary(Payload::Borrowed(&data)))
+            .await
+            .unwrap();
         let f = w.read_frame().await.unwrap();
         assert_eq!(f.payload.len(), 1024);
     }
@@ -162,7 +201,9 @@ async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
     for _ in 0..n {
         let start = Instant::now();
         let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
-        w.write_frame(Frame::binary(Payload::Borrowed(b"x"))).await.unwrap();
+        w.write_frame(Frame::binary(Payload::Borrowed(b"x")))
+            .await
+            .unwrap();
         let _ = w.read_frame().await.unwrap();
         v.push(start.elapsed());
         let _ = w.write_frame(Frame::close(1000, b"")).await;
@@ -206,10 +247,13 @@ async fn tcp_latency(addr: SocketAddr, n: usize) -> (Duration, Duration) {
 }
 
 fn tool(name: &str) -> Option<PathBuf> {
-    let from_env = std::env::var_os("RELAY_BENCH_TOOLS").map(|d| PathBuf::from(d).join("bin").join(name));
+    let from_env =
+        std::env::var_os("RELAY_BENCH_TOOLS").map(|d| PathBuf::from(d).join("bin").join(name));
     from_env.filter(|p| p.exists()).or_else(|| {
         let out = Command::new("which").arg(name).output().ok()?;
-        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     })
 }
 
@@ -223,7 +267,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn wait_port(port: u16) {
@@ -244,9 +292,25 @@ async fn rathole(bin: &PathBuf, target: SocketAddr) -> (Proc, Proc, u16) {
     let client = dir.0.join("client.toml");
     std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[server.services.echo]\nbind_addr = \"127.0.0.1:{public}\"\nnodelay = true\n")).unwrap();
     std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[client.services.echo]\nlocal_addr = \"{target}\"\nnodelay = true\n")).unwrap();
-    let s = Proc(Command::new(bin).arg("-s").arg(&server).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let s = Proc(
+        Command::new(bin)
+            .arg("-s")
+            .arg(&server)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_port(control).await;
-    let c = Proc(Command::new(bin).arg("-c").arg(&client).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let c = Proc(
+        Command::new(bin)
+            .arg("-c")
+            .arg(&client)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_port(public).await;
     // The service is up once a connection echoes.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -256,7 +320,12 @@ async fn rathole(bin: &PathBuf, target: SocketAddr) -> (Proc, Proc, u16) {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::main]
@@ -264,23 +333,46 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let gw = Gateway::start("[limits]\nlisteners_per_path = 25\npending_per_path = 8192\npending_total = 16384\n");
+    let gw = Gateway::start(
+        "[limits]\nlisteners_per_path = 25\npending_per_path = 8192\npending_total = 16384\n",
+    );
     gateway_listener(gw.http, "bench").await;
     let direct = direct_server().await;
-    println!("Hybrid Connections benchmark ({} cores, loopback)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "Hybrid Connections benchmark ({} cores, loopback)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     // 1. Throughput.
     let via_gw = throughput(gw.http, "/$hc/bench/sink?sb-hc-action=connect", true).await;
     let straight = throughput(direct, "/sink", false).await;
-    println!("\n1. WebSocket throughput, 64 KiB binary messages, {} MiB:", THROUGHPUT_BYTES >> 20);
+    println!(
+        "\n1. WebSocket throughput, 64 KiB binary messages, {} MiB:",
+        THROUGHPUT_BYTES >> 20
+    );
     println!("   direct            {straight:6.2} Gbit/s");
-    println!("   gateway           {via_gw:6.2} Gbit/s   ratio {:.2}x direct (target >= 0.75x)", via_gw / straight);
+    println!(
+        "   gateway           {via_gw:6.2} Gbit/s   ratio {:.2}x direct (target >= 0.75x)",
+        via_gw / straight
+    );
     match tool("websocat") {
         Some(bin) => {
             let port = free_port();
-            let _w = Proc(Command::new(&bin).args(["--binary", &format!("ws-l:127.0.0.1:{port}"), &format!("ws://{direct}/sink")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+            let _w = Proc(
+                Command::new(&bin)
+                    .args([
+                        "--binary",
+                        &format!("ws-l:127.0.0.1:{port}"),
+                        &format!("ws://{direct}/sink"),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
             wait_port(port).await;
-            let via_ws = throughput(format!("127.0.0.1:{port}").parse().unwrap(), "/sink", false).await;
+            let via_ws =
+                throughput(format!("127.0.0.1:{port}").parse().unwrap(), "/sink", false).await;
             println!("   websocat relay    {via_ws:6.2} Gbit/s   ratio {:.2}x direct; gateway/websocat {:.2}x", via_ws / straight, via_gw / via_ws);
         }
         None => println!("   websocat relay    (websocat not found: set RELAY_BENCH_TOOLS)"),
@@ -292,7 +384,10 @@ async fn main() {
     let rt_direct = round_trips(direct, "/echo", false, n).await;
     println!("\n2. 1 KiB round trips over one connection ({n}):");
     println!("   direct            {rt_direct:8.0} /s");
-    println!("   gateway           {rt_gw:8.0} /s   ratio {:.2}x direct", rt_gw / rt_direct);
+    println!(
+        "   gateway           {rt_gw:8.0} /s   ratio {:.2}x direct",
+        rt_gw / rt_direct
+    );
 
     // 3. Rendezvous latency.
     let n = 1000;
@@ -300,8 +395,16 @@ async fn main() {
     let (gp50, gp99) = rendezvous_latency(gw.http, n).await;
     let (dp50, dp99) = tcp_latency(echo, n).await;
     println!("\n3. Connect to first echoed byte, {n} sequential connections:");
-    println!("   direct TCP        p50 {:7.3} ms  p99 {:7.3} ms", dp50.as_secs_f64() * 1e3, dp99.as_secs_f64() * 1e3);
-    println!("   gateway rendezvous p50 {:7.3} ms  p99 {:7.3} ms", gp50.as_secs_f64() * 1e3, gp99.as_secs_f64() * 1e3);
+    println!(
+        "   direct TCP        p50 {:7.3} ms  p99 {:7.3} ms",
+        dp50.as_secs_f64() * 1e3,
+        dp99.as_secs_f64() * 1e3
+    );
+    println!(
+        "   gateway rendezvous p50 {:7.3} ms  p99 {:7.3} ms",
+        gp50.as_secs_f64() * 1e3,
+        gp99.as_secs_f64() * 1e3
+    );
     match tool("rathole") {
         Some(bin) => {
             let (_s, _c, port) = rathole(&bin, echo).await;
@@ -318,7 +421,11 @@ async fn main() {
     for chunk in 0..n / 100 {
         let mut batch = Vec::new();
         for _ in 0..100 {
-            batch.push(tokio::spawn(connect(gw.http, "/$hc/bench/echo?sb-hc-action=connect", true)));
+            batch.push(tokio::spawn(connect(
+                gw.http,
+                "/$hc/bench/echo?sb-hc-action=connect",
+                true,
+            )));
         }
         for b in batch {
             held.push(b.await.unwrap());

@@ -1,0 +1,149 @@
+//! The binary's command line and lifecycle: the embedded default (no config
+//! file) with its generated key and development CA, `token`, configuration
+//! errors that name the key, and SIGTERM draining (existing splices go on
+//! until the grace period, new connections are refused, exit status 0).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fastwebsockets::OpCode;
+use support::gateway::{token, Gateway, TempDir, ROOT};
+use support::wsclient::{next, next_json, send_text, split_url, ws};
+
+#[tokio::test]
+async fn embedded_default_needs_no_config() {
+    let dir = TempDir::new("embedded");
+    let mut child = support::gateway()
+        .args(["serve", "--state-dir"])
+        .arg(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.is_empty() {
+        let _ = child.kill();
+        panic!("the embedded default could not bind 127.0.0.1:9080 and :9443 (is another gateway running?)");
+    }
+    assert_eq!(
+        line.trim(),
+        r#"ready {"http":"127.0.0.1:9080","https":"127.0.0.1:9443"}"#
+    );
+    for f in ["default-rule.key", "ca.pem", "server.pem", "server.key"] {
+        assert!(dir.0.join(f).exists(), "{f}");
+    }
+    // `token` without a key uses the generated one, which the gateway accepts.
+    let out = support::gateway()
+        .args(["token", "--uri", "http://localhost/embedded", "--state-dir"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    let t = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        t.starts_with("SharedAccessSignature sr=http%3A%2F%2Flocalhost%2Fembedded&sig="),
+        "{t}"
+    );
+    let (head, _w) = ws(
+        "127.0.0.1:9080".parse().unwrap(),
+        "/$hc/embedded?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", t.trim())],
+    )
+    .await;
+    assert_eq!(head.status, 101);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = TempDir::new("badcfg");
+    let cfg = dir.0.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\nhtpps = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = support::gateway()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("htpps"), "{err}");
+    assert!(out.stdout.is_empty(), "no ready line");
+}
+
+#[tokio::test]
+async fn sigterm_drains_splices_and_refuses_new_connections() {
+    let gw = Gateway::start("[limits]\nshutdown_grace = 3\n");
+    let t = token("hc1", ROOT, 3600);
+    let (_, ctl) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &t)],
+    )
+    .await;
+    let mut ctl = ctl.unwrap();
+    let (addr, t2) = (gw.http, t.clone());
+    let s = tokio::spawn(async move {
+        ws(
+            addr,
+            "/$hc/hc1?sb-hc-action=connect",
+            &[("ServiceBusAuthorization", &t2)],
+        )
+        .await
+    });
+    let a = next_json(&mut ctl).await;
+    let (raddr, target) = split_url(a["accept"]["address"].as_str().unwrap());
+    let (_, l) = ws(raddr, &target, &[]).await;
+    let mut l = l.unwrap();
+    let mut sw = s.await.unwrap().1.unwrap();
+    let pid = gw.pid();
+    let http = gw.http;
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    // The listener's control channel is told the gateway is going away.
+    let (op, _, data) = next(&mut ctl, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (op, &data[..2]),
+        (OpCode::Close, &1001u16.to_be_bytes()[..])
+    );
+    // The established splice still carries data during the grace period.
+    send_text(&mut sw, "during drain").await;
+    assert_eq!(
+        next(&mut l, Duration::from_secs(2)).await.unwrap().2,
+        b"during drain"
+    );
+    // New connections are refused.
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err()
+            || start.elapsed() > Duration::from_secs(3)
+    );
+    let status = gw.stop(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() <= Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+}
