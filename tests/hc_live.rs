@@ -4,7 +4,8 @@
 //! `NODE_EXTRA_CA_CERTS` pointing at the gateway's development CA), balancing
 //! across three hyco-ws listeners, a hyco-https listener serving GET and POST
 //! with small and 1 MiB bodies, and case 47 of the conformance table (a
-//! hyco-ws reconnect storm on a bad token leaves the gateway healthy).
+//! hyco-ws reconnect storm on a bad token leaves the gateway healthy); and
+//! websocat as a raw sender.
 
 #![allow(
     clippy::unwrap_used,
@@ -301,4 +302,43 @@ fn case_47_reconnect_storm_leaves_the_gateway_healthy() {
     assert_eq!(sender(&base, "calm", "2", None), "ok 2");
     drop(storm);
     gw.stop_clean();
+}
+
+#[test]
+fn websocat_as_a_raw_sender() {
+    let gw = Gateway::start("");
+    let base = format!("ws://{}", gw.http);
+    let l = Node::spawn("ws-listener.js", &[&base, "raw", ROOT, KEY, "raw"], None);
+    l.wait_for("listening raw", Duration::from_secs(10));
+    let websocat = support::peers().join("tools/bin/websocat");
+    assert!(websocat.exists(), "run tests/peers/install.sh");
+    let token = support::gateway::token("raw", ROOT, 3600);
+    let mut child = Command::new(websocat)
+        .args([
+            "-t",
+            "--no-close",
+            &format!("{base}/$hc/raw?sb-hc-action=connect"),
+            "-H",
+            &format!("ServiceBusAuthorization: {token}"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"msg1\nmsg2\n").unwrap();
+    }
+    let out = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .take(2)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(lines, ["msg1", "msg2"]);
+    assert_eq!(l.count("accepted raw"), 1);
 }

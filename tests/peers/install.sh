@@ -37,4 +37,9 @@ hc="$root/tests/peers/hc"
 if [ ! -d "$hc/node_modules/hyco-ws" ] || [ ! -d "$hc/node_modules/hyco-https" ]; then
   (cd "$hc" && npm install --no-audit --no-fund --loglevel=error)
 fi
+
+# websocat (crates.io), a raw WebSocket client used as a Hybrid Connections sender.
+if [ ! -x "$peers/tools/bin/websocat" ]; then
+  cargo install --quiet --locked --root "$peers/tools" --version '^1' websocat
+fi
 echo "peers ready in $peers"
