@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests drive (shared/spec/real-peers.md):
-# Mono's WCF (apt), python `wcf` and `pynettcp` (PyPI, in a venv under
-# target/peers). Idempotent: what is already there is not fetched again.
+# Mono's WCF, Node.js and curl (apt); python `wcf` and `pynettcp` (PyPI, in a
+# venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
+# tests/peers/hc); websocat (crates.io, under target/peers/tools).
+# Idempotent: what is already there is not fetched again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 peers="$root/target/peers"
