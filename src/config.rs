@@ -102,6 +102,8 @@ fn yes() -> bool {
 pub struct Limits {
     /// Listeners per entity.
     pub listeners_per_path: usize,
+    /// Requests (accepts, HTTP requests) queued per listener before it is busy.
+    pub listener_queue: usize,
     /// Pending rendezvous per entity.
     pub pending_per_path: usize,
     /// Pending rendezvous in all.
@@ -134,6 +136,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             listeners_per_path: 25,
+            listener_queue: 64,
             pending_per_path: 1024,
             pending_total: 16384,
             accept_timeout: 30,

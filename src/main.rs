@@ -248,6 +248,7 @@ fn serve(
         let (trigger, shutdown) = shutdown::channel();
         let relay = relay::Relay::new(relay::CoreLimits {
             listeners_per_path: limits.listeners_per_path,
+            listener_queue: limits.listener_queue,
             pending_per_path: limits.pending_per_path,
             pending_total: limits.pending_total,
             ..relay::CoreLimits::default()
