@@ -251,7 +251,6 @@ fn serve(
             listener_queue: limits.listener_queue,
             pending_per_path: limits.pending_per_path,
             pending_total: limits.pending_total,
-            ..relay::CoreLimits::default()
         });
         let hybrid = frontend::hybrid::Hybrid {
             relay,
