@@ -405,8 +405,10 @@ async fn main() {
             "   gateway           {rt_gw:8.0} /s   ratio {:.2}x direct",
             rt_gw / rt_direct
         );
+    }
 
-        // 3. Rendezvous latency.
+    // 3. Rendezvous latency.
+    if run("3") {
         let n = 1000;
         let echo = tcp_echo().await;
         let (gp50, gp99) = rendezvous_latency(gw.http, n).await;

@@ -69,6 +69,7 @@ pub async fn ws(
     headers: &[(&str, &str)],
 ) -> (Head, Option<WebSocket<TcpStream>>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
     let mut req = format!(
         "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     );
