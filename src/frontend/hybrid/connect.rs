@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{HeaderMap, Request, Response};
 use tracing::{debug, info};
 
-use super::entity::{token_status, Settings, TokenSource};
+use super::entity::Settings;
 use super::listener::rendezvous_tail;
 use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, ToListener};
@@ -103,25 +103,13 @@ pub async fn connect(
     peer: Peer,
 ) -> Response<Body> {
     let s = &h.settings;
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(entity) = s.resolve(path, &h.relay.registry, false) else {
-        return reply::status(
-            404,
-            &format!("Endpoint does not exist. {}", reply::tracker(&s.host, path)),
-        );
+    let entity = match h.entity_or_404(path, false) {
+        Ok(e) => e,
+        Err(r) => return *r,
     };
     if entity.requires_auth {
-        let (token, _) = Settings::find_token(TokenSource::WebSocket, req.headers(), query, true);
-        if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Send, 0) {
-            info!(path = entity.path, reason = %e, "connect refused");
-            return reply::status(
-                token_status(&e),
-                &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
-            );
+        if let Err(r) = h.check_ws_token(&req, query, &entity, Right::Send, "connect") {
+            return *r;
         }
     }
     // Validate the upgrade before bothering a listener.

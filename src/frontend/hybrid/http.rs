@@ -77,11 +77,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     let s = &h.settings;
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let host = super::request_host(&req);
     let Some(entity) = s.resolve(&path, &h.relay.registry, false) else {
         return reply::json_error(
             404,

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::entity::{token_status, Entity, Settings, TokenSource};
+use super::entity::Entity;
 use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, ToListener};
 use crate::auth;
@@ -39,26 +39,15 @@ pub async fn listen(
     peer: Peer,
 ) -> Response<Body> {
     let s = &h.settings;
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(entity) = s.resolve(path, &h.relay.registry, true) else {
-        info!(path, "listen refused: no such hybrid connection");
-        return reply::status(
-            404,
-            &format!("Endpoint does not exist. {}", reply::tracker(&s.host, path)),
-        );
+    let host = super::request_host(&req);
+    let entity = match h.entity_or_404(path, true) {
+        Ok(e) => e,
+        Err(r) => return *r,
     };
-    let (token, _) = Settings::find_token(TokenSource::WebSocket, req.headers(), query, true);
-    if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Listen, 0) {
-        info!(path = entity.path, reason = %e, "listen refused");
-        return reply::status(
-            token_status(&e),
-            &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
-        );
-    }
+    let token = match h.check_ws_token(&req, query, &entity, Right::Listen, "listen") {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
     let expiry = token
         .as_deref()
         .and_then(|t| Token::parse(t).ok())

@@ -36,10 +36,8 @@ fn error(code: u16, what: &str, detail: &str) -> Response<Body> {
 /// Answer a management GET.
 pub fn get<B>(h: &Hybrid, req: &Request<B>, path: &str) -> Response<Body> {
     let s = &h.settings;
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|v| v.to_str().ok());
+    let host = super::request_host(req);
+    let host = host.as_deref();
     let Some(entity) = s
         .resolve(path, &h.relay.registry, false)
         .filter(|e| e.suffix.is_empty())

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use hybrid::address::{self, Action};
 use hyper::{Method, Request, Response};
 use tokio::sync::mpsc;
+use tracing::info;
 
 use crate::relay::Relay;
 use crate::shutdown::Shutdown;
@@ -83,7 +84,69 @@ pub struct Peer {
     pub tls: bool,
 }
 
+/// A refusal response (boxed: it is large and only on the error path).
+pub type Refusal = Box<Response<Body>>;
+
+/// The `Host` header of a request.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 impl Hybrid {
+    /// Resolve `path` to an entity, or the service's 404 ("Endpoint does not exist").
+    pub fn entity_or_404(&self, path: &str, for_listener: bool) -> Result<entity::Entity, Refusal> {
+        self.settings
+            .resolve(path, &self.relay.registry, for_listener)
+            .ok_or_else(|| {
+                info!(path, "refused: no such hybrid connection");
+                Box::new(reply::status(
+                    404,
+                    &format!(
+                        "Endpoint does not exist. {}",
+                        reply::tracker(&self.settings.host, path)
+                    ),
+                ))
+            })
+    }
+
+    /// Check the token of a WebSocket listen or connect for `right`; returns
+    /// the token, or the 401/403 response (`what` names the operation in the log).
+    pub fn check_ws_token<B>(
+        &self,
+        req: &Request<B>,
+        query: &str,
+        entity: &entity::Entity,
+        right: crate::config::Right,
+        what: &str,
+    ) -> Result<Option<String>, Refusal> {
+        let s = &self.settings;
+        let (token, _) = entity::Settings::find_token(
+            entity::TokenSource::WebSocket,
+            req.headers(),
+            query,
+            true,
+        );
+        match s.authorize(
+            token.as_deref(),
+            entity,
+            request_host(req).as_deref(),
+            right,
+            0,
+        ) {
+            Ok(()) => Ok(token),
+            Err(e) => {
+                info!(path = entity.path, reason = %e, "{what} refused");
+                Err(Box::new(reply::status(
+                    entity::token_status(&e),
+                    &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
+                )))
+            }
+        }
+    }
+
     /// Serve one HTTP request.
     pub async fn handle(&self, req: Request<hyper::body::Incoming>, peer: Peer) -> Response<Body> {
         let path = req.uri().path().to_owned();
