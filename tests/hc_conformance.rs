@@ -517,7 +517,15 @@ async fn case_21_renew_token_valid() {
     .await;
     assert_eq!(head.status, 101);
     let mut ctl = ctl.unwrap();
-    let renew = serde_json::json!({"renewToken": {"token": token("hc1", ROOT, 3600)}}).to_string();
+    // The renewed token names the host the listener connected to (as Node's
+    // createRelayToken does), not the namespace host.
+    let t127 = hybrid::sas::create(
+        "http://127.0.0.1/hc1",
+        ROOT,
+        support::gateway::KEY,
+        4_000_000_000,
+    );
+    let renew = serde_json::json!({"renewToken": {"token": t127}}).to_string();
     send_text(&mut ctl, &renew).await;
     // No reply, and the channel survives the old expiry.
     assert!(next(&mut ctl, Duration::from_secs(4)).await.is_none());

@@ -74,12 +74,13 @@ pub async fn listen(
     let base = format!(
         "{}://{}",
         if peer.tls { "wss" } else { "ws" },
-        host.unwrap_or_else(|| s.host.clone())
+        host.clone().unwrap_or_else(|| s.host.clone())
     );
     let control = Control {
         h: h.clone(),
         entity,
         base,
+        host,
         identity,
         expiry,
         outstanding: HashSet::new(),
@@ -115,6 +116,9 @@ struct Control {
     h: Hybrid,
     entity: Entity,
     base: String,
+    /// The host the listener addressed (renewed tokens may name it, as the
+    /// first one could).
+    host: Option<String>,
     identity: String,
     expiry: u64,
     /// Rendezvous ids delivered on this channel and not yet answered.
@@ -260,7 +264,7 @@ impl Control {
                 match s.authorize(
                     Some(&token),
                     &self.entity,
-                    Some(&s.host),
+                    self.host.as_deref(),
                     Right::Listen,
                     s.limits.token_grace,
                 ) {
