@@ -17,8 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fastwebsockets::OpCode;
-use support::gateway::{token, Gateway, TempDir, ROOT};
-use support::wsclient::{next, next_json, send_text, split_url, ws};
+use support::gateway::{Gateway, TempDir};
+use support::hc::{listener, pair};
+use support::wsclient::{next, send_text, ws};
 
 #[tokio::test]
 async fn embedded_default_needs_no_config() {
@@ -93,28 +94,8 @@ fn config_errors_name_the_key() {
 #[tokio::test]
 async fn sigterm_drains_splices_and_refuses_new_connections() {
     let gw = Gateway::start("[limits]\nshutdown_grace = 3\n");
-    let t = token("hc1", ROOT, 3600);
-    let (_, ctl) = ws(
-        gw.http,
-        "/$hc/hc1?sb-hc-action=listen",
-        &[("ServiceBusAuthorization", &t)],
-    )
-    .await;
-    let mut ctl = ctl.unwrap();
-    let (addr, t2) = (gw.http, t.clone());
-    let s = tokio::spawn(async move {
-        ws(
-            addr,
-            "/$hc/hc1?sb-hc-action=connect",
-            &[("ServiceBusAuthorization", &t2)],
-        )
-        .await
-    });
-    let a = next_json(&mut ctl).await;
-    let (raddr, target) = split_url(a["accept"]["address"].as_str().unwrap());
-    let (_, l) = ws(raddr, &target, &[]).await;
-    let mut l = l.unwrap();
-    let mut sw = s.await.unwrap().1.unwrap();
+    let mut ctl = listener(&gw, "hc1").await;
+    let (mut sw, mut l) = pair(&gw, &mut ctl, "hc1").await;
     let pid = gw.pid();
     let http = gw.http;
     Command::new("kill")

@@ -18,36 +18,15 @@ use std::time::Duration;
 
 use fastwebsockets::OpCode;
 use support::gateway::{token, Gateway, ROOT};
+use support::hc::{listener, pair};
 use support::wsclient::{http, next, next_json, send, send_text, split_url, ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn listener(gw: &Gateway, path: &str) -> fastwebsockets::WebSocket<TcpStream> {
-    let (h, w) = ws(
-        gw.http,
-        &format!("/$hc/{path}?sb-hc-action=listen"),
-        &[("ServiceBusAuthorization", &token(path, ROOT, 3600))],
-    )
-    .await;
-    assert_eq!(h.status, 101);
-    w.unwrap()
-}
-
 /// A full echo round trip on `path`, proving the gateway still serves.
 async fn still_works(gw: &Gateway, path: &str) {
     let mut ctl = listener(gw, path).await;
-    let addr = gw.http;
-    let t = token(path, ROOT, 3600);
-    let target = format!("/$hc/{path}?sb-hc-action=connect");
-    let s =
-        tokio::spawn(async move { ws(addr, &target, &[("ServiceBusAuthorization", &t)]).await });
-    let a = next_json(&mut ctl).await;
-    let (addr, target) = split_url(a["accept"]["address"].as_str().unwrap());
-    let (_, l) = ws(addr, &target, &[]).await;
-    let mut l = l.unwrap();
-    let (h, sws) = s.await.unwrap();
-    assert_eq!(h.status, 101);
-    let mut sws = sws.unwrap();
+    let (mut sws, mut l) = pair(gw, &mut ctl, path).await;
     send_text(&mut sws, "ping").await;
     assert_eq!(
         next(&mut l, Duration::from_secs(5)).await.unwrap().2,

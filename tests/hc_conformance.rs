@@ -15,62 +15,14 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fastwebsockets::{OpCode, WebSocket};
+use fastwebsockets::OpCode;
 use serde_json::Value;
 use support::gateway::{token, Gateway, ROOT};
+use support::hc::{auth, listener, pair, sender, Ws};
 use support::wsclient::{self, close, http, next, next_json, send, send_text, split_url, ws};
 use tokio::net::TcpStream;
 
-type Ws = WebSocket<TcpStream>;
-
 const SECS: Duration = Duration::from_secs(10);
-
-async fn listener(gw: &Gateway, path: &str) -> Ws {
-    let t = token(path, ROOT, 3600);
-    let (head, ws) = ws(
-        gw.http,
-        &format!("/$hc/{path}?sb-hc-action=listen"),
-        &[("ServiceBusAuthorization", &t)],
-    )
-    .await;
-    assert_eq!(head.status, 101, "{head:?}");
-    ws.unwrap()
-}
-
-/// Start a sender connect in the background (it completes once the listener accepts).
-fn sender(
-    addr: SocketAddr,
-    target: String,
-    headers: Vec<(String, String)>,
-) -> tokio::task::JoinHandle<(wsclient::Head, Option<Ws>)> {
-    tokio::spawn(async move {
-        let h: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        ws(addr, &target, &h).await
-    })
-}
-
-fn auth(path: &str) -> Vec<(String, String)> {
-    vec![("ServiceBusAuthorization".into(), token(path, ROOT, 3600))]
-}
-
-/// A connected sender and listener rendezvous on `path`.
-async fn pair(gw: &Gateway, ctl: &mut Ws, path: &str) -> (Ws, Ws) {
-    let s = sender(
-        gw.http,
-        format!("/$hc/{path}?sb-hc-action=connect"),
-        auth(path),
-    );
-    let accept = next_json(ctl).await;
-    let (addr, target) = split_url(accept["accept"]["address"].as_str().unwrap());
-    let (head, lws) = ws(addr, &target, &[]).await;
-    assert_eq!(head.status, 101);
-    let (shead, sws) = s.await.unwrap();
-    assert_eq!(shead.status, 101, "{shead:?}");
-    (sws.unwrap(), lws.unwrap())
-}
 
 #[tokio::test]
 async fn case_01_listener_connects_with_header_token() {

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod gateway;
+pub mod hc;
 pub mod nettcp;
 pub mod wsclient;
 
