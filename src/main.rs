@@ -42,6 +42,11 @@ enum Command {
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         log_format: String,
     },
+    /// Check a configuration file without starting: prints "ok", or the error (exit status 1).
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Print a SAS token for a resource URI, built as the Node SDKs build it.
     Token {
         /// The resource, e.g. http://localhost/hc1
@@ -108,6 +113,13 @@ fn main() -> ExitCode {
         } => match serve(config, state_dir, &log_format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format_args!("{e:#}")),
+        },
+        Command::CheckConfig { file } => match config::Config::load(&file) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
         },
         Command::Token {
             uri,

@@ -91,6 +91,40 @@ fn config_errors_name_the_key() {
     assert!(out.stdout.is_empty(), "no ready line");
 }
 
+#[test]
+fn example_configs_pass_check_config() {
+    let dir = support::root().join("fixtures/config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = support::gateway()
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        seen += 1;
+    }
+    assert!(seen >= 2);
+    // A bad one is refused with the key named and status 1.
+    let tmp = TempDir::new("check");
+    let bad = tmp.0.join("bad.toml");
+    std::fs::write(&bad, "[namespace]\nhost = \"h\"\n[limits]\nlisteners = 3\n").unwrap();
+    let out = support::gateway()
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listeners"));
+}
+
 #[tokio::test]
 async fn sigterm_drains_splices_and_refuses_new_connections() {
     let gw = Gateway::start("[limits]\nshutdown_grace = 3\n");
