@@ -66,6 +66,8 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     /// HTTPS and WSS.
     pub https: Option<SocketAddr>,
+    /// The admin endpoint (`/healthz`, `/readyz`), kept off the public ports.
+    pub admin: Option<SocketAddr>,
 }
 
 /// `[tls]`: PEM files.
@@ -215,6 +217,7 @@ impl Config {
             listen: Listen {
                 http: Some(SocketAddr::from(([127, 0, 0, 1], 9080))),
                 https: Some(SocketAddr::from(([127, 0, 0, 1], 9443))),
+                admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
             },
             tls: None,
             hybrid_connection: Vec::new(),

@@ -1,6 +1,7 @@
 //! The `relay-gateway` binary: the gateway itself (`serve`) and its tools
 //! (`token`, `decode`, `encode`).
 
+mod admin;
 mod auth;
 mod config;
 mod frontend;
@@ -258,6 +259,15 @@ fn serve(
             endpoints.push(server::bind("https", addr, Some(acc)).await?);
         }
         let (trigger, shutdown) = shutdown::channel();
+        let mut bound: Vec<(&str, std::net::SocketAddr)> = Vec::new();
+        for ep in &endpoints {
+            bound.push((ep.name, ep.listener.local_addr()?));
+        }
+        if let Some(addr) = config.listen.admin {
+            let ep = server::bind("admin", addr, None).await?;
+            bound.push(("admin", ep.listener.local_addr()?));
+            tokio::spawn(admin::serve(ep.listener, shutdown.clone()));
+        }
         let relay = relay::Relay::new(relay::CoreLimits {
             listeners_per_path: limits.listeners_per_path,
             listener_queue: limits.listener_queue,
@@ -275,7 +285,7 @@ fn serve(
             }),
             shutdown,
         };
-        println!("{}", server::ready_line(&endpoints));
+        println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;
         let grace = config::Limits::secs(limits.shutdown_grace);
         tokio::spawn(async move {

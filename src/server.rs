@@ -45,17 +45,9 @@ pub async fn bind(
     })
 }
 
-/// The `ready` line: `ready {"name":"addr",...}`.
-pub fn ready_line(endpoints: &[Endpoint]) -> String {
-    let map: BTreeMap<&str, String> = endpoints
-        .iter()
-        .filter_map(|e| {
-            e.listener
-                .local_addr()
-                .ok()
-                .map(|a| (e.name, a.to_string()))
-        })
-        .collect();
+/// The `ready` line: `ready {"name":"addr",...}` for every bound endpoint.
+pub fn ready_line(bound: &[(&str, SocketAddr)]) -> String {
+    let map: BTreeMap<&str, String> = bound.iter().map(|(n, a)| (*n, a.to_string())).collect();
     format!("ready {}", serde_json::to_string(&map).unwrap_or_default())
 }
 

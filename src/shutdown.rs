@@ -68,6 +68,11 @@ impl Shutdown {
         self.reach(DRAINED)
     }
 
+    /// Whether the gateway is stopping (or drained).
+    pub fn is_stopping(&self) -> bool {
+        *self.0.borrow() >= STOPPING
+    }
+
     /// Count a connection, splice or listener as in flight until the guard drops.
     pub fn track(&self) -> Tracked {
         self.1.fetch_add(1, Ordering::Relaxed);

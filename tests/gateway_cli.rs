@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use fastwebsockets::OpCode;
 use support::gateway::{Gateway, TempDir};
 use support::hc::{listener, pair};
-use support::wsclient::{next, send_text, ws};
+use support::wsclient::{http, next, send_text, ws};
 
 #[tokio::test]
 async fn embedded_default_needs_no_config() {
@@ -41,7 +41,7 @@ async fn embedded_default_needs_no_config() {
     }
     assert_eq!(
         line.trim(),
-        r#"ready {"http":"127.0.0.1:9080","https":"127.0.0.1:9443"}"#
+        r#"ready {"admin":"127.0.0.1:9090","http":"127.0.0.1:9080","https":"127.0.0.1:9443"}"#
     );
     for f in ["default-rule.key", "ca.pem", "server.pem", "server.key"] {
         assert!(dir.0.join(f).exists(), "{f}");
@@ -130,8 +130,11 @@ async fn sigterm_drains_splices_and_refuses_new_connections() {
     let gw = Gateway::start("[limits]\nshutdown_grace = 3\n");
     let mut ctl = listener(&gw, "hc1").await;
     let (mut sw, mut l) = pair(&gw, &mut ctl, "hc1").await;
+    let admin = gw.admin.unwrap();
+    assert_eq!(http(admin, "GET", "/healthz", &[], b"").await.0.status, 200);
+    assert_eq!(http(admin, "GET", "/readyz", &[], b"").await.0.status, 200);
     let pid = gw.pid();
-    let http = gw.http;
+    let http_addr = gw.http;
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -143,6 +146,9 @@ async fn sigterm_drains_splices_and_refuses_new_connections() {
         (op, &data[..2]),
         (OpCode::Close, &1001u16.to_be_bytes()[..])
     );
+    // While draining, the admin endpoint says so; the process is still alive.
+    assert_eq!(http(admin, "GET", "/readyz", &[], b"").await.0.status, 503);
+    assert_eq!(http(admin, "GET", "/healthz", &[], b"").await.0.status, 200);
     // The established splice still carries data during the grace period.
     send_text(&mut sw, "during drain").await;
     assert_eq!(
@@ -152,7 +158,7 @@ async fn sigterm_drains_splices_and_refuses_new_connections() {
     // New connections are refused promptly (the listening sockets close
     // once the accept loops have stopped).
     let refused = loop {
-        if tokio::net::TcpStream::connect(http).await.is_err() {
+        if tokio::net::TcpStream::connect(http_addr).await.is_err() {
             break true;
         }
         if start.elapsed() > Duration::from_secs(2) {

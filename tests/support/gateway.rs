@@ -36,6 +36,7 @@ rights = ["Listen"]
 [listen]
 http = "127.0.0.1:0"
 https = "127.0.0.1:0"
+admin = "127.0.0.1:0"
 "#;
 
 /// A temporary directory removed on drop.
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     /// The HTTPS/WSS endpoint.
     pub https: SocketAddr,
+    /// The admin endpoint, when configured.
+    pub admin: Option<SocketAddr>,
     /// Its state directory (holds the development CA).
     pub dir: TempDir,
     log: Arc<Mutex<String>>,
@@ -121,6 +124,7 @@ impl Gateway {
         Gateway {
             http: addr("http").unwrap(),
             https: addr("https").unwrap_or_else(|| "127.0.0.1:1".parse().unwrap()),
+            admin: addr("admin"),
             child: Some(child),
             dir,
             log,
