@@ -9,6 +9,7 @@ mod relay;
 mod server;
 mod shutdown;
 mod state;
+mod telemetry;
 mod tls;
 mod transcript;
 
@@ -259,6 +260,7 @@ fn serve(
             endpoints.push(server::bind("https", addr, Some(acc)).await?);
         }
         let (trigger, shutdown) = shutdown::channel();
+        let metrics = std::sync::Arc::new(telemetry::Metrics::new(&config.namespace.host));
         let mut bound: Vec<(&str, std::net::SocketAddr)> = Vec::new();
         for ep in &endpoints {
             bound.push((ep.name, ep.listener.local_addr()?));
@@ -266,7 +268,7 @@ fn serve(
         if let Some(addr) = config.listen.admin {
             let ep = server::bind("admin", addr, None).await?;
             bound.push(("admin", ep.listener.local_addr()?));
-            tokio::spawn(admin::serve(ep.listener, shutdown.clone()));
+            tokio::spawn(admin::serve(ep.listener, shutdown.clone(), metrics.clone()));
         }
         let relay = relay::Relay::new(relay::CoreLimits {
             listeners_per_path: limits.listeners_per_path,
@@ -284,6 +286,7 @@ fn serve(
                 limits: limits.clone(),
             }),
             shutdown,
+            metrics,
         };
         println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;

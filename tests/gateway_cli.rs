@@ -175,3 +175,71 @@ async fn sigterm_drains_splices_and_refuses_new_connections() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn metrics_after_a_session() {
+    let gw = Gateway::start("");
+    let admin = gw.admin.unwrap();
+    let mut ctl = listener(&gw, "hc1").await;
+    let (mut s, mut l) = pair(&gw, &mut ctl, "hc1").await;
+    send_text(&mut s, "12345").await;
+    assert_eq!(
+        next(&mut l, Duration::from_secs(5)).await.unwrap().2,
+        b"12345"
+    );
+    // Both sides close: the splice ends and its bytes are counted.
+    support::wsclient::close(&mut s, 1000, "").await;
+    let _ = next(&mut l, Duration::from_secs(5)).await;
+    support::wsclient::close(&mut l, 1000, "").await;
+    // A refused token and a path without listeners.
+    let bad = hybrid::sas::create(
+        "http://localhost/hc1",
+        support::gateway::ROOT,
+        "wrong",
+        4_000_000_000,
+    );
+    let (h, _) = ws(
+        gw.http,
+        "/$hc/hc1?sb-hc-action=listen",
+        &[("ServiceBusAuthorization", &bad)],
+    )
+    .await;
+    assert_eq!(h.status, 401);
+    let (h, _) = http(
+        gw.http,
+        "GET",
+        "/nobody/x",
+        &[(
+            "ServiceBusAuthorization",
+            &support::gateway::token("nobody", support::gateway::ROOT, 600),
+        )],
+        b"",
+    )
+    .await;
+    assert_eq!(h.status, 404);
+    let mut text = String::new();
+    for _ in 0..50 {
+        let (head, body) = http(admin, "GET", "/metrics", &[], b"").await;
+        assert_eq!(head.status, 200);
+        text = String::from_utf8(body).unwrap();
+        if text.contains(r#"direction="to_listener"} 5"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let l = r#"namespace="localhost",entity="hc1",frontend="hybrid""#;
+    for want in [
+        format!("relay_active_listeners{{{l}}} 1"),
+        format!(r#"relay_listener_connections_total{{{l},outcome="success"}} 1"#),
+        format!(r#"relay_listener_connections_total{{{l},outcome="client_error"}} 1"#),
+        format!(r#"relay_sender_connections_total{{{l},outcome="success"}} 1"#),
+        format!("relay_rendezvous_seconds_count{{{l}}} 1"),
+        format!(r#"relay_bytes_transferred_total{{{l},direction="to_listener"}} 5"#),
+        format!("relay_active_connections{{{l}}} 0"),
+        format!(r#"relay_rejected_tokens_total{{{l},reason="bad_signature"}} 1"#),
+        r#"relay_sender_connections_total{namespace="localhost",entity="unknown",frontend="hybrid_http",outcome="client_error"} 1"#.to_string(),
+    ] {
+        assert!(text.contains(&want), "missing {want}\n{text}");
+    }
+    gw.stop_clean();
+}

@@ -16,10 +16,9 @@ use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{HeaderMap, Request, Response};
 use tracing::{debug, info};
 
-use super::entity::Settings;
 use super::listener::rendezvous_tail;
 use super::reply::{self, Body};
-use super::{Answer, Hybrid, Peer, ToListener};
+use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::config::Right;
 use crate::frontend::websocket;
 use crate::relay::{splice, CoreError, Filter, SpliceLimits};
@@ -82,8 +81,15 @@ pub fn filter(headers: &HeaderMap) -> Filter {
     }
 }
 
-/// The response for a core error when looking for a listener.
-pub fn no_listener(s: &Settings, e: &CoreError, path: &str) -> (u16, String) {
+/// The response for a core error when looking for a listener (counting
+/// the limit hits among them).
+pub fn no_listener(h: &Hybrid, frontend: &str, e: &CoreError, path: &str) -> (u16, String) {
+    let s = &h.settings;
+    match e {
+        CoreError::RendezvousFull => h.metrics.limit_hit(path, frontend, "pending_rendezvous"),
+        CoreError::ListenerBusy => h.metrics.limit_hit(path, frontend, "listener_queue"),
+        _ => {}
+    }
     match e {
         CoreError::NoListener => (404, format!("There are no listeners connected for the endpoint. {}", reply::tracker(&s.host, path))),
         CoreError::NoListenerMatches => (404, format!("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria. {}", reply::tracker(&s.host, path))),
@@ -142,10 +148,11 @@ pub async fn connect(
                 remote_endpoint: remote,
             }))
         });
+    let started = std::time::Instant::now();
     let mut parked = match parked {
         Ok(p) => p,
         Err(e) => {
-            let (code, text) = no_listener(s, &e, &entity.path);
+            let (code, text) = no_listener(h, FRONTEND_WS, &e, &entity.path);
             info!(path = entity.path, reason = %e, side = ?e.side(), "connect refused");
             return reply::status(code, &text);
         }
@@ -159,7 +166,7 @@ pub async fn connect(
             .map(|a| *a)
             .unwrap_or(Answer::ListenerGone),
         Err(e) => {
-            let (code, text) = no_listener(s, &e, &entity.path);
+            let (code, text) = no_listener(h, FRONTEND_WS, &e, &entity.path);
             info!(path = entity.path, reason = %e, side = ?e.side(), "connect failed");
             return reply::status(code, &text);
         }
@@ -169,13 +176,17 @@ pub async fn connect(
             read,
             write,
             protocol,
-        } => (read, write, protocol),
+        } => {
+            h.metrics
+                .rendezvous(&entity.path, FRONTEND_WS, started.elapsed().as_secs_f64());
+            (read, write, protocol)
+        }
         Answer::Rejected(code, text) => {
             info!(path = entity.path, code, "connect rejected by the listener");
             return reply::status(code, &text);
         }
         Answer::ListenerGone | Answer::Response(..) | Answer::Rendezvous(..) => {
-            let (code, text) = no_listener(s, &CoreError::ListenerGone, &entity.path);
+            let (code, text) = no_listener(h, FRONTEND_WS, &CoreError::ListenerGone, &entity.path);
             return reply::status(code, &text);
         }
     };
@@ -192,8 +203,10 @@ pub async fn connect(
     let shutdown = h.shutdown.clone();
     let tracked = shutdown.track();
     let max = usize::MAX;
+    let (metrics, label) = (h.metrics.clone(), entity.path.clone());
     tokio::spawn(async move {
         let _tracked = tracked;
+        let _active = metrics.connection_started(&label, FRONTEND_WS);
         let Ok(ws) = upgrade.await else { return };
         let (sread, swrite) = websocket::split(ws.into_inner(), Role::Server, max);
         let stats = splice(
@@ -203,6 +216,7 @@ pub async fn connect(
             shutdown.drained(),
         )
         .await;
+        metrics.bytes(&label, FRONTEND_WS, stats.a_to_b, stats.b_to_a);
         debug!(
             sender_to_listener = stats.a_to_b,
             listener_to_sender = stats.b_to_a,

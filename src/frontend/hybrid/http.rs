@@ -27,7 +27,7 @@ use super::connect::{filter, join_headers};
 use super::entity::{Settings, TokenSource};
 use super::listener::rendezvous_tail;
 use super::reply::{self, Body};
-use super::{Answer, Hybrid, Peer, ToListener};
+use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::CoreError;
@@ -97,6 +97,11 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     if entity.requires_auth {
         if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Send, 0) {
             info!(path = entity.path, reason = %e, "request refused");
+            h.metrics.token_rejected(
+                &h.entity_label(&entity.path),
+                FRONTEND_HTTP,
+                crate::telemetry::token_reason(&e),
+            );
             return reply::json_error(
                 401,
                 "TokenMissingOrInvalid",
@@ -168,7 +173,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     let mut parked = match parked {
         Ok(p) => p,
         Err(e) => {
-            let (code, text) = super::connect::no_listener(s, &e, &entity.path);
+            let (code, text) = super::connect::no_listener(h, FRONTEND_HTTP, &e, &entity.path);
             info!(path = entity.path, reason = %e, side = ?e.side(), "request refused");
             return reply::json_error(
                 code,

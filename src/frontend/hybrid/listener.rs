@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::entity::Entity;
 use super::reply::{self, Body};
-use super::{Answer, Hybrid, Peer, ToListener};
+use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
@@ -42,11 +42,19 @@ pub async fn listen(
     let host = super::request_host(&req);
     let entity = match h.entity_or_404(path, true) {
         Ok(e) => e,
-        Err(r) => return *r,
+        Err(r) => {
+            h.metrics
+                .listener_refused("unknown", FRONTEND_WS, r.status().as_u16());
+            return *r;
+        }
     };
     let token = match h.check_ws_token(&req, query, &entity, Right::Listen, "listen") {
         Ok(t) => t,
-        Err(r) => return *r,
+        Err(r) => {
+            h.metrics
+                .listener_refused(&entity.path, FRONTEND_WS, r.status().as_u16());
+            return *r;
+        }
     };
     let expiry = token
         .as_deref()
@@ -63,6 +71,9 @@ pub async fn listen(
         Ok(r) => r,
         Err(CoreError::ListenerQuota(n)) => {
             info!(path = entity.path, "listen refused: quota");
+            h.metrics
+                .limit_hit(&entity.path, FRONTEND_WS, "listeners_per_path");
+            h.metrics.listener_refused(&entity.path, FRONTEND_WS, 403);
             return reply::status(403, &format!("QuotaExceeded: the maximum number of listeners ({n}) for this hybrid connection is reached. {}", reply::tracker(&s.host, &entity.path)));
         }
         Err(e) => return reply::status(500, &e.to_string()),
@@ -92,7 +103,12 @@ pub async fn listen(
         let Ok(ws) = upgrade.await else { return };
         let (read, write) = websocket::split(ws.into_inner(), Role::Server, h_max(&control.h));
         info!(path = control.entity.path, identity = control.identity, remote = %peer.remote, "listener connected");
+        let metrics = control.h.metrics.clone();
+        let entity = control.entity.path.clone();
+        let active = metrics.listener_connected(&entity, FRONTEND_WS);
         control.run(read, write, rx).await;
+        drop(active);
+        metrics.listener_disconnected(&entity, FRONTEND_WS);
         drop(guard);
     });
     response.map(|_| reply::empty())
@@ -165,6 +181,7 @@ impl Control {
                             let fin = frame.fin;
                             text.extend_from_slice(&frame.data);
                             if text.len() > max_message {
+                                self.h.metrics.limit_hit(&self.entity.path, FRONTEND_WS, "max_control_message");
                                 let _ = websocket::send_close(&write, 1009, "control message too large").await;
                                 break "oversized control message";
                             }

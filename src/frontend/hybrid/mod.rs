@@ -73,7 +73,14 @@ pub struct Hybrid {
     pub settings: Arc<Settings>,
     /// Shutdown signal.
     pub shutdown: Shutdown,
+    /// Metrics.
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
+
+/// The `frontend` label of WebSocket listeners and senders.
+pub const FRONTEND_WS: &str = "hybrid";
+/// The `frontend` label of relayed HTTP requests.
+pub const FRONTEND_HTTP: &str = "hybrid_http";
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +146,11 @@ impl Hybrid {
             Ok(()) => Ok(token),
             Err(e) => {
                 info!(path = entity.path, reason = %e, "{what} refused");
+                self.metrics.token_rejected(
+                    &self.entity_label(&entity.path),
+                    FRONTEND_WS,
+                    crate::telemetry::token_reason(&e),
+                );
                 Err(Box::new(reply::status(
                     entity::token_status(&e),
                     &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
@@ -162,7 +174,12 @@ impl Hybrid {
             let action = address::param(&query, "sb-hc-action");
             return match Action::parse(action.as_deref()) {
                 Some(Action::Listen) => listener::listen(self, req, rest, &query, peer).await,
-                Some(Action::Connect) => connect::connect(self, req, rest, &query, peer).await,
+                Some(Action::Connect) => {
+                    let r = connect::connect(self, req, rest, &query, peer).await;
+                    self.metrics
+                        .sender(&self.entity_label(rest), FRONTEND_WS, r.status().as_u16());
+                    r
+                }
                 Some(Action::Accept) => connect::accept(self, req, &query),
                 Some(Action::Request) => http::listener_rendezvous(self, req, &query),
                 None => reply::status(
@@ -183,6 +200,28 @@ impl Hybrid {
         if management::is_management(&req) {
             return management::get(self, &req, &path);
         }
-        http::relay(self, req, peer).await
+        let r = http::relay(self, req, peer).await;
+        self.metrics.sender(
+            &self.entity_label(&path),
+            FRONTEND_HTTP,
+            r.status().as_u16(),
+        );
+        r
+    }
+
+    /// The entity a path belongs to, for metric labels: a configured entity
+    /// or one with live listeners, else "unknown" (so that arbitrary paths,
+    /// which dynamic registration would accept, cannot create series).
+    fn entity_label(&self, path: &str) -> String {
+        self.settings
+            .resolve(path, &self.relay.registry, false)
+            .filter(|e| {
+                self.settings
+                    .entities
+                    .iter()
+                    .any(|c| c.path.trim_matches('/').eq_ignore_ascii_case(&e.path))
+                    || !self.relay.registry.listeners(&e.path).is_empty()
+            })
+            .map_or_else(|| "unknown".to_owned(), |e| e.path)
     }
 }

@@ -1,0 +1,297 @@
+//! Metrics in the Prometheus text format (served on the admin endpoint's
+//! `/metrics`), mirroring the metric set the service documents: active
+//! connections and listeners, bytes transferred, listener and sender
+//! connections by outcome, listener disconnects; plus a rendezvous-latency
+//! histogram, rejected tokens by reason and limit hits by limit name. Every
+//! series is labelled with the namespace, the entity and the front end.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// How a connection attempt ended, by the status it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 1xx/2xx/3xx.
+    Success,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+}
+
+impl Outcome {
+    /// Classify an HTTP status.
+    pub fn of(status: u16) -> Outcome {
+        match status {
+            400..=499 => Outcome::ClientError,
+            500.. => Outcome::ServerError,
+            _ => Outcome::Success,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Buckets;
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        // 100 µs to about 13 s.
+        Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+    }
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    namespace: String,
+    registry: Registry,
+    active_connections: Family<Labels, Gauge>,
+    active_listeners: Family<Labels, Gauge>,
+    bytes: Family<Labels, Counter>,
+    listener_connections: Family<Labels, Counter>,
+    listener_disconnects: Family<Labels, Counter>,
+    sender_connections: Family<Labels, Counter>,
+    rendezvous: Family<Labels, Histogram, Buckets>,
+    rejected_tokens: Family<Labels, Counter>,
+    limit_hits: Family<Labels, Counter>,
+}
+
+/// Decrements a gauge when dropped.
+pub struct Active(Gauge);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Metrics {
+    /// Metrics for `namespace`.
+    pub fn new(namespace: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("relay");
+        let m = Metrics {
+            namespace: namespace.to_owned(),
+            active_connections: Family::default(),
+            active_listeners: Family::default(),
+            bytes: Family::default(),
+            listener_connections: Family::default(),
+            listener_disconnects: Family::default(),
+            sender_connections: Family::default(),
+            rendezvous: Family::new_with_constructor(Buckets),
+            rejected_tokens: Family::default(),
+            limit_hits: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "active_connections",
+            "Spliced connections now open",
+            m.active_connections.clone(),
+        );
+        registry.register(
+            "active_listeners",
+            "Listeners now connected",
+            m.active_listeners.clone(),
+        );
+        registry.register(
+            "bytes_transferred",
+            "Bytes relayed, by direction",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "listener_connections",
+            "Listener connection attempts, by outcome",
+            m.listener_connections.clone(),
+        );
+        registry.register(
+            "listener_disconnects",
+            "Listener control channels that ended",
+            m.listener_disconnects.clone(),
+        );
+        registry.register(
+            "sender_connections",
+            "Sender connections and relayed requests, by outcome",
+            m.sender_connections.clone(),
+        );
+        registry.register(
+            "rendezvous_seconds",
+            "Sender connect to the listener's answer",
+            m.rendezvous.clone(),
+        );
+        registry.register(
+            "rejected_tokens",
+            "Tokens refused, by reason",
+            m.rejected_tokens.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Requests refused by a limit, by limit name",
+            m.limit_hits.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    fn labels(&self, entity: &str, frontend: &str, extra: Option<(&str, &str)>) -> Labels {
+        let mut l = vec![
+            ("namespace".to_owned(), self.namespace.clone()),
+            ("entity".to_owned(), entity.to_owned()),
+            ("frontend".to_owned(), frontend.to_owned()),
+        ];
+        if let Some((k, v)) = extra {
+            l.push((k.to_owned(), v.to_owned()));
+        }
+        l
+    }
+
+    /// A listener connected; the returned guard keeps it counted as active.
+    pub fn listener_connected(&self, entity: &str, frontend: &str) -> Active {
+        self.listener_connections
+            .get_or_create(&self.labels(entity, frontend, Some(("outcome", "success"))))
+            .inc();
+        let g = self
+            .active_listeners
+            .get_or_create(&self.labels(entity, frontend, None))
+            .clone();
+        g.inc();
+        Active(g)
+    }
+
+    /// A listener was refused with `status`.
+    pub fn listener_refused(&self, entity: &str, frontend: &str, status: u16) {
+        self.listener_connections
+            .get_or_create(&self.labels(
+                entity,
+                frontend,
+                Some(("outcome", Outcome::of(status).label())),
+            ))
+            .inc();
+    }
+
+    /// A listener's control channel ended.
+    pub fn listener_disconnected(&self, entity: &str, frontend: &str) {
+        self.listener_disconnects
+            .get_or_create(&self.labels(entity, frontend, None))
+            .inc();
+    }
+
+    /// A sender connection or relayed request ended its setup with `status`.
+    pub fn sender(&self, entity: &str, frontend: &str, status: u16) {
+        self.sender_connections
+            .get_or_create(&self.labels(
+                entity,
+                frontend,
+                Some(("outcome", Outcome::of(status).label())),
+            ))
+            .inc();
+    }
+
+    /// How long the listener took to answer.
+    pub fn rendezvous(&self, entity: &str, frontend: &str, seconds: f64) {
+        self.rendezvous
+            .get_or_create(&self.labels(entity, frontend, None))
+            .observe(seconds);
+    }
+
+    /// A splice started; the guard keeps it counted as active.
+    pub fn connection_started(&self, entity: &str, frontend: &str) -> Active {
+        let g = self
+            .active_connections
+            .get_or_create(&self.labels(entity, frontend, None))
+            .clone();
+        g.inc();
+        Active(g)
+    }
+
+    /// Bytes a splice carried (`to_listener` and `to_sender`).
+    pub fn bytes(&self, entity: &str, frontend: &str, to_listener: u64, to_sender: u64) {
+        self.bytes
+            .get_or_create(&self.labels(entity, frontend, Some(("direction", "to_listener"))))
+            .inc_by(to_listener);
+        self.bytes
+            .get_or_create(&self.labels(entity, frontend, Some(("direction", "to_sender"))))
+            .inc_by(to_sender);
+    }
+
+    /// A token was refused for `reason`.
+    pub fn token_rejected(&self, entity: &str, frontend: &str, reason: &str) {
+        self.rejected_tokens
+            .get_or_create(&self.labels(entity, frontend, Some(("reason", reason))))
+            .inc();
+    }
+
+    /// A request was refused by the limit named `limit`.
+    pub fn limit_hit(&self, entity: &str, frontend: &str, limit: &str) {
+        self.limit_hits
+            .get_or_create(&self.labels(entity, frontend, Some(("limit", limit))))
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// A short name for a token failure, for the `reason` label.
+pub fn token_reason(e: &hybrid::sas::TokenError) -> &'static str {
+    use hybrid::sas::TokenError::*;
+    match e {
+        Missing => "missing",
+        Malformed(_) => "malformed",
+        UnknownKey => "unknown_key",
+        BadSignature => "bad_signature",
+        Expired(_) => "expired",
+        WrongAudience => "wrong_audience",
+        MissingRight(_) => "missing_right",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_series() {
+        let m = Metrics::new("ns");
+        let _l = m.listener_connected("hc1", "hybrid");
+        m.listener_refused("hc1", "hybrid", 401);
+        m.sender("hc1", "hybrid", 101);
+        m.sender("hc1", "hybrid", 504);
+        m.bytes("hc1", "hybrid", 10, 20);
+        m.rendezvous("hc1", "hybrid", 0.002);
+        m.token_rejected("hc1", "hybrid", "expired");
+        m.limit_hit("hc1", "hybrid", "listeners_per_path");
+        let text = m.render();
+        for want in [
+            r#"relay_active_listeners{namespace="ns",entity="hc1",frontend="hybrid"} 1"#,
+            r#"relay_listener_connections_total{namespace="ns",entity="hc1",frontend="hybrid",outcome="client_error"} 1"#,
+            r#"relay_sender_connections_total{namespace="ns",entity="hc1",frontend="hybrid",outcome="server_error"} 1"#,
+            r#"relay_bytes_transferred_total{namespace="ns",entity="hc1",frontend="hybrid",direction="to_sender"} 20"#,
+            r#"relay_rendezvous_seconds_count{namespace="ns",entity="hc1",frontend="hybrid"} 1"#,
+            r#"relay_rejected_tokens_total{namespace="ns",entity="hc1",frontend="hybrid",reason="expired"} 1"#,
+            r#"relay_limit_hits_total{namespace="ns",entity="hc1",frontend="hybrid",limit="listeners_per_path"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want}\n{text}");
+        }
+        drop(_l);
+        assert!(m.render().contains(
+            r#"relay_active_listeners{namespace="ns",entity="hc1",frontend="hybrid"} 0"#
+        ));
+    }
+}
