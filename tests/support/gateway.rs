@@ -166,15 +166,19 @@ impl Gateway {
         }
     }
 
-    /// Stop and require a clean exit within 15 s.
+    /// Stop and require a clean exit within 15 s, and a log (at debug
+    /// level) that never printed a key, a token or a signature.
     pub fn stop_clean(self) {
         let log = self.log.clone();
         let status = self.stop(Duration::from_secs(15));
-        assert!(
-            status.success(),
-            "gateway exit {status:?}\n{}",
-            log.lock().unwrap()
-        );
+        let log = log.lock().unwrap();
+        assert!(status.success(), "gateway exit {status:?}\n{log}");
+        for secret in [KEY, "SharedAccessSignature", "sig="] {
+            assert!(
+                !log.contains(secret),
+                "the gateway log contains {secret:?}:\n{log}"
+            );
+        }
     }
 }
 
