@@ -155,11 +155,27 @@ impl Metrics {
         l
     }
 
+    /// Count one event in `family`.
+    fn count(
+        &self,
+        family: &Family<Labels, Counter>,
+        entity: &str,
+        frontend: &str,
+        extra: Option<(&str, &str)>,
+    ) {
+        family
+            .get_or_create(&self.labels(entity, frontend, extra))
+            .inc();
+    }
+
     /// A listener connected; the returned guard keeps it counted as active.
     pub fn listener_connected(&self, entity: &str, frontend: &str) -> Active {
-        self.listener_connections
-            .get_or_create(&self.labels(entity, frontend, Some(("outcome", "success"))))
-            .inc();
+        self.count(
+            &self.listener_connections,
+            entity,
+            frontend,
+            Some(("outcome", "success")),
+        );
         let g = self
             .active_listeners
             .get_or_create(&self.labels(entity, frontend, None))
@@ -170,31 +186,27 @@ impl Metrics {
 
     /// A listener was refused with `status`.
     pub fn listener_refused(&self, entity: &str, frontend: &str, status: u16) {
-        self.listener_connections
-            .get_or_create(&self.labels(
-                entity,
-                frontend,
-                Some(("outcome", Outcome::of(status).label())),
-            ))
-            .inc();
+        self.count(
+            &self.listener_connections,
+            entity,
+            frontend,
+            Some(("outcome", Outcome::of(status).label())),
+        );
     }
 
     /// A listener's control channel ended.
     pub fn listener_disconnected(&self, entity: &str, frontend: &str) {
-        self.listener_disconnects
-            .get_or_create(&self.labels(entity, frontend, None))
-            .inc();
+        self.count(&self.listener_disconnects, entity, frontend, None);
     }
 
     /// A sender connection or relayed request ended its setup with `status`.
     pub fn sender(&self, entity: &str, frontend: &str, status: u16) {
-        self.sender_connections
-            .get_or_create(&self.labels(
-                entity,
-                frontend,
-                Some(("outcome", Outcome::of(status).label())),
-            ))
-            .inc();
+        self.count(
+            &self.sender_connections,
+            entity,
+            frontend,
+            Some(("outcome", Outcome::of(status).label())),
+        );
     }
 
     /// How long the listener took to answer.
@@ -226,16 +238,17 @@ impl Metrics {
 
     /// A token was refused for `reason`.
     pub fn token_rejected(&self, entity: &str, frontend: &str, reason: &str) {
-        self.rejected_tokens
-            .get_or_create(&self.labels(entity, frontend, Some(("reason", reason))))
-            .inc();
+        self.count(
+            &self.rejected_tokens,
+            entity,
+            frontend,
+            Some(("reason", reason)),
+        );
     }
 
     /// A request was refused by the limit named `limit`.
     pub fn limit_hit(&self, entity: &str, frontend: &str, limit: &str) {
-        self.limit_hits
-            .get_or_create(&self.labels(entity, frontend, Some(("limit", limit))))
-            .inc();
+        self.count(&self.limit_hits, entity, frontend, Some(("limit", limit)));
     }
 
     /// The text exposition.
