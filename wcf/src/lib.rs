@@ -11,9 +11,13 @@
 //! * [`relay`]: the Azure Relay's own SOAP messages and the 4-byte length
 //!   prefixed framing used on port 9352 (`spec/wcf-relay.md` §2–§5, §11).
 //!
+//! * [`amqp`]: the AMQP 1.0 frames and attach properties of the listener
+//!   control channel (`spec/wcf-relay.md` §2, §8, §11.2).
+//!
 //! Nothing here opens a socket, spawns a task or reads a clock: bytes go in,
 //! values or bytes come out, and "need more bytes" is `Ok(None)`.
 
+pub mod amqp;
 pub mod error;
 pub mod framing;
 pub mod hexdump;

@@ -1,0 +1,301 @@
+//! AMQP 1.0 framing (OASIS AMQP 1.0 part 2.3 and part 5.3): the protocol
+//! headers, the 8-byte frame header, and the split of a frame body into its
+//! performative and payload. Values are encoded and decoded with
+//! `fe2o3-amqp-types` on `serde_amqp`; this module only finds where each value
+//! ends, so that every length is bounded before anything is decoded.
+
+use fe2o3_amqp_types::performatives::Performative;
+use fe2o3_amqp_types::sasl::{SaslChallenge, SaslInit, SaslMechanisms, SaslOutcome, SaslResponse};
+
+use crate::error::{Error, Result};
+
+/// The protocol header that opens plain AMQP (protocol id 0).
+pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
+/// The protocol header that opens the SASL layer (protocol id 3).
+pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
+/// The TLS protocol header (protocol id 2), which the gateway does not offer.
+pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
+/// An empty frame on channel 0: the heartbeat (§8).
+pub const HEARTBEAT: [u8; 8] = [0, 0, 0, 8, 2, 0, 0, 0];
+/// The smallest max-frame-size AMQP allows.
+pub const MIN_MAX_FRAME_SIZE: u32 = 512;
+
+/// Which of the two headers a peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// `AMQP 0 1 0 0`.
+    Amqp,
+    /// `AMQP 3 1 0 0`.
+    Sasl,
+}
+
+/// Recognise a protocol header; anything else (including the TLS header) is
+/// an error, to be answered with our own header and a close (part 2.2).
+pub fn header(buf: &[u8; 8]) -> Result<Header> {
+    match *buf {
+        AMQP_HEADER => Ok(Header::Amqp),
+        SASL_HEADER => Ok(Header::Sasl),
+        _ => Err(Error::structure(0, "not a supported AMQP protocol header")),
+    }
+}
+
+/// A SASL frame body.
+#[derive(Debug, Clone)]
+pub enum Sasl {
+    /// sasl-mechanisms.
+    Mechanisms(SaslMechanisms),
+    /// sasl-init.
+    Init(SaslInit),
+    /// sasl-challenge.
+    Challenge(SaslChallenge),
+    /// sasl-response.
+    Response(SaslResponse),
+    /// sasl-outcome.
+    Outcome(SaslOutcome),
+}
+
+/// What a frame carries.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body: a heartbeat.
+    Empty,
+    /// A performative and, for transfers, the payload after it.
+    Amqp(Box<Performative>, Vec<u8>),
+    /// A SASL frame.
+    Sasl(Sasl),
+}
+
+/// One frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The channel (0 for SASL and connection frames).
+    pub channel: u16,
+    /// The body.
+    pub body: Body,
+}
+
+/// Decode one frame from the front of `buf`: `Ok(None)` until it is whole,
+/// else the frame and the bytes it used. A frame larger than `max_frame` is an
+/// error before it is buffered.
+pub fn decode(buf: &[u8], max_frame: u32) -> Result<Option<(Frame, usize)>> {
+    let Some(&[s0, s1, s2, s3, doff, kind, c0, c1]) = buf.get(..8) else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes([s0, s1, s2, s3]);
+    if size < 8 {
+        return Err(Error::structure(0, format!("frame size {size} below 8")));
+    }
+    if size > max_frame.max(MIN_MAX_FRAME_SIZE) {
+        return Err(Error::TooLarge {
+            offset: 0,
+            what: "AMQP frame",
+            len: size as usize,
+            limit: max_frame as usize,
+        });
+    }
+    let size = size as usize;
+    let doff = usize::from(doff) * 4;
+    if doff < 8 || doff > size {
+        return Err(Error::structure(
+            4,
+            format!("data offset {doff} out of range"),
+        ));
+    }
+    let Some(frame) = buf.get(..size) else {
+        return Ok(None);
+    };
+    let channel = u16::from_be_bytes([c0, c1]);
+    let body = frame.get(doff..).unwrap_or_default();
+    let body = match kind {
+        _ if body.is_empty() => Body::Empty,
+        0 => {
+            let n = value_len(body, 0).ok_or_else(|| bad(doff, "truncated performative"))?;
+            let (perf, payload) = body.split_at(n);
+            let perf: Performative =
+                serde_amqp::from_slice(perf).map_err(|e| bad(doff, &e.to_string()))?;
+            Body::Amqp(Box::new(perf), payload.to_vec())
+        }
+        1 => Body::Sasl(decode_sasl(body).map_err(|e| bad(doff, &e))?),
+        t => return Err(Error::structure(5, format!("unknown frame type {t}"))),
+    };
+    Ok(Some((Frame { channel, body }, size)))
+}
+
+fn bad(offset: usize, what: &str) -> Error {
+    Error::structure(offset, format!("AMQP decode error: {what}"))
+}
+
+fn decode_sasl(body: &[u8]) -> std::result::Result<Sasl, String> {
+    let e = |e: serde_amqp::Error| e.to_string();
+    Ok(match descriptor_code(body) {
+        Some(0x40) => Sasl::Mechanisms(serde_amqp::from_slice(body).map_err(e)?),
+        Some(0x41) => Sasl::Init(serde_amqp::from_slice(body).map_err(e)?),
+        Some(0x42) => Sasl::Challenge(serde_amqp::from_slice(body).map_err(e)?),
+        Some(0x43) => Sasl::Response(serde_amqp::from_slice(body).map_err(e)?),
+        Some(0x44) => Sasl::Outcome(serde_amqp::from_slice(body).map_err(e)?),
+        _ => return Err("not a SASL frame".into()),
+    })
+}
+
+/// The numeric descriptor of a described value, if it has one.
+pub fn descriptor_code(buf: &[u8]) -> Option<u64> {
+    match buf {
+        [0x00, 0x53, c, ..] => Some(u64::from(*c)),
+        [0x00, 0x44, ..] => Some(0),
+        [0x00, 0x80, rest @ ..] => rest
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
+/// How many bytes the encoded value at the front of `buf` takes (part 1.2),
+/// or `None` if it is truncated or nests descriptors too deeply.
+pub fn value_len(buf: &[u8], depth: u8) -> Option<usize> {
+    let code = *buf.first()?;
+    let size_at = |width: usize| -> Option<usize> {
+        let b = buf.get(1..1 + width)?;
+        Some(b.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)))
+    };
+    let len = match code {
+        0x00 => {
+            if depth > 8 {
+                return None;
+            }
+            let d = value_len(buf.get(1..)?, depth + 1)?;
+            let v = value_len(buf.get(1 + d..)?, depth + 1)?;
+            1 + d + v
+        }
+        0x40..=0x4f => 1,
+        0x50..=0x5f => 2,
+        0x60..=0x6f => 3,
+        0x70..=0x7f => 5,
+        0x80..=0x8f => 9,
+        0x90..=0x9f => 17,
+        0xa0..=0xaf | 0xc0..=0xcf | 0xe0..=0xef => 2 + size_at(1)?,
+        0xb0..=0xbf | 0xd0..=0xdf | 0xf0..=0xff => 5 + size_at(4)?,
+        _ => return None,
+    };
+    (len <= buf.len()).then_some(len)
+}
+
+/// Append a frame with `body` (already encoded) to `out`.
+fn frame(out: &mut Vec<u8>, kind: u8, channel: u16, body: &[&[u8]]) {
+    let size: usize = 8 + body.iter().map(|b| b.len()).sum::<usize>();
+    out.extend_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&[2, kind]);
+    out.extend_from_slice(&channel.to_be_bytes());
+    for b in body {
+        out.extend_from_slice(b);
+    }
+}
+
+/// Encode a performative frame with an optional payload.
+pub fn encode(channel: u16, perf: &Performative, payload: &[u8]) -> Result<Vec<u8>> {
+    let p = serde_amqp::to_vec(perf).map_err(|e| Error::Message(e.to_string()))?;
+    let mut out = Vec::with_capacity(8 + p.len() + payload.len());
+    frame(&mut out, 0, channel, &[&p, payload]);
+    Ok(out)
+}
+
+/// Encode a SASL frame.
+pub fn encode_sasl(sasl: &Sasl) -> Result<Vec<u8>> {
+    let e = |e: serde_amqp::Error| Error::Message(e.to_string());
+    let p = match sasl {
+        Sasl::Mechanisms(m) => serde_amqp::to_vec(m).map_err(e)?,
+        Sasl::Init(m) => serde_amqp::to_vec(m).map_err(e)?,
+        Sasl::Challenge(m) => serde_amqp::to_vec(m).map_err(e)?,
+        Sasl::Response(m) => serde_amqp::to_vec(m).map_err(e)?,
+        Sasl::Outcome(m) => serde_amqp::to_vec(m).map_err(e)?,
+    };
+    let mut out = Vec::with_capacity(8 + p.len());
+    frame(&mut out, 1, 0, &[&p]);
+    Ok(out)
+}
+
+/// The message of a transfer payload whose body is one `data` section
+/// (§2.2): header, annotations and properties sections are skipped; any
+/// other body (or a second data section) is an error.
+pub fn data_section(payload: &[u8]) -> Result<&[u8]> {
+    let mut at = 0;
+    let mut found = None;
+    while let Some(rest) = payload.get(at..).filter(|r| !r.is_empty()) {
+        let n = value_len(rest, 0).ok_or_else(|| bad(at, "truncated message section"))?;
+        match descriptor_code(rest) {
+            Some(0x75) => {
+                if found.is_some() {
+                    return Err(bad(at, "more than one data section"));
+                }
+                let inner = rest.get(3..n).unwrap_or_default();
+                let skip = match inner.first() {
+                    Some(0xa0) => 2,
+                    Some(0xb0) => 5,
+                    _ => return Err(bad(at, "data section is not binary")),
+                };
+                found = inner.get(skip..);
+            }
+            Some(0x70..=0x74) | Some(0x78) => {}
+            _ => return Err(bad(at, "message body is not a data section")),
+        }
+        at += n;
+    }
+    found.ok_or_else(|| bad(0, "message has no data section"))
+}
+
+/// A message whose only section is one `data` section holding `data`.
+pub fn data_message(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(&[0x00, 0x53, 0x75]);
+    match u8::try_from(data.len()) {
+        Ok(n) => out.extend_from_slice(&[0xa0, n]),
+        Err(_) => {
+            out.push(0xb0);
+            out.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fe2o3_amqp_types::performatives::Close;
+
+    #[test]
+    fn value_lengths_follow_the_format_code_categories() {
+        assert_eq!(value_len(&[0x40], 0), Some(1));
+        assert_eq!(value_len(&[0x52, 7], 0), Some(2));
+        assert_eq!(value_len(&[0xa1, 2, b'h', b'i'], 0), Some(4));
+        assert_eq!(value_len(&[0xa1, 3, b'h', b'i'], 0), None);
+        assert_eq!(value_len(&[0x00, 0x53, 0x18, 0x45], 0), Some(4));
+        assert_eq!(value_len(&[0xd0, 0, 0, 0, 4, 0, 0, 0, 0], 0), Some(9));
+        let deep = [0u8; 64];
+        assert_eq!(value_len(&deep, 0), None);
+    }
+
+    #[test]
+    fn frames_round_trip_and_bound_their_size() {
+        let bytes = encode(3, &Performative::Close(Close::new(None)), b"").unwrap();
+        let (f, n) = decode(&bytes, 65536).unwrap().unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(f.channel, 3);
+        assert!(matches!(f.body, Body::Amqp(ref p, _) if matches!(**p, Performative::Close(_))));
+        assert!(decode(&bytes[..n - 1], 65536).unwrap().is_none());
+        assert!(decode(&[0, 1, 0, 0, 2, 0, 0, 0], 4096).is_err());
+        assert!(decode(&[0, 0, 0, 4, 2, 0, 0, 0], 4096).is_err());
+        let (hb, _) = decode(&HEARTBEAT, 512).unwrap().unwrap();
+        assert!(matches!(hb.body, Body::Empty));
+    }
+
+    #[test]
+    fn data_sections_round_trip_small_and_large() {
+        for len in [0usize, 10, 255, 256, 70_000] {
+            let data = vec![7u8; len];
+            let msg = data_message(&data);
+            assert_eq!(data_section(&msg).unwrap(), &data[..]);
+        }
+        assert!(data_section(&[0x00, 0x53, 0x77, 0x40]).is_err());
+    }
+}
