@@ -2,7 +2,8 @@
 //! rejected with a message naming the key, and the embedded default used when
 //! no file is given (namespace `localhost`, plain HTTP/WS on 127.0.0.1:9080,
 //! HTTPS/WSS on 127.0.0.1:9443, one all-rights rule whose key lives in the
-//! state directory, any path accepted as a dynamic hybrid connection).
+//! state directory, any path accepted as a dynamic hybrid connection or WCF
+//! relay, AMQP on 127.0.0.1:5671 and relayed connect on 127.0.0.1:9352).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,10 @@ pub struct Namespace {
     /// (requiring client authorization).
     #[serde(default)]
     pub dynamic_hybrid_connections: bool,
+    /// Accept WCF relay listeners on any path that asks for dynamic
+    /// registration (`com.microsoft:dynamic-relay`, the SDK's default).
+    #[serde(default)]
+    pub dynamic_wcf_relays: bool,
 }
 
 /// `[listen]`: bind addresses, port 0 allowed; absent means off.
@@ -68,6 +73,10 @@ pub struct Listen {
     pub https: Option<SocketAddr>,
     /// The admin endpoint (`/healthz`, `/readyz`), kept off the public ports.
     pub admin: Option<SocketAddr>,
+    /// AMQP over TLS: WCF relay listeners' control channel (5671).
+    pub amqps: Option<SocketAddr>,
+    /// Relayed connect: NetTcpRelayBinding clients and listeners' rendezvous (9352).
+    pub relayed: Option<SocketAddr>,
 }
 
 /// `[tls]`: PEM files.
@@ -87,6 +96,48 @@ pub struct HybridConnection {
     /// The entity path (may contain `/`).
     pub path: String,
     /// Whether senders need a Send token.
+    #[serde(default = "yes")]
+    pub requires_client_authorization: bool,
+    /// Entity-level rules.
+    #[serde(default)]
+    pub rule: Vec<Rule>,
+}
+
+/// The kind of a WCF relay (`[[wcf_relay]] type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WcfRelayType {
+    /// NetTcpRelayBinding (relayed and hybrid listeners).
+    NetTcp,
+    /// NetOnewayRelayBinding.
+    NetOneway,
+    /// NetEventRelayBinding.
+    NetEvent,
+    /// The HTTP relay bindings.
+    Http,
+}
+
+impl WcfRelayType {
+    /// The name used in the configuration and in listener families.
+    pub fn name(self) -> &'static str {
+        match self {
+            WcfRelayType::NetTcp => "NetTcp",
+            WcfRelayType::NetOneway => "NetOneway",
+            WcfRelayType::NetEvent => "NetEvent",
+            WcfRelayType::Http => "Http",
+        }
+    }
+}
+
+/// `[[wcf_relay]]`: a provisioned WCF relay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WcfRelay {
+    /// The entity path (may contain `/`).
+    pub path: String,
+    /// Which binding family it serves.
+    #[serde(rename = "type")]
+    pub kind: WcfRelayType,
+    /// Whether clients need a Send token.
     #[serde(default = "yes")]
     pub requires_client_authorization: bool,
     /// Entity-level rules.
@@ -179,6 +230,9 @@ pub struct Config {
     /// Configured hybrid connections.
     #[serde(default)]
     pub hybrid_connection: Vec<HybridConnection>,
+    /// Configured WCF relays.
+    #[serde(default)]
+    pub wcf_relay: Vec<WcfRelay>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -213,14 +267,18 @@ impl Config {
                     rights: vec![Right::Listen, Right::Send, Right::Manage],
                 }],
                 dynamic_hybrid_connections: true,
+                dynamic_wcf_relays: true,
             },
             listen: Listen {
                 http: Some(SocketAddr::from(([127, 0, 0, 1], 9080))),
                 https: Some(SocketAddr::from(([127, 0, 0, 1], 9443))),
                 admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+                amqps: Some(SocketAddr::from(([127, 0, 0, 1], 5671))),
+                relayed: Some(SocketAddr::from(([127, 0, 0, 1], 9352))),
             },
             tls: None,
             hybrid_connection: Vec::new(),
+            wcf_relay: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -232,6 +290,11 @@ impl Config {
         for hc in &self.hybrid_connection {
             if hc.path.trim_matches('/').is_empty() {
                 return Err("hybrid_connection.path must not be empty".into());
+            }
+        }
+        for r in &self.wcf_relay {
+            if r.path.trim_matches('/').is_empty() {
+                return Err("wcf_relay.path must not be empty".into());
             }
         }
         if self.limits.listeners_per_path == 0 {

@@ -231,34 +231,52 @@ fn serve(
             config::Config::embedded(st.key()?)
         }
     };
-    let tls_files = match (&config.tls, config.listen.https) {
+    let listen = &config.listen;
+    let needs_tls = listen.https.is_some() || listen.amqps.is_some() || listen.relayed.is_some();
+    let tls_files = match (&config.tls, needs_tls) {
         (Some(t), _) => Some((t.cert.clone(), t.key.clone())),
-        (None, Some(_)) => {
+        (None, true) => {
             let st = state()?;
             let files = st.tls_files().map_err(anyhow::Error::msg)?;
             tracing::info!(ca = %st.ca_path().display(), "development certificate: trust this CA for wss:// and https://");
             Some(files)
         }
-        (None, None) => None,
+        (None, false) => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let limits = &config.limits;
-        let acceptor = match (&config.listen.https, &tls_files) {
-            (Some(_), Some((cert, key))) => {
-                Some(tls::acceptor(cert, key).map_err(anyhow::Error::msg)?)
-            }
-            _ => None,
+        let acceptor = match &tls_files {
+            Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(anyhow::Error::msg)?),
+            None => None,
         };
         let mut endpoints = Vec::new();
-        if let Some(addr) = config.listen.http {
-            endpoints.push(server::bind("http", addr, None).await?);
+        use server::Protocol;
+        let wanted = [
+            ("http", config.listen.http, Protocol::Http, false),
+            ("https", config.listen.https, Protocol::Http, true),
+            ("amqps", config.listen.amqps, Protocol::Amqps, true),
+            ("relayed", config.listen.relayed, Protocol::Relayed, false),
+        ];
+        for (name, addr, protocol, tls) in wanted {
+            if let Some(addr) = addr {
+                let acc = if tls { acceptor.clone() } else { None };
+                endpoints.push(server::bind(name, addr, acc, protocol).await?);
+            }
         }
-        if let (Some(addr), Some(acc)) = (config.listen.https, acceptor) {
-            endpoints.push(server::bind("https", addr, Some(acc)).await?);
-        }
+        let bound_addr = |name: &str| {
+            endpoints
+                .iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.listener.local_addr().ok())
+        };
+        let ports = frontend::wcf::Ports {
+            relayed: bound_addr("relayed"),
+            http: bound_addr("http"),
+            https: bound_addr("https"),
+        };
         let (trigger, shutdown) = shutdown::channel();
         let metrics = std::sync::Arc::new(telemetry::Metrics::new(&config.namespace.host));
         let mut bound: Vec<(&str, std::net::SocketAddr)> = Vec::new();
@@ -266,7 +284,7 @@ fn serve(
             bound.push((ep.name, ep.listener.local_addr()?));
         }
         if let Some(addr) = config.listen.admin {
-            let ep = server::bind("admin", addr, None).await?;
+            let ep = server::bind("admin", addr, None, Protocol::Http).await?;
             bound.push(("admin", ep.listener.local_addr()?));
             tokio::spawn(admin::serve(ep.listener, shutdown.clone(), metrics.clone()));
         }
@@ -276,6 +294,20 @@ fn serve(
             pending_per_path: limits.pending_per_path,
             pending_total: limits.pending_total,
         });
+        let wcf = frontend::wcf::Wcf {
+            relay: relay.clone(),
+            settings: std::sync::Arc::new(frontend::wcf::entity::Settings {
+                host: config.namespace.host.clone(),
+                rules: config.namespace.rule.clone(),
+                entities: config.wcf_relay.clone(),
+                dynamic: config.namespace.dynamic_wcf_relays,
+                limits: limits.clone(),
+            }),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+            tls: acceptor.clone(),
+            ports,
+        };
         let hybrid = frontend::hybrid::Hybrid {
             relay,
             settings: std::sync::Arc::new(frontend::hybrid::entity::Settings {
@@ -302,7 +334,7 @@ fn serve(
         });
         server::run(
             endpoints,
-            hybrid,
+            server::FrontEnds { hybrid, wcf },
             config::Limits::secs(limits.handshake_timeout),
         )
         .await;

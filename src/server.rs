@@ -1,8 +1,9 @@
 //! The gateway's listening sockets (`design.md`, "Endpoints"): bind every
 //! configured endpoint (port 0 allowed), report them on one `ready` line,
 //! serve HTTP/1.1 with upgrades on plain and TLS sockets with handshake and
-//! header timeouts, and stop as the shutdown signal says: stop accepting,
-//! let connections finish until the grace period ends, then return.
+//! header timeouts, AMQP over TLS and the relayed-connect port for the WCF
+//! front end, and stop as the shutdown signal says: stop accepting, let
+//! connections finish until the grace period ends, then return.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,16 +18,30 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info_span, Instrument};
 
 use crate::frontend::hybrid::{Hybrid, Peer};
+use crate::frontend::wcf::{self, Wcf};
 use crate::shutdown::Shutdown;
 
-/// One HTTP endpoint to serve.
+/// What an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 with upgrades (Hybrid Connections, WCF over WebSocket).
+    Http,
+    /// AMQP 1.0, TLS from the first byte (WCF listeners).
+    Amqps,
+    /// The relayed-connect preamble (WCF clients and dial-backs).
+    Relayed,
+}
+
+/// One endpoint to serve.
 pub struct Endpoint {
     /// Its `[listen]` name.
     pub name: &'static str,
     /// The bound socket.
     pub listener: TcpListener,
-    /// TLS, for HTTPS/WSS.
+    /// TLS, for HTTPS/WSS and AMQPS.
     pub tls: Option<TlsAcceptor>,
+    /// What it speaks.
+    pub protocol: Protocol,
 }
 
 /// Bind `addr` for endpoint `name`.
@@ -34,6 +49,7 @@ pub async fn bind(
     name: &'static str,
     addr: SocketAddr,
     tls: Option<TlsAcceptor>,
+    protocol: Protocol,
 ) -> std::io::Result<Endpoint> {
     let listener = TcpListener::bind(addr)
         .await
@@ -42,7 +58,17 @@ pub async fn bind(
         name,
         listener,
         tls,
+        protocol,
     })
+}
+
+/// The front ends connections are handed to.
+#[derive(Clone)]
+pub struct FrontEnds {
+    /// Hybrid Connections (and the HTTP endpoints).
+    pub hybrid: Hybrid,
+    /// The WCF relay.
+    pub wcf: Wcf,
 }
 
 /// The `ready` line: `ready {"name":"addr",...}` for every bound endpoint.
@@ -53,13 +79,13 @@ pub fn ready_line(bound: &[(&str, SocketAddr)]) -> String {
 
 /// Serve every endpoint until shutdown; returns once connections are done
 /// or drained.
-pub async fn run(endpoints: Vec<Endpoint>, hybrid: Hybrid, handshake_timeout: Duration) {
-    let shutdown = hybrid.shutdown.clone();
+pub async fn run(endpoints: Vec<Endpoint>, fronts: FrontEnds, handshake_timeout: Duration) {
+    let shutdown = fronts.hybrid.shutdown.clone();
     let mut accept_loops = Vec::new();
     for ep in endpoints {
         accept_loops.push(tokio::spawn(accept_loop(
             ep,
-            hybrid.clone(),
+            fronts.clone(),
             handshake_timeout,
         )));
     }
@@ -70,7 +96,7 @@ pub async fn run(endpoints: Vec<Endpoint>, hybrid: Hybrid, handshake_timeout: Du
     shutdown.finished().await;
 }
 
-async fn accept_loop(ep: Endpoint, hybrid: Hybrid, handshake_timeout: Duration) {
+async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duration) {
     loop {
         let (tcp, remote) = match ep.listener.accept().await {
             Ok(c) => c,
@@ -81,12 +107,19 @@ async fn accept_loop(ep: Endpoint, hybrid: Hybrid, handshake_timeout: Duration) 
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (hybrid, tls) = (hybrid.clone(), ep.tls.clone());
-        let tracked = hybrid.shutdown.track();
+        let (fronts, tls) = (fronts.clone(), ep.tls.clone());
+        let tracked = fronts.hybrid.shutdown.track();
         let span = info_span!("conn", endpoint = ep.name, peer = %remote);
+        let protocol = ep.protocol;
         tokio::spawn(
             async move {
-                connection(tcp, remote, tls, hybrid, handshake_timeout).await;
+                match protocol {
+                    Protocol::Http => {
+                        connection(tcp, remote, tls, fronts.hybrid, handshake_timeout).await
+                    }
+                    Protocol::Relayed => wcf::relayed::serve(fronts.wcf, tcp).await,
+                    Protocol::Amqps => amqps(tcp, tls, fronts.wcf, handshake_timeout).await,
+                }
                 drop(tracked);
             }
             .instrument(span),
@@ -117,6 +150,16 @@ async fn connection(
             Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
             Err(_) => debug!("TLS handshake timed out"),
         },
+    }
+}
+
+async fn amqps(tcp: TcpStream, tls: Option<TlsAcceptor>, front: Wcf, handshake_timeout: Duration) {
+    let Ok(local) = tcp.local_addr() else { return };
+    let Some(acceptor) = tls else { return };
+    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => wcf::amqp::serve(front, Box::new(stream), local).await,
+        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+        Err(_) => debug!("TLS handshake timed out"),
     }
 }
 

@@ -77,7 +77,7 @@ pub fn filter(headers: &HeaderMap) -> Filter {
     Filter {
         allowed: list("Microsoft-Relay-AllowedListeners"),
         disallowed: list("Microsoft-Relay-DisallowedListeners"),
-        kind: None,
+        kind: Some(super::listener::KIND.into()),
     }
 }
 

@@ -30,6 +30,10 @@ use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::{CoreError, ListenerInfo, Request as CoreRequest};
 
+/// The core's listener kind of Hybrid Connections listeners (so that senders
+/// never reach a WCF relay listener registered on the same path).
+pub const KIND: &str = "hybrid";
+
 /// Handle `sb-hc-action=listen`.
 pub async fn listen(
     h: &Hybrid,
@@ -65,7 +69,7 @@ pub async fn listen(
         &entity.path,
         ListenerInfo {
             identity: identity.clone(),
-            kind: "hybrid".into(),
+            kind: KIND.into(),
         },
     ) {
         Ok(r) => r,

@@ -10,7 +10,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::ext::ReasonPhrase;
 use hyper::Response;
-use rand::RngCore;
 
 /// The response body type of every endpoint.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -29,17 +28,7 @@ pub fn empty() -> Body {
 
 /// A fresh tracking id in the service's `<guid>_G0` shape.
 pub fn tracking_id() -> String {
-    let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}_G0",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}_G0", crate::frontend::guid())
 }
 
 /// `TrackingId:…, SystemTracker:sb://{host}/{path}, Timestamp:…`.

@@ -1,0 +1,82 @@
+//! The WCF relay front end (`spec/wcf-relay.md`): NetTcpRelayBinding
+//! listeners register over the AMQP control channel ([`amqp`]); clients and
+//! listeners' dial-backs arrive on the relayed-connect port ([`relayed`]);
+//! the two meet in the core's rendezvous table and are spliced as opaque
+//! byte streams ([`stream`]). Entities and tokens: [`entity`].
+
+pub mod amqp;
+pub mod entity;
+pub mod relayed;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::relay::Relay;
+use crate::shutdown::Shutdown;
+use entity::Settings;
+
+/// What the gateway asks a WCF listener to do (the core's request payload).
+pub enum ToListener {
+    /// Open a rendezvous for a client; the id is the core request's id and
+    /// the notice names the listener's own address.
+    Rendezvous,
+}
+
+/// What answers a parked client (the core's answer payload): the listener's
+/// dial-back, after its RelayedAccept was read and before any reply.
+pub struct Answer(pub stream::Conn);
+
+/// The addresses the gateway tells listeners to dial back (§3.2).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    /// The relayed-connect endpoint.
+    pub relayed: Option<SocketAddr>,
+    /// Plain HTTP.
+    pub http: Option<SocketAddr>,
+    /// HTTPS.
+    pub https: Option<SocketAddr>,
+}
+
+/// The front end's shared state.
+#[derive(Clone)]
+pub struct Wcf {
+    /// The relay core (shared with Hybrid Connections).
+    pub relay: Relay,
+    /// Namespace, relays, rules and limits.
+    pub settings: Arc<Settings>,
+    /// Shutdown signal.
+    pub shutdown: Shutdown,
+    /// Metrics.
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    /// TLS for the 9352 flag byte and for AMQP on 5671.
+    pub tls: Option<TlsAcceptor>,
+    /// Where listeners dial back.
+    pub ports: Ports,
+}
+
+/// The `frontend` label of AMQP listeners.
+pub const FRONTEND_AMQP: &str = "wcf_amqp";
+/// The `frontend` label of relayed clients.
+pub const FRONTEND_RELAYED: &str = "wcf_relayed";
+
+impl Wcf {
+    /// The entity label for metrics: configured relays and paths with live
+    /// listeners, else "unknown" (arbitrary paths create no series).
+    pub fn entity_label(&self, path: &str) -> String {
+        let path = path.trim_matches('/');
+        let known = self
+            .settings
+            .entities
+            .iter()
+            .any(|e| e.path.trim_matches('/').eq_ignore_ascii_case(path))
+            || !self.relay.registry.listeners(path).is_empty();
+        if known {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The relayed-connect endpoint (`spec/wcf-relay.md` §3.1, §3.3, §10,
+//! §11.1, §11.2): the `connect`/via/flag preamble, TLS when the flag is
+//! 0x01 (hop by hop, with the gateway's certificate), then one
+//! length-prefixed msbin1 message that is either a client's RelayedConnect or
+//! a listener's RelayedAccept (told apart by Action, never by the via). A
+//! client is checked, parked and announced to one listener; the listener's
+//! dial-back answers it; both get their replies and the two streams are
+//! spliced untouched. Failures are SOAP faults with the relay codes (§6.1).
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+use wcf::relay::{
+    any_type_reply, ConnectPreamble, Hello, RelayFault, RelayedAccept, RelayedConnect,
+    ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY, MAX_PREFIXED_MESSAGE,
+};
+use wcf::soap::Envelope;
+
+use super::entity::split_address;
+use super::stream::{self, BoxIo, Conn, Rewind};
+use super::{Answer, ToListener, Wcf, FRONTEND_RELAYED};
+use crate::config::Right;
+use crate::relay::{splice, CoreError, Filter, SpliceLimits};
+
+/// Serve one connection on the relayed-connect port.
+pub async fn serve(wcf: Wcf, tcp: TcpStream) {
+    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let io = match tokio::time::timeout(handshake, preamble(&wcf, tcp)).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            info!(reason = %e, "relayed connection refused before its message");
+            return;
+        }
+        Err(_) => {
+            info!("relayed connection preamble timed out");
+            return;
+        }
+    };
+    hello(wcf, Conn::new(io.0, BytesMut::new()), io.1).await;
+}
+
+/// Read the preamble and run TLS if it asks; returns the stream and whether
+/// it is encrypted.
+async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(BoxIo, bool), String> {
+    let mut buf = BytesMut::with_capacity(512);
+    let limits = wcf::Limits::DEFAULT;
+    let (pre, used) = loop {
+        if let Some(done) = ConnectPreamble::decode(&buf, limits).map_err(|e| e.to_string())? {
+            break done;
+        }
+        if buf.len() > 16 + limits.max_via {
+            return Err("preamble too long".into());
+        }
+        match tcp.read_buf(&mut buf).await {
+            Ok(0) => return Err("the peer closed during the preamble".into()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let rest = buf.split_off(used).freeze();
+    debug!(via = %pre.via, tls = pre.tls, "relayed preamble");
+    let plain = Rewind::new(rest, tcp);
+    if !pre.tls {
+        return Ok((Box::new(plain), false));
+    }
+    let Some(acceptor) = wcf.tls.clone() else {
+        return Err("TLS requested but no certificate is configured".into());
+    };
+    acceptor
+        .accept(plain)
+        .await
+        .map(|s| (Box::new(s) as BoxIo, true))
+        .map_err(|e| format!("TLS handshake failed: {e}"))
+}
+
+/// Read the first message and act on it: a client's RelayedConnect or a
+/// listener's RelayedAccept. `secure` says whether the leg is encrypted.
+pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
+    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let msg = match tokio::time::timeout(handshake, conn.read_message(MAX_PREFIXED_MESSAGE)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            info!(reason = %e, "relayed connection refused");
+            let _ = fault(&mut conn, RelayFault::InvalidRequest, &e.to_string()).await;
+            return;
+        }
+        Err(_) => {
+            info!("relayed connection sent no message in time");
+            return;
+        }
+    };
+    let hello =
+        Envelope::decode(&msg, wcf::Limits::DEFAULT).and_then(|env| Hello::from_envelope(&env));
+    match hello {
+        Ok(Hello::Connect(c)) => client(&wcf, conn, c, secure).await,
+        Ok(Hello::Accept(a)) => listener(&wcf, conn, a).await,
+        Err(e) => {
+            info!(reason = %e, "relayed message refused");
+            let _ = fault(
+                &mut conn,
+                RelayFault::InvalidRequest,
+                &format!("invalid relay message: {e}"),
+            )
+            .await;
+        }
+    }
+}
+
+/// Send a relay fault and close.
+async fn fault(conn: &mut Conn, code: RelayFault, reason: &str) -> std::io::Result<()> {
+    conn.write_message(&code.envelope(reason, None).to_msbin1())
+        .await?;
+    conn.shutdown().await
+}
+
+fn core_fault(e: &CoreError) -> (RelayFault, String) {
+    match e {
+        CoreError::NoListener | CoreError::NoListenerMatches => (
+            RelayFault::EndpointNotFound,
+            "No service is hosted at the specified address.".into(),
+        ),
+        CoreError::Timeout | CoreError::ListenerGone => (
+            RelayFault::ConnectionFailed,
+            "The listener did not accept the connection in time.".into(),
+        ),
+        CoreError::RendezvousFull | CoreError::ListenerBusy | CoreError::ListenerQuota(_) => (
+            RelayFault::QuotaExceeded,
+            "The relay has too many pending connections.".into(),
+        ),
+        CoreError::UnknownRendezvous => (RelayFault::InvalidRequest, e.to_string()),
+    }
+}
+
+/// A client's RelayedConnect: check, park, notify, wait, reply, splice.
+async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
+    let s = &wcf.settings;
+    let Some((host, path)) = split_address(&c.uri) else {
+        let _ = fault(
+            &mut conn,
+            RelayFault::InvalidRequest,
+            "Connect/Uri is not a URI",
+        )
+        .await;
+        return;
+    };
+    let label = wcf.entity_label(path);
+    let refuse = |status: u16| wcf.metrics.sender(&label, FRONTEND_RELAYED, status);
+    let Some((entity, kind)) = s.resolve_client(path, "NetTcp", &wcf.relay.registry) else {
+        info!(uri = %c.uri, "connect refused: no listener");
+        refuse(404);
+        let _ = fault(
+            &mut conn,
+            RelayFault::EndpointNotFound,
+            "No service is hosted at the specified address.",
+        )
+        .await;
+        return;
+    };
+    if kind.transport_security && !secure {
+        refuse(400);
+        let _ = fault(
+            &mut conn,
+            RelayFault::NoTransportSecurity,
+            "The listener requires transport security; connect with TLS.",
+        )
+        .await;
+        return;
+    }
+    if entity.requires_auth.unwrap_or(kind.client_auth) {
+        if let Err(e) = s.authorize(c.token.as_deref(), &entity, host, Right::Send, 0) {
+            info!(path = %entity.path, reason = %e, "connect refused");
+            wcf.metrics.token_rejected(
+                &label,
+                FRONTEND_RELAYED,
+                crate::telemetry::token_reason(&e),
+            );
+            refuse(401);
+            let _ = fault(&mut conn, RelayFault::AuthorizationFailed, &e.to_string()).await;
+            return;
+        }
+    }
+    let filter = Filter {
+        kind: Some(kind.label()),
+        ..Filter::default()
+    };
+    let started = Instant::now();
+    let parked = wcf
+        .relay
+        .connect(&entity.path, &filter, |_| Box::new(ToListener::Rendezvous));
+    let answer = match parked {
+        Ok(mut p) => p.wait(Duration::from_secs(s.limits.accept_timeout)).await,
+        Err(e) => Err(e),
+    };
+    let mut listener = match answer.map(|a| a.downcast::<Answer>()) {
+        Ok(Ok(a)) => a.0,
+        Ok(Err(_)) => {
+            let _ = fault(
+                &mut conn,
+                RelayFault::ServerError,
+                "unexpected rendezvous answer",
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            match e {
+                CoreError::RendezvousFull => {
+                    wcf.metrics
+                        .limit_hit(&label, FRONTEND_RELAYED, "pending_rendezvous")
+                }
+                CoreError::ListenerBusy => {
+                    wcf.metrics
+                        .limit_hit(&label, FRONTEND_RELAYED, "listener_queue")
+                }
+                _ => {}
+            }
+            info!(path = %entity.path, reason = %e, side = ?e.side(), "connect failed");
+            refuse(if matches!(e, CoreError::Timeout) {
+                504
+            } else {
+                404
+            });
+            let (code, reason) = core_fault(&e);
+            let _ = fault(&mut conn, code, &reason).await;
+            return;
+        }
+    };
+    let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
+    let connect_reply = any_type_reply(ACTION_RELAYED_CONNECT_REPLY).to_msbin1();
+    if let Err(e) = listener.write_message(&accept_reply).await {
+        info!(reason = %e, "listener dial-back broke before the reply");
+        let _ = fault(
+            &mut conn,
+            RelayFault::ConnectionFailed,
+            "The listener went away.",
+        )
+        .await;
+        return;
+    }
+    if conn.write_message(&connect_reply).await.is_err() {
+        return;
+    }
+    wcf.metrics.sender(&label, FRONTEND_RELAYED, 200);
+    wcf.metrics
+        .rendezvous(&label, FRONTEND_RELAYED, started.elapsed().as_secs_f64());
+    let limits = SpliceLimits {
+        idle: (s.limits.splice_idle > 0).then(|| Duration::from_secs(s.limits.splice_idle)),
+        linger: Duration::from_secs(s.limits.linger),
+    };
+    let _tracked = wcf.shutdown.track();
+    let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
+    let stats = splice(
+        stream::leg(conn.into_io()),
+        stream::leg(listener.into_io()),
+        limits,
+        wcf.shutdown.drained(),
+    )
+    .await;
+    wcf.metrics
+        .bytes(&label, FRONTEND_RELAYED, stats.a_to_b, stats.b_to_a);
+    debug!(
+        client_to_listener = stats.a_to_b,
+        listener_to_client = stats.b_to_a,
+        clean = stats.clean,
+        "relayed connection ended"
+    );
+}
+
+/// A listener's dial-back: hand it to the parked client, which replies.
+async fn listener(wcf: &Wcf, mut conn: Conn, a: RelayedAccept) {
+    match wcf.relay.rendezvous.take(&a.id) {
+        Some(claim) => {
+            if claim.send(Box::new(Answer(conn))).is_err() {
+                debug!(id = %a.id, "the client left before the listener answered");
+            }
+        }
+        None => {
+            info!(id = %a.id, "dial-back for an unknown rendezvous");
+            let _ = fault(
+                &mut conn,
+                RelayFault::InvalidRequest,
+                "No pending connection has this id; it is unknown, used or expired.",
+            )
+            .await;
+        }
+    }
+}
