@@ -37,11 +37,11 @@ async fn embedded_default_needs_no_config() {
         .unwrap();
     if line.is_empty() {
         let _ = child.kill();
-        panic!("the embedded default could not bind 127.0.0.1:9080 and :9443 (is another gateway running?)");
+        panic!("the embedded default could not bind its ports on 127.0.0.1 (is another gateway running?)");
     }
     assert_eq!(
         line.trim(),
-        r#"ready {"admin":"127.0.0.1:9090","http":"127.0.0.1:9080","https":"127.0.0.1:9443"}"#
+        r#"ready {"admin":"127.0.0.1:9090","amqps":"127.0.0.1:5671","http":"127.0.0.1:9080","https":"127.0.0.1:9443","relayed":"127.0.0.1:9352"}"#
     );
     for f in ["default-rule.key", "ca.pem", "server.pem", "server.key"] {
         assert!(dir.0.join(f).exists(), "{f}");

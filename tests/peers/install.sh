@@ -2,7 +2,7 @@
 # Install the third-party peers the tests drive (shared/spec/real-peers.md):
 # Mono's WCF, Node.js and curl (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
-# tests/peers/hc); websocat (crates.io, under target/peers/tools).
+# tests/peers/hc) and rhea (npm, tests/peers/amqp); websocat (crates.io, under target/peers/tools).
 # Idempotent: what is already there is not fetched again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,6 +38,12 @@ fi
 hc="$root/tests/peers/hc"
 if [ ! -d "$hc/node_modules/hyco-ws" ] || [ ! -d "$hc/node_modules/hyco-https" ]; then
   (cd "$hc" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# rhea (npm), an independent AMQP 1.0 client playing a WCF relay listener.
+amqp="$root/tests/peers/amqp"
+if [ ! -d "$amqp/node_modules/rhea" ]; then
+  (cd "$amqp" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 # websocat (crates.io), a raw WebSocket client used as a Hybrid Connections sender.

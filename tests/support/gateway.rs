@@ -16,11 +16,13 @@ pub const KEY: &str = "dGVzdGtleQ==";
 pub const ROOT: &str = "RootManageSharedAccessKey";
 
 /// The namespace part of every test config: host `localhost`, rules
-/// `RootManageSharedAccessKey` (all), `SendOnly`, `ListenOnly`, all with [`KEY`].
+/// `RootManageSharedAccessKey` (all), `SendOnly`, `ListenOnly`, all with [`KEY`];
+/// dynamic hybrid connections and WCF relays; every endpoint on port 0.
 pub const BASE_CONFIG: &str = r#"
 [namespace]
 host = "localhost"
 dynamic_hybrid_connections = true
+dynamic_wcf_relays = true
 [[namespace.rule]]
 name = "RootManageSharedAccessKey"
 key = "dGVzdGtleQ=="
@@ -37,6 +39,8 @@ rights = ["Listen"]
 http = "127.0.0.1:0"
 https = "127.0.0.1:0"
 admin = "127.0.0.1:0"
+amqps = "127.0.0.1:0"
+relayed = "127.0.0.1:0"
 "#;
 
 /// A temporary directory removed on drop.
@@ -71,6 +75,10 @@ pub struct Gateway {
     pub https: SocketAddr,
     /// The admin endpoint, when configured.
     pub admin: Option<SocketAddr>,
+    /// The AMQP endpoint of WCF listeners, when configured.
+    pub amqps: Option<SocketAddr>,
+    /// The relayed-connect endpoint, when configured.
+    pub relayed: Option<SocketAddr>,
     /// Its state directory (holds the development CA).
     pub dir: TempDir,
     log: Arc<Mutex<String>>,
@@ -125,6 +133,8 @@ impl Gateway {
             http: addr("http").unwrap(),
             https: addr("https").unwrap_or_else(|| "127.0.0.1:1".parse().unwrap()),
             admin: addr("admin"),
+            amqps: addr("amqps"),
+            relayed: addr("relayed"),
             child: Some(child),
             dir,
             log,
@@ -173,7 +183,7 @@ impl Gateway {
         let status = self.stop(Duration::from_secs(15));
         let log = log.lock().unwrap();
         assert!(status.success(), "gateway exit {status:?}\n{log}");
-        for secret in [KEY, "SharedAccessSignature", "sig="] {
+        for secret in [KEY, "SharedAccessSignature sr=", "sig="] {
             assert!(
                 !log.contains(secret),
                 "the gateway log contains {secret:?}:\n{log}"

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub mod gateway;
 pub mod hc;
 pub mod nettcp;
+pub mod relayed;
 pub mod wsclient;
 
 /// The gateway binary under test.

@@ -9,7 +9,7 @@
 //! Every frame is written with one write, so that over WebSocket each frame
 //! is its own message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -89,6 +89,8 @@ struct Session {
     remote_incoming_window: u32,
     next_delivery_id: u32,
     links: HashMap<u32, Link>,
+    /// Handles the gateway detached; the peer's detach answers, unanswered.
+    closing: HashSet<u32>,
 }
 
 /// The connection's writer and the facts notices need.
@@ -399,6 +401,7 @@ impl Connection {
                         remote_incoming_window: b.incoming_window,
                         next_delivery_id: 0,
                         links: HashMap::new(),
+                        closing: HashSet::new(),
                     },
                 );
                 out.send(ch, Performative::Begin(ours), &[]).await?;
@@ -411,6 +414,9 @@ impl Connection {
             Performative::Disposition(_) => {}
             Performative::Detach(d) => {
                 let session = self.session(ch)?;
+                if session.closing.remove(&d.handle.0) {
+                    return Ok(false);
+                }
                 if session.links.remove(&d.handle.0).is_some() {
                     debug!(handle = d.handle.0, "listener link detached");
                 }
@@ -465,6 +471,7 @@ impl Connection {
                 info!(condition = %props::condition(&error), reason = ?error.description, "listener attach refused");
                 let reply = answer_attach(&attach, handle, false);
                 out.send(ch, Performative::Attach(reply), &[]).await?;
+                self.session(ch)?.closing.insert(handle);
                 let detach = Detach {
                     handle: Handle(handle),
                     closed: true,
@@ -569,10 +576,10 @@ impl Connection {
             return Ok(());
         };
         let Some(link) = session.links.get_mut(&handle) else {
-            return Err(Stop::Close(props::error(
-                "amqp:session:unattached-handle",
-                "flow for a handle that is not attached",
-            )));
+            // A link the gateway refused or detached: the peer may not have
+            // seen the detach yet.
+            debug!(handle, "flow for a link that is not attached");
+            return Ok(());
         };
         if let Some(credit) = fl.link_credit {
             link.credit = fl
@@ -600,6 +607,7 @@ impl Connection {
             (link.delivery_count, link.credit, session.next_outgoing_id);
         if let Some(error) = refused {
             session.links.remove(&handle);
+            session.closing.insert(handle);
             let detach = Detach {
                 handle: Handle(handle),
                 closed: true,
@@ -639,6 +647,7 @@ impl Connection {
                 .collect();
             for h in gone {
                 s.links.remove(&h);
+                s.closing.insert(h);
                 dead.push((*ch, h));
             }
         }

@@ -156,9 +156,11 @@ impl Settings {
                     "no relay is configured at '{path}'"
                 )))
             }
-            None if !dynamic => return Err(Refused::NotFound(format!(
+            None if !dynamic => {
+                return Err(Refused::NotFound(format!(
                 "no relay exists at '{path}' and the listener did not ask for dynamic registration"
-            ))),
+            )))
+            }
             None => {}
         }
         let live = registry.listeners(path);

@@ -64,7 +64,11 @@ for (let i = 0; i < count; i++) {
     credit_window: 1000,
     autoaccept: true,
   });
-  receiver.on('receiver_open', () => out({ event: 'attached', index: i }));
+  receiver.on('receiver_open', (ctx) => {
+    // A refusal is an attach without a source, then a detach with the error.
+    const source = ctx.receiver.remote.attach.source;
+    if (source && source.address) out({ event: 'attached', index: i });
+  });
   receiver.on('receiver_error', report);
   receiver.on('message', (ctx) => {
     const body = ctx.message.body;

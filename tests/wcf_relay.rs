@@ -1,0 +1,293 @@
+//! The WCF relay front end against an independent AMQP 1.0 peer (rhea,
+//! attaching as Microsoft.ServiceBus.dll does, `spec/wcf-relay.md` §2.1,
+//! §11.2) and a relayed-connect client and dial-back built on the `wcf`
+//! crate (§3.1, §3.3): the notice, the splice, token and quota refusals with
+//! the AMQP conditions of §6.2, balancing, and the relay faults of §6.1 for
+//! every way a client or listener can get it wrong.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::gateway::{token, Gateway, ROOT};
+use support::relayed::{self, fault_code, Rhea};
+use wcf::relay::{ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY};
+
+const LIMITS: &str = "[limits]\naccept_timeout = 3\nhandshake_timeout = 2\n";
+
+fn start() -> Gateway {
+    Gateway::start(LIMITS)
+}
+
+fn listener(gw: &Gateway, path: &str, count: usize, extra: serde_json::Value) -> Rhea {
+    Rhea::start(
+        gw.amqps.unwrap(),
+        &gw.ca(),
+        &format!("sb://localhost/{path}/"),
+        &token(path, ROOT, 3600),
+        count,
+        extra,
+    )
+}
+
+#[test]
+fn a_client_reaches_an_amqp_listener_through_notice_dial_back_and_splice() {
+    let gw = start();
+    let rhea = listener(&gw, "echo", 1, json!({}));
+    assert_eq!(rhea.next()["event"], "attached");
+    let tls = relayed::tls_config(&gw.ca());
+    let relayed_addr = gw.relayed.unwrap();
+    let client_tls = tls.clone();
+    let client = std::thread::spawn(move || {
+        relayed::connect(
+            relayed_addr,
+            Some((&client_tls, "localhost")),
+            "sb://localhost/echo/",
+            Some(token("echo", "SendOnly", 600)),
+        )
+    });
+    let notice = relayed::notice(&rhea.next_message());
+    assert_eq!(notice.to, "sb://localhost/echo/");
+    assert_eq!(notice.ip, std::net::Ipv4Addr::LOCALHOST);
+    assert_eq!(notice.ip_port, relayed_addr.port());
+    assert_eq!(notice.https.1, gw.https.port());
+    assert_eq!(notice.instance_dns.as_deref(), Some("localhost"));
+    let (mut lst, reply) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/echo/");
+    assert_eq!(reply.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
+    let (mut cl, reply) = client.join().unwrap();
+    assert_eq!(
+        reply.action().as_deref(),
+        Some(ACTION_RELAYED_CONNECT_REPLY)
+    );
+    // The NMF session then flows untouched, both ways.
+    cl.write_all(b"\x00\x01\x00\x01\x02").unwrap();
+    cl.flush().unwrap();
+    let mut buf = [0u8; 5];
+    lst.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"\x00\x01\x00\x01\x02");
+    lst.write_all(b"\x0b").unwrap();
+    lst.flush().unwrap();
+    let mut ack = [0u8; 1];
+    cl.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x0b]);
+    drop(cl);
+    let mut rest = Vec::new();
+    let _ = lst.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    drop(rhea);
+    gw.stop_clean();
+}
+
+#[test]
+fn attaches_with_bad_tokens_conflicts_and_the_26th_listener_are_refused() {
+    let gw = start();
+    let amqps = gw.amqps.unwrap();
+    let refused = |path: &str, tok: &str, extra| {
+        let r = Rhea::start(
+            amqps,
+            &gw.ca(),
+            &format!("sb://localhost/{path}/"),
+            tok,
+            1,
+            extra,
+        );
+        let e = r.next_of("error");
+        (
+            e["condition"].as_str().unwrap_or("").to_owned(),
+            e["description"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let wrong_key = hybrid::sas::create("http://localhost/a/", ROOT, "not-the-key", 4_000_000_000);
+    assert_eq!(
+        refused("a", &wrong_key, json!({})).0,
+        "com.microsoft:auth-failed"
+    );
+    let (cond, why) = refused("a", &token("a", ROOT, -600), json!({}));
+    assert_eq!(cond, "com.microsoft:auth-failed");
+    assert!(why.contains("expired"), "{why}");
+    let (cond, why) = refused("a", &token("a", "SendOnly", 600), json!({}));
+    assert_eq!(cond, "com.microsoft:auth-failed");
+    assert!(why.contains("Listen"), "{why}");
+    assert_eq!(
+        refused("a", &token("other", ROOT, 600), json!({})).0,
+        "com.microsoft:auth-failed"
+    );
+    let fixed = json!({"com.microsoft:dynamic-relay": false});
+    assert_eq!(
+        refused("nowhere", &token("nowhere", ROOT, 600), fixed).0,
+        "com.microsoft:relay-not-found"
+    );
+
+    // A one-way listener cannot join a path served by NetTcp listeners.
+    let nettcp = listener(&gw, "mixed", 1, json!({}));
+    assert_eq!(nettcp.next()["event"], "attached");
+    let unicast = json!({"com.microsoft:listener-type": "Unicast"});
+    assert_eq!(
+        refused("mixed", &token("mixed", ROOT, 600), unicast).0,
+        "com.microsoft:address-already-in-use"
+    );
+
+    // 25 listeners per path, then the quota error.
+    let many = listener(&gw, "crowd", 26, json!({}));
+    let (mut attached, mut errors) = (0, Vec::new());
+    while attached + errors.len() < 26 {
+        let e = many.next();
+        match e["event"].as_str() {
+            Some("attached") => attached += 1,
+            Some("error") => errors.push(e),
+            _ => {}
+        }
+    }
+    assert_eq!(attached, 25);
+    assert_eq!(errors[0]["condition"], "amqp:resource-limit-exceeded");
+    assert!(errors[0]["description"].as_str().unwrap().contains("25"));
+    drop((nettcp, many));
+    gw.stop_clean();
+}
+
+#[test]
+fn clients_are_balanced_across_listeners() {
+    let gw = start();
+    let rhea = listener(&gw, "pool", 2, json!({}));
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let tls = relayed::tls_config(&gw.ca());
+    let mut per_listener = [0usize; 2];
+    for _ in 0..20 {
+        let (addr, t) = (gw.relayed.unwrap(), tls.clone());
+        let client = std::thread::spawn(move || {
+            relayed::connect(
+                addr,
+                Some((&t, "localhost")),
+                "sb://localhost/pool/x",
+                Some(token("pool", ROOT, 600)),
+            )
+        });
+        let m = rhea.next_of("message");
+        per_listener[m["index"].as_u64().unwrap() as usize] += 1;
+        let data = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            m["data"].as_str().unwrap(),
+        )
+        .unwrap();
+        let (_l, reply) = relayed::dial_back(
+            &relayed::notice(&data),
+            &tls,
+            "localhost",
+            "sb://localhost/pool/",
+        );
+        assert_eq!(reply.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
+        assert_eq!(
+            client.join().unwrap().1.action().as_deref(),
+            Some(ACTION_RELAYED_CONNECT_REPLY)
+        );
+    }
+    assert!(per_listener.iter().all(|n| *n > 0), "{per_listener:?}");
+    drop(rhea);
+    gw.stop_clean();
+}
+
+#[test]
+fn every_bad_client_or_dial_back_gets_a_relay_fault_and_others_are_undisturbed() {
+    let gw = start();
+    let tls = relayed::tls_config(&gw.ca());
+    let addr = gw.relayed.unwrap();
+    let secure = Some((&tls, "localhost"));
+    let send_token = || Some(token("svc", "SendOnly", 600));
+
+    // Nobody listens yet.
+    let (_, r) = relayed::connect(addr, secure, "sb://localhost/svc/", send_token());
+    assert_eq!(fault_code(&r).as_deref(), Some("EndpointNotFoundFault"));
+
+    let rhea = listener(&gw, "svc", 1, json!({}));
+    rhea.next_of("attached");
+    // An established splice that must survive everything below.
+    let t = tls.clone();
+    let client = std::thread::spawn(move || {
+        relayed::connect(
+            addr,
+            Some((&t, "localhost")),
+            "sb://localhost/svc/",
+            Some(token("svc", ROOT, 600)),
+        )
+    });
+    let notice = relayed::notice(&rhea.next_message());
+    let (mut lst, _) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/svc/");
+    let (mut cl, _) = client.join().unwrap();
+
+    let (_, r) = relayed::connect(addr, secure, "sb://localhost/svc/", None);
+    assert_eq!(fault_code(&r).as_deref(), Some("AuthorizationFailedFault"));
+    let (_, r) = relayed::connect(
+        addr,
+        secure,
+        "sb://localhost/svc/",
+        Some(token("svc", "ListenOnly", 600)),
+    );
+    assert_eq!(fault_code(&r).as_deref(), Some("AuthorizationFailedFault"));
+    let (_, r) = relayed::connect(addr, None, "sb://localhost/svc/", send_token());
+    assert_eq!(fault_code(&r).as_deref(), Some("NoTransportSecurityFault"));
+
+    // The listener never dials back: ConnectionFailedFault within the accept timeout.
+    let started = Instant::now();
+    let (_, r) = relayed::connect(addr, secure, "sb://localhost/svc/", send_token());
+    assert_eq!(fault_code(&r).as_deref(), Some("ConnectionFailedFault"));
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let stale = relayed::notice(&rhea.next_message());
+    // Its late dial-back, and one with an unknown id, are refused.
+    let (_, r) = relayed::dial_back(&stale, &tls, "localhost", "sb://localhost/svc/");
+    assert_eq!(fault_code(&r).as_deref(), Some("InvalidRequestFault"));
+
+    // A message with the wrong Action.
+    let mut s = relayed::open(addr, "sb://localhost/svc/", secure);
+    let wrong = wcf::relay::any_type_reply("Bogus").to_msbin1();
+    relayed::send(&mut *s, &wrong);
+    assert_eq!(
+        fault_code(&relayed::receive(&mut *s).unwrap()).as_deref(),
+        Some("InvalidRequestFault")
+    );
+    // Not binary XML at all, and an oversize length.
+    let mut s = relayed::open(addr, "sb://localhost/svc/", secure);
+    relayed::send(&mut *s, b"garbage garbage");
+    assert_eq!(
+        fault_code(&relayed::receive(&mut *s).unwrap()).as_deref(),
+        Some("InvalidRequestFault")
+    );
+    let mut s = relayed::open(addr, "sb://localhost/svc/", secure);
+    s.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+    s.flush().unwrap();
+    assert_eq!(
+        fault_code(&relayed::receive(&mut *s).unwrap()).as_deref(),
+        Some("InvalidRequestFault")
+    );
+    // Garbage instead of a preamble, and a truncated preamble: closed.
+    for bytes in [&b"GET / HTTP/1.1\r\n\r\n"[..], &b"\x07\x00\x00\x00conn"[..]] {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw.write_all(bytes).unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(raw.read_to_end(&mut sink).unwrap_or(0), 0);
+    }
+
+    // The first splice still carries bytes both ways.
+    cl.write_all(b"ping").unwrap();
+    cl.flush().unwrap();
+    let mut buf = [0u8; 4];
+    lst.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    lst.write_all(b"pong").unwrap();
+    lst.flush().unwrap();
+    cl.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    drop((cl, lst, rhea));
+    gw.stop_clean();
+}
