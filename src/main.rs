@@ -1,9 +1,10 @@
 //! The `relay-gateway` binary: the gateway itself (`serve`) and its tools
-//! (`token`, `decode`, `encode`).
+//! (`forward`, `token`, `decode`, `encode`, `check-config`).
 
 mod admin;
 mod auth;
 mod config;
+mod forward;
 mod frontend;
 mod relay;
 mod server;
@@ -43,6 +44,14 @@ enum Command {
         /// Log format on stderr.
         #[arg(long, value_parser = ["text", "json"], default_value = "text")]
         log_format: String,
+    },
+    /// Carry a local net.tcp service or client through a WCF relay (see the README).
+    Forward {
+        #[command(flatten)]
+        options: forward::Options,
+        /// State directory holding the embedded default's CA (used without --ca).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Check a configuration file without starting: prints "ok", or the error (exit status 1).
     CheckConfig {
@@ -123,6 +132,21 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Command::Forward { options, state_dir } => {
+            init_logging("text");
+            let ca = state_dir.unwrap_or_else(state::default_dir).join("ca.pem");
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            match runtime.block_on(forward::run(options, ca)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format_args!("{e:#}")),
+            }
+        }
         Command::Token {
             uri,
             key_name,

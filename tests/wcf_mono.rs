@@ -14,50 +14,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use support::{free_port, mono, spawn_ready, Proc};
 
 use support::nettcp::{result, serve_calc, streamed_call, DuplexClient};
 
-/// A Mono process killed when dropped.
-struct Mono(Child);
-
-impl Drop for Mono {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn mono(args: &[&str]) -> Command {
-    let mut c = Command::new("mono");
-    c.arg(support::peers().join("MonoPeer.exe")).args(args);
-    c
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mono_host() -> (Mono, u16, u16) {
+fn mono_host() -> (Proc, u16, u16) {
     let (calc, blob) = (free_port(), free_port());
-    let mut child = mono(&["host", &calc.to_string(), &blob.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("mono: run tests/peers/install.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready", "mono host did not start");
-    (Mono(child), calc, blob)
+    let (host, _, _) = spawn_ready(
+        &mut mono(&["host", &calc.to_string(), &blob.to_string()]),
+        "ready",
+    );
+    (host, calc, blob)
 }
 
 #[test]

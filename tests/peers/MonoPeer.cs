@@ -7,6 +7,10 @@
 //                                            (a host behind a relay). Prints "ready" when listening.
 //   calc URI                                 Echo, Add, one-way Note, LastNote against URI; prints one line each
 //   blob URI N                               Get(N) over TransferMode.Streamed; prints "blob N <checksum>"
+//   relayhost CALC:PUB BLOB:PUB CHAT:PUB     calc, blob and the duplex chat service (IChat), each listening on
+//                                            127.0.0.1:LOCAL with the logical address 127.0.0.1:PUB (behind a
+//                                            relay, real-peers.md 1.4). Prints "ready" when listening.
+//   chat URI                                 duplex: Say("hi"), wait for the Heard callback; prints "Heard <text>"
 using System;
 using System.IO;
 using System.ServiceModel;
@@ -42,7 +46,34 @@ public class Blob : IBlob {
     }
 }
 
+[ServiceContract(Namespace = "urn:relay-gateway:test", CallbackContract = typeof(IChatCallback), SessionMode = SessionMode.Required)]
+public interface IChat { [OperationContract(IsOneWay = true)] void Say(string text); }
+public interface IChatCallback { [OperationContract(IsOneWay = true)] void Heard(string text); }
+
+[ServiceBehavior(AddressFilterMode = AddressFilterMode.Any)]
+public class Chat : IChat {
+    public void Say(string text) {
+        OperationContext.Current.GetCallbackChannel<IChatCallback>().Heard("heard " + text);
+    }
+}
+
+class ChatCallback : IChatCallback {
+    public readonly ManualResetEvent Done = new ManualResetEvent(false);
+    public string Text;
+    public void Heard(string text) { Text = text; Done.Set(); }
+}
+
 static class Program {
+    // Host `service` for `contract` listening on 127.0.0.1:LOCAL with logical address 127.0.0.1:PUB.
+    static ServiceHost Behind(object service, Type contract, Binding binding, string ports, string path) {
+        var p = ports.Split(':');
+        var h = service is Type ? new ServiceHost((Type)service) : new ServiceHost(service);
+        h.AddServiceEndpoint(contract, binding, "net.tcp://127.0.0.1:" + p[1] + "/" + path,
+                             new Uri("net.tcp://127.0.0.1:" + p[0] + "/" + path));
+        h.Open();
+        return h;
+    }
+
     static NetTcpBinding Binding(bool streamed) {
         var b = new NetTcpBinding(SecurityMode.None);
         if (streamed) b.TransferMode = TransferMode.Streamed;
@@ -72,6 +103,25 @@ static class Program {
                     Console.Out.Flush();
                     Thread.Sleep(Timeout.Infinite);
                     return 0;
+                }
+                case "relayhost": {
+                    Behind(new Calc(), typeof(ICalc), Binding(false), args[1], "calc");
+                    Behind(typeof(Blob), typeof(IBlob), Binding(true), args[2], "blob");
+                    Behind(typeof(Chat), typeof(IChat), Binding(false), args[3], "chat");
+                    Console.WriteLine("ready");
+                    Console.Out.Flush();
+                    Thread.Sleep(Timeout.Infinite);
+                    return 0;
+                }
+                case "chat": {
+                    var cb = new ChatCallback();
+                    var f = new DuplexChannelFactory<IChat>(new InstanceContext(cb), Binding(false), new EndpointAddress(args[1]));
+                    var c = f.CreateChannel();
+                    c.Say("hi");
+                    if (!cb.Done.WaitOne(20000)) throw new TimeoutException("no callback");
+                    Console.WriteLine("Heard " + cb.Text);
+                    ((IClientChannel)c).Abort(); // Mono: Close() on a duplex channel never returns
+                    break;
                 }
                 case "calc": {
                     var f = new ChannelFactory<ICalc>(Binding(false), new EndpointAddress(args[1]));

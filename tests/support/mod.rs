@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod gateway;
@@ -78,4 +80,50 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `cmd` and wait for its first stdout line (a readiness line), which
+/// must start with `expect`; returns the process, the line, and the rest of
+/// its stdout.
+pub fn spawn_ready(cmd: &mut Command, expect: &str) -> (Proc, String, BufReader<ChildStdout>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let proc = Proc(child);
+    assert!(
+        line.starts_with(expect),
+        "{cmd:?} printed {line:?}, expected {expect:?}"
+    );
+    (proc, line.trim().to_owned(), out)
+}
+
+/// The Mono WCF peer (`tests/peers/MonoPeer.exe`) with `args`.
+pub fn mono(args: &[&str]) -> Command {
+    let mut c = Command::new("mono");
+    c.arg(peers().join("MonoPeer.exe")).args(args);
+    c
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

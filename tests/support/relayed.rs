@@ -229,3 +229,27 @@ impl Drop for Rhea {
         let _ = self.child.wait();
     }
 }
+
+/// `relay-gateway forward` with the options for `gw` (its AMQP and relayed
+/// endpoints, its CA, the all-rights rule) plus `args`.
+pub fn forward(amqps: SocketAddr, relayed: SocketAddr, ca: &Path, args: &[&str]) -> Command {
+    let mut c = super::gateway();
+    c.arg("forward")
+        .args([
+            "--amqp",
+            &amqps.to_string(),
+            "--relayed",
+            &relayed.to_string(),
+        ])
+        .args([
+            "--key-name",
+            super::gateway::ROOT,
+            "--key",
+            super::gateway::KEY,
+        ])
+        .arg("--ca")
+        .arg(ca)
+        .args(args)
+        .env("RUST_LOG", "info");
+    c
+}

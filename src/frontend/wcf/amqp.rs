@@ -319,9 +319,12 @@ impl Connection {
         let beat = remote_idle.map_or(DEFAULT_HEARTBEAT, |t| {
             Duration::from_millis(u64::from(t / 2).max(500))
         });
-        let mut ticker = tokio::time::interval(beat.min(DEFAULT_HEARTBEAT));
+        let beat = beat.min(DEFAULT_HEARTBEAT);
+        // Token expiry is checked every second; heartbeats go out per `beat`.
+        let mut ticker = tokio::time::interval(Duration::from_secs(1).min(beat));
         let silence = Duration::from_millis(u64::from(IDLE_TIMEOUT_MS) * 2);
         let mut last_read = Instant::now();
+        let mut last_beat = Instant::now();
         let stopping = self.wcf.shutdown.stopping();
         tokio::pin!(stopping);
         loop {
@@ -348,8 +351,11 @@ impl Connection {
                             "no frames within twice the idle time-out",
                         )));
                     }
-                    out.wr.write_all(&HEARTBEAT).await?;
-                    out.wr.flush().await?;
+                    if last_beat.elapsed() >= beat {
+                        last_beat = Instant::now();
+                        out.wr.write_all(&HEARTBEAT).await?;
+                        out.wr.flush().await?;
+                    }
                     self.expire_tokens(out).await?;
                 }
                 Event::Deliver(ch, h, Some(req)) => self.deliver(out, ch, h, req).await?,

@@ -1,0 +1,42 @@
+//! `forward --connect`: accept local net.tcp clients and carry each through
+//! a RelayedConnect to the relay (`spec/wcf-relay.md` §3.1): preamble, TLS,
+//! the RelayedConnect with a Send token, the reply, then the client's own
+//! bytes untouched in both directions.
+
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+use wcf::relay::RelayedConnect;
+
+use super::Relay;
+
+/// Accept local clients on `local` until interrupted; prints `ready ADDR`.
+pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(local).await?;
+    println!("ready {}", listener.local_addr()?);
+    info!(uri = %relay.uri, "forwarding local clients to the relay");
+    loop {
+        let (client, peer) = listener.accept().await?;
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            if let Err(e) = carry(&relay, client).await {
+                warn!(%peer, error = %e, "relayed connection failed");
+            }
+        });
+    }
+}
+
+async fn carry(relay: &Relay, mut client: TcpStream) -> anyhow::Result<()> {
+    let _ = client.set_nodelay(true);
+    let hello = RelayedConnect {
+        tracking_id: Some(crate::frontend::guid()),
+        token: Some(relay.token()),
+        uri: relay.uri.clone(),
+    }
+    .to_envelope();
+    let conn = relay.relayed_hello(&relay.relayed, &hello).await?;
+    let mut io = conn.into_io();
+    tokio::io::copy_bidirectional(&mut client, &mut io).await?;
+    Ok(())
+}

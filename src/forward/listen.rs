@@ -1,0 +1,81 @@
+//! `forward --listen`: a RelayedConnection listener (`spec/wcf-relay.md`
+//! §2, §3.2, §3.3). For each notice it connects to the local service, dials
+//! the gateway back at the notice's address with RelayedAccept, and splices
+//! the two; the control channel reconnects with back-off and renews its
+//! token at half-life.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+use wcf::relay::{Notice, OnewaySend, RelayedAccept};
+use wcf::soap::Envelope;
+
+use super::amqp::{self, Failure};
+use super::{Backoff, Relay};
+
+/// Listen until interrupted or refused for good; prints `attached URI` each
+/// time the listener (re)attaches.
+pub async fn run(relay: Relay, to: String) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    loop {
+        let failure = match amqp::attach(&relay, "RelayedConnection").await {
+            Ok(l) => {
+                backoff.reset();
+                println!("attached {}", relay.uri);
+                info!(uri = %relay.uri, "listening");
+                serve(&relay, &to, l).await
+            }
+            Err(f) => f,
+        };
+        if failure.fatal {
+            return Err(anyhow!("{}", failure.message));
+        }
+        warn!(reason = %failure.message, "control channel lost; reconnecting");
+        backoff.wait().await;
+    }
+}
+
+async fn serve(relay: &Relay, to: &str, mut l: amqp::Listener) -> Failure {
+    let period = relay
+        .renew_every()
+        .unwrap_or(Duration::from_secs(u64::MAX / 4));
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            d = l.next() => match d {
+                Ok(data) => {
+                    let (relay, to) = (relay.clone(), to.to_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = rendezvous(&relay, &to, &data).await {
+                            warn!(error = %e, "rendezvous failed");
+                        }
+                    });
+                }
+                Err(f) => return f,
+            },
+            _ = renew.tick() => {
+                if let Err(f) = l.renew(&relay.token()).await {
+                    return f;
+                }
+            }
+        }
+    }
+}
+
+async fn rendezvous(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> {
+    let limits = wcf::Limits::DEFAULT;
+    let wrapper = OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?;
+    let notice = Notice::from_envelope(&Envelope::decode(&wrapper.inner, limits)?)?;
+    let mut service = TcpStream::connect(to)
+        .await
+        .with_context(|| format!("connecting to the local service {to}"))?;
+    let _ = service.set_nodelay(true);
+    let addr = format!("{}:{}", notice.ip, notice.ip_port);
+    let hello = RelayedAccept { id: notice.id }.to_envelope();
+    let conn = relay.relayed_hello(&addr, &hello).await?;
+    let mut io = conn.into_io();
+    tokio::io::copy_bidirectional(&mut io, &mut service).await?;
+    Ok(())
+}

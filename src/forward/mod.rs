@@ -1,0 +1,249 @@
+//! `relay-gateway forward`: the gateway's own WCF relay client, so that a
+//! service or client without Microsoft.ServiceBus.dll can use the relay as
+//! NetTcpRelayBinding does (`spec/wcf-relay.md` §2, §3). `--listen`
+//! registers as a RelayedConnection listener over AMQP and splices each
+//! rendezvous to a local service ([`listen`], over [`amqp`]); `--connect`
+//! accepts local net.tcp clients and carries each through a RelayedConnect
+//! ([`connect`]). Both sign their own tokens (or take one), trust a given CA,
+//! and reconnect with back-off.
+
+pub mod amqp;
+pub mod connect;
+pub mod listen;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use wcf::relay::{ConnectPreamble, RelayFault, MAX_PREFIXED_MESSAGE};
+use wcf::soap::Envelope;
+
+use crate::frontend::wcf::stream::{BoxIo, Conn};
+
+/// Options of `relay-gateway forward`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("role").required(true).args(["listen", "connect"])))]
+pub struct Options {
+    /// Register as a listener for this relay address (sb://HOST/PATH) ...
+    #[arg(long, value_name = "URI", requires = "to")]
+    pub listen: Option<String>,
+    /// ... and splice each connection to this local service.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: Option<String>,
+    /// Carry local clients to this relay address (sb://HOST/PATH) ...
+    #[arg(long, value_name = "URI", requires = "local")]
+    pub connect: Option<String>,
+    /// ... accepting them on this local address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub local: Option<SocketAddr>,
+    /// The gateway's AMQP endpoint (default: the address's host, port 5671).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub amqp: Option<String>,
+    /// The gateway's relayed-connect endpoint (default: the address's host, port 9352).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub relayed: Option<String>,
+    /// SAS rule name (with --key).
+    #[arg(long, requires = "key")]
+    pub key_name: Option<String>,
+    /// SAS rule key; tokens are signed and renewed from it.
+    #[arg(long, requires = "key_name")]
+    pub key: Option<String>,
+    /// A ready-made token instead of a key (not renewed).
+    #[arg(long, conflicts_with = "key")]
+    pub token: Option<String>,
+    /// Lifetime of signed tokens in seconds (renewed at half-life).
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// CA certificate (PEM) to trust for the gateway (default: the embedded
+    /// default's development CA in the state directory).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Relayed connections without TLS (flag byte 0x00); a listener then
+    /// registers with transport-security-required = false.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// What both roles share: the relay address, where the gateway is, TLS and tokens.
+#[derive(Clone)]
+pub struct Relay {
+    /// The relay address, with a trailing slash (`sb://host/path/`).
+    pub uri: String,
+    /// Its host (the TLS name and the token audience's host).
+    pub host: String,
+    /// Its path.
+    pub path: String,
+    /// The AMQP endpoint.
+    pub amqp: String,
+    /// The relayed-connect endpoint.
+    pub relayed: String,
+    /// TLS towards the gateway.
+    pub tls: TlsConnector,
+    /// Whether relayed connections skip TLS.
+    pub plain: bool,
+    tokens: Tokens,
+}
+
+#[derive(Clone)]
+enum Tokens {
+    Fixed(String),
+    Signed { name: String, key: String, ttl: u64 },
+}
+
+impl Relay {
+    /// A token for the relay address (fresh when signing).
+    pub fn token(&self) -> String {
+        match &self.tokens {
+            Tokens::Fixed(t) => t.clone(),
+            Tokens::Signed { name, key, ttl } => hybrid::sas::create(
+                &format!("http://{}/{}/", self.host, self.path),
+                name,
+                key,
+                crate::auth::now() + ttl,
+            ),
+        }
+    }
+
+    /// When to renew the token, if it can be renewed.
+    pub fn renew_every(&self) -> Option<Duration> {
+        match &self.tokens {
+            Tokens::Fixed(_) => None,
+            Tokens::Signed { ttl, .. } => Some(Duration::from_secs((ttl / 2).max(1))),
+        }
+    }
+
+    /// TLS to the gateway for the relay's host.
+    pub async fn tls_to<S>(&self, io: S) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(self.host.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.tls.connect(name, io).await
+    }
+
+    /// Open a relayed connection to `addr` and send `hello` (a RelayedConnect
+    /// or RelayedAccept); returns the connection once the gateway's reply is
+    /// not a fault.
+    pub async fn relayed_hello(&self, addr: &str, hello: &Envelope) -> anyhow::Result<Conn> {
+        let mut tcp = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut pre = Vec::new();
+        ConnectPreamble {
+            via: self.uri.clone(),
+            tls: !self.plain,
+        }
+        .encode(&mut pre);
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
+        let io: BoxIo = if self.plain {
+            Box::new(tcp)
+        } else {
+            Box::new(self.tls_to(tcp).await.context("TLS to the gateway")?)
+        };
+        let mut conn = Conn::new(io, BytesMut::new());
+        conn.write_message(&hello.to_msbin1()).await?;
+        let reply = conn.read_message(MAX_PREFIXED_MESSAGE).await?;
+        let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT)?;
+        if let Some(f) = reply.fault() {
+            let code = RelayFault::from_code(&f.code.0, &f.code.1)
+                .map_or_else(|| f.code.1.clone(), |c| c.code().to_owned());
+            return Err(anyhow!("the gateway refused: {code}: {}", f.reason));
+        }
+        Ok(conn)
+    }
+}
+
+fn client_tls(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("{}", ca.display()))? {
+        roots.add(cert.with_context(|| format!("{}", ca.display()))?)?;
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Build the shared settings from the options.
+pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<Relay> {
+    let rest = uri
+        .strip_prefix("sb://")
+        .ok_or_else(|| anyhow!("the relay address must be sb://HOST/PATH, not {uri}"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = path.trim_matches('/').to_owned();
+    if host.is_empty() || path.is_empty() {
+        return Err(anyhow!(
+            "the relay address must name a host and a path: {uri}"
+        ));
+    }
+    let host = host.to_owned();
+    let tokens = match (&opts.token, &opts.key_name, &opts.key) {
+        (Some(t), _, _) => Tokens::Fixed(t.clone()),
+        (None, Some(name), Some(key)) => Tokens::Signed {
+            name: name.clone(),
+            key: key.clone(),
+            ttl: opts.token_ttl.max(2),
+        },
+        _ => return Err(anyhow!("give --key-name and --key, or --token")),
+    };
+    let ca = opts.ca.clone().unwrap_or(default_ca);
+    Ok(Relay {
+        uri: format!("sb://{host}/{path}/"),
+        amqp: opts.amqp.clone().unwrap_or_else(|| format!("{host}:5671")),
+        relayed: opts
+            .relayed
+            .clone()
+            .unwrap_or_else(|| format!("{host}:9352")),
+        tls: client_tls(&ca)?,
+        plain: opts.plain,
+        host,
+        path,
+        tokens,
+    })
+}
+
+/// Back-off between reconnects: 1 s doubling to 10 s (§8), reset by success.
+pub struct Backoff(Duration);
+
+impl Backoff {
+    /// The first delay.
+    pub fn new() -> Self {
+        Backoff(Duration::from_secs(1))
+    }
+    /// Wait, then lengthen the next wait.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+    }
+    /// Start again from the first delay.
+    pub fn reset(&mut self) {
+        self.0 = Duration::from_secs(1);
+    }
+}
+
+/// Run the role the options ask for, until interrupted.
+pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
+    match (&opts.listen, &opts.to, &opts.connect, opts.local) {
+        (Some(uri), Some(to), None, None) => {
+            listen::run(relay(&opts, uri, default_ca)?, to.clone()).await
+        }
+        (None, None, Some(uri), Some(local)) => {
+            connect::run(relay(&opts, uri, default_ca)?, local).await
+        }
+        _ => Err(anyhow!(
+            "use --listen URI --to HOST:PORT, or --connect URI --local ADDR:PORT"
+        )),
+    }
+}

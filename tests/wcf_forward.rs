@@ -1,0 +1,219 @@
+//! End to end with real WCF through `relay-gateway forward` (issue 4's
+//! tests): Mono's NetTcpBinding client -> `forward --connect` -> gateway ->
+//! `forward --listen` -> Mono's NetTcpBinding host behind the relay (the
+//! `relayhost` mode of `tests/peers/MonoPeer.cs`, real-peers.md §1.4):
+//! request/reply, one-way, a duplex callback and a Streamed 10 MB transfer,
+//! pynettcp over the same path, with TLS on every relayed hop (and without,
+//! with `--plain`); token renewal on the control channel; and listeners that
+//! reconnect after the gateway restarts.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (design.md habit 5)
+
+mod support;
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use support::gateway::{Gateway, BASE_CONFIG};
+use support::relayed::forward;
+use support::{free_port, mono, run_with_timeout, spawn_ready, Proc};
+
+/// Start the Mono host behind the relay; returns it and, per service
+/// (calc, blob, chat), the local port it listens on and its public port.
+fn relay_host() -> (Proc, Vec<(u16, u16)>) {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let args: Vec<String> = ports.iter().map(|(l, p)| format!("{l}:{p}")).collect();
+    let (host, _, _) = spawn_ready(
+        &mut mono(&["relayhost", &args[0], &args[1], &args[2]]),
+        "ready",
+    );
+    (host, ports)
+}
+
+/// A `forward --listen` for `path` to the local port, and a
+/// `forward --connect` accepting on the public port.
+fn forwards(gw: &Gateway, path: &str, local: u16, public: u16, extra: &[&str]) -> (Proc, Proc) {
+    let (amqps, relayed, ca) = (gw.amqps.unwrap(), gw.relayed.unwrap(), gw.ca());
+    let uri = format!("sb://localhost/{path}");
+    let to = format!("127.0.0.1:{local}");
+    let mut args = vec!["--listen", &uri, "--to", &to];
+    args.extend_from_slice(extra);
+    let (l, line, _) = spawn_ready(&mut forward(amqps, relayed, &ca, &args), "attached");
+    assert_eq!(line, format!("attached {uri}/"));
+    let at = format!("127.0.0.1:{public}");
+    let mut args = vec!["--connect", &uri, "--local", &at];
+    args.extend_from_slice(extra);
+    let (c, _, _) = spawn_ready(&mut forward(amqps, relayed, &ca, &args), "ready");
+    (l, c)
+}
+
+fn mono_client(args: &[&str]) -> String {
+    let out = run_with_timeout(&mut mono(args), Duration::from_secs(60));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn calc_uri(public: u16) -> String {
+    format!("net.tcp://127.0.0.1:{public}/calc")
+}
+
+#[test]
+fn mono_and_pynettcp_reach_a_mono_host_through_the_relay_with_tls_on_every_hop() {
+    let gw = Gateway::start("");
+    let (_host, ports) = relay_host();
+    let names = ["calc", "blob", "chat"];
+    let _fw: Vec<(Proc, Proc)> = names
+        .iter()
+        .zip(&ports)
+        .map(|(n, (l, p))| forwards(&gw, n, *l, *p, &[]))
+        .collect();
+    assert_eq!(
+        mono_client(&["calc", &calc_uri(ports[0].1)]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+    assert_eq!(
+        mono_client(&["chat", &format!("net.tcp://127.0.0.1:{}/chat", ports[2].1)]),
+        "Heard heard hi\n"
+    );
+    let started = Instant::now();
+    let blob = mono_client(&[
+        "blob",
+        &format!("net.tcp://127.0.0.1:{}/blob", ports[1].1),
+        "10000000",
+    ]);
+    assert!(blob.starts_with("blob 10000000 "), "{blob}");
+    eprintln!(
+        "10 MB streamed through the relay in {:?}",
+        started.elapsed()
+    );
+    let out = run_with_timeout(
+        std::process::Command::new(support::peer_python())
+            .arg(support::root().join("tests/peers/pynettcp_calc.py"))
+            .arg(calc_uri(ports[0].1)),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Echo ok") && text.contains("hello from pynettcp"),
+        "{text}"
+    );
+    assert!(text.contains("Add ok") && text.contains(">42<"), "{text}");
+    drop(_fw);
+    gw.stop_clean();
+}
+
+#[test]
+fn plain_relayed_hops_work_when_the_listener_waives_transport_security() {
+    let gw = Gateway::start("");
+    let (_host, ports) = relay_host();
+    let _fw = forwards(&gw, "calc", ports[0].0, ports[0].1, &["--plain"]);
+    assert_eq!(
+        mono_client(&["calc", &calc_uri(ports[0].1)]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+    assert!(gw.log().contains("tls=false"));
+    drop(_fw);
+    gw.stop_clean();
+}
+
+#[test]
+fn listener_tokens_are_renewed_and_an_unrenewed_one_is_detached() {
+    let gw = Gateway::start("[limits]\ntoken_grace = 0\n");
+    let (_host, ports) = relay_host();
+    // Signed tokens of 4 s, renewed every 2 s: still serving after 8 s.
+    let _fw = forwards(&gw, "calc", ports[0].0, ports[0].1, &["--token-ttl", "4"]);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        mono_client(&["calc", &calc_uri(ports[0].1)]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+    assert!(gw.log().contains("listener token renewed"));
+    // A fixed token that expires is detached with auth-failed, which the
+    // listener takes as final (§6.2).
+    let short = support::gateway::token("fixed", support::gateway::ROOT, 3);
+    let mut cmd = support::gateway();
+    cmd.arg("forward")
+        .args(["--amqp", &gw.amqps.unwrap().to_string(), "--ca"])
+        .arg(gw.ca())
+        .args([
+            "--listen",
+            "sb://localhost/fixed",
+            "--to",
+            "127.0.0.1:9",
+            "--token",
+            &short,
+        ]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("com.microsoft:auth-failed"), "{err}");
+    drop(_fw);
+    gw.stop_clean();
+}
+
+#[test]
+fn forward_listeners_reconnect_after_the_gateway_restarts() {
+    let first = Gateway::start("");
+    // The second gateway takes the first one's ports and certificate.
+    let keep = support::gateway::TempDir::new("restart");
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::copy(first.dir.0.join("state").join(f), keep.0.join(f)).unwrap();
+    }
+    let mut config = BASE_CONFIG.to_owned();
+    for (name, addr) in [
+        ("http", Some(first.http)),
+        ("https", Some(first.https)),
+        ("admin", first.admin),
+        ("amqps", first.amqps),
+        ("relayed", first.relayed),
+    ] {
+        config = config.replace(
+            &format!("{name} = \"127.0.0.1:0\""),
+            &format!("{name} = \"{}\"", addr.unwrap()),
+        );
+    }
+    config.push_str(&format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        keep.0.join("server.pem").display(),
+        keep.0.join("server.key").display()
+    ));
+    let (_host, ports) = relay_host();
+    let (mut listen, _connect) = {
+        let (amqps, relayed) = (first.amqps.unwrap(), first.relayed.unwrap());
+        let uri = "sb://localhost/calc";
+        let to = format!("127.0.0.1:{}", ports[0].0);
+        let at = format!("127.0.0.1:{}", ports[0].1);
+        let ca = keep.0.join("ca.pem");
+        let (l, _, out) = spawn_ready(
+            &mut forward(amqps, relayed, &ca, &["--listen", uri, "--to", &to]),
+            "attached",
+        );
+        let (c, _, _) = spawn_ready(
+            &mut forward(amqps, relayed, &ca, &["--connect", uri, "--local", &at]),
+            "ready",
+        );
+        ((l, out), c)
+    };
+    assert!(mono_client(&["calc", &calc_uri(ports[0].1)]).starts_with("Echo hello from mono"));
+    first.stop_clean();
+    let second = Gateway::start_with(&config);
+    let mut line = String::new();
+    listen.1.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "attached sb://localhost/calc/",
+        "the listener reattached"
+    );
+    assert!(mono_client(&["calc", &calc_uri(ports[0].1)]).starts_with("Echo hello from mono"));
+    drop(listen);
+    second.stop_clean();
+}
