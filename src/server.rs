@@ -114,9 +114,7 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
         tokio::spawn(
             async move {
                 match protocol {
-                    Protocol::Http => {
-                        connection(tcp, remote, tls, fronts.hybrid, handshake_timeout).await
-                    }
+                    Protocol::Http => connection(tcp, remote, tls, fronts, handshake_timeout).await,
                     Protocol::Relayed => wcf::relayed::serve(fronts.wcf, tcp).await,
                     Protocol::Amqps => amqps(tcp, tls, fronts.wcf, handshake_timeout).await,
                 }
@@ -131,22 +129,16 @@ async fn connection(
     tcp: TcpStream,
     remote: SocketAddr,
     tls: Option<TlsAcceptor>,
-    hybrid: Hybrid,
+    fronts: FrontEnds,
     handshake_timeout: Duration,
 ) {
+    let Ok(local) = tcp.local_addr() else { return };
+    let peer = |tls| Peer { remote, local, tls };
     match tls {
-        None => serve_http(tcp, Peer { remote, tls: false }, hybrid, handshake_timeout).await,
+        None => serve_http(tcp, peer(false), fronts, handshake_timeout).await,
         Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
         {
-            Ok(Ok(stream)) => {
-                serve_http(
-                    stream,
-                    Peer { remote, tls: true },
-                    hybrid,
-                    handshake_timeout,
-                )
-                .await
-            }
+            Ok(Ok(stream)) => serve_http(stream, peer(true), fronts, handshake_timeout).await,
             Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
             Err(_) => debug!("TLS handshake timed out"),
         },
@@ -166,13 +158,20 @@ async fn amqps(tcp: TcpStream, tls: Option<TlsAcceptor>, front: Wcf, handshake_t
 async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: S,
     peer: Peer,
-    hybrid: Hybrid,
+    fronts: FrontEnds,
     handshake_timeout: Duration,
 ) {
-    let shutdown: Shutdown = hybrid.shutdown.clone();
-    let service = service_fn(move |req| {
-        let hybrid = hybrid.clone();
-        async move { Ok::<_, std::convert::Infallible>(hybrid.handle(req, peer).await) }
+    let shutdown: Shutdown = fronts.hybrid.shutdown.clone();
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let fronts = fronts.clone();
+        async move {
+            let response = if req.uri().path() == wcf::websocket::PATH {
+                wcf::websocket::handle(&fronts.wcf, req, peer)
+            } else {
+                fronts.hybrid.handle(req, peer).await
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

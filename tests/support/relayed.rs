@@ -151,6 +151,29 @@ impl Rhea {
         count: usize,
         extra: serde_json::Value,
     ) -> Rhea {
+        Self::spawn(amqps, false, ca, address, token, count, extra)
+    }
+
+    /// The same over WebSocket (`wsrelayedamqp`) on the HTTPS endpoint.
+    pub fn over_websocket(
+        https: SocketAddr,
+        ca: &Path,
+        address: &str,
+        token: &str,
+        extra: serde_json::Value,
+    ) -> Rhea {
+        Self::spawn(https, true, ca, address, token, 1, extra)
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        ws: bool,
+        ca: &Path,
+        address: &str,
+        token: &str,
+        count: usize,
+        extra: serde_json::Value,
+    ) -> Rhea {
         let script = super::root().join("tests/peers/amqp/listener.js");
         assert!(
             super::root()
@@ -160,8 +183,9 @@ impl Rhea {
         );
         let mut child = Command::new("node")
             .arg(script)
-            .env("HOST", amqps.ip().to_string())
-            .env("PORT", amqps.port().to_string())
+            .env("HOST", addr.ip().to_string())
+            .env("PORT", addr.port().to_string())
+            .env("WS", if ws { "1" } else { "" })
             .env("CA", ca)
             .env("ADDRESS", address)
             .env("TOKEN", token)

@@ -87,6 +87,8 @@ pub const FRONTEND_HTTP: &str = "hybrid_http";
 pub struct Peer {
     /// The client's address.
     pub remote: SocketAddr,
+    /// The gateway's address on that connection.
+    pub local: SocketAddr,
     /// Whether it came in over TLS.
     pub tls: bool,
 }

@@ -2,12 +2,14 @@
 //! listeners register over the AMQP control channel ([`amqp`]); clients and
 //! listeners' dial-backs arrive on the relayed-connect port ([`relayed`]);
 //! the two meet in the core's rendezvous table and are spliced as opaque
-//! byte streams ([`stream`]). Entities and tokens: [`entity`].
+//! byte streams ([`stream`]). Both also run over WebSocket on the HTTPS
+//! endpoint ([`websocket`]). Entities and tokens: [`entity`].
 
 pub mod amqp;
 pub mod entity;
 pub mod relayed;
 pub mod stream;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

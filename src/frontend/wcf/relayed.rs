@@ -82,6 +82,10 @@ pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
     let msg = match tokio::time::timeout(handshake, conn.read_message(MAX_PREFIXED_MESSAGE)).await {
         Ok(Ok(m)) => m,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            debug!("connection closed before its first message (a probe)");
+            return;
+        }
         Ok(Err(e)) => {
             info!(reason = %e, "relayed connection refused");
             let _ = fault(&mut conn, RelayFault::InvalidRequest, &e.to_string()).await;

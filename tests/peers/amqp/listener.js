@@ -5,6 +5,9 @@
 // the com.microsoft:* properties, credit 1000. Every received message is
 // accepted (settled) and printed; so is every link error.
 //
+// With WS=1 the connection is AMQP over WebSocket instead (sub-protocol
+// wsrelayedamqp on wss://HOST:PORT/$servicebus/websocket, §11.5).
+//
 // Environment: HOST, PORT, CA (PEM file), ADDRESS (sb://ns/path/), TOKEN,
 // TYPE (listener type, default RelayedConnection), COUNT (link pairs,
 // default 1), EXTRA (JSON object of extra attach properties).
@@ -26,18 +29,20 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const mechanisms = sasl.client_mechanisms();
 mechanisms.enable_external();
 const container = rhea.create_container({ id: 'RelayConnection_' + crypto.randomUUID() });
-const conn = container.connect({
-  host: env.HOST,
-  port: Number(env.PORT),
-  transport: 'tls',
-  servername: ns,
-  ca: [fs.readFileSync(env.CA)],
+const ca = [fs.readFileSync(env.CA)];
+const transport = env.WS
+  ? {
+      connection_details: container.websocket_connect(require('ws'))(
+        `wss://${env.HOST}:${env.PORT}/$servicebus/websocket`, ['wsrelayedamqp'], { ca, servername: ns }),
+    }
+  : { host: env.HOST, port: Number(env.PORT), transport: 'tls', servername: ns, ca };
+const conn = container.connect(Object.assign(transport, {
   hostname: [first + '-relay', ...rest].join('.'),
   sasl_mechanisms: mechanisms,
   max_frame_size: 65536,
   channel_max: 8191,
   reconnect: false,
-});
+}));
 
 const count = Number(env.COUNT || 1);
 const extra = env.EXTRA ? JSON.parse(env.EXTRA) : {};
