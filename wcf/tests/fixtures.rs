@@ -291,3 +291,29 @@ fn relay_reply_accepted_by_sdk_matches_our_reply() {
     let ours = relay::any_type_reply(relay::ACTION_RELAYED_CONNECT_REPLY).to_msbin1();
     assert_eq!(ours, bytes);
 }
+
+#[test]
+fn relay_fault_the_sdk_mapped_reads_as_ours_does() {
+    let bytes = stream(
+        "sdk5-fault-endpointnotfound.hex.txt",
+        Direction::ClientToServer,
+    );
+    assert_eq!(bytes.len(), 442);
+    let theirs = Envelope::decode(&bytes, Limits::DEFAULT)
+        .unwrap()
+        .fault()
+        .unwrap();
+    let code = relay::RelayFault::from_code(&theirs.code.0, &theirs.code.1);
+    assert_eq!(code, Some(relay::RelayFault::EndpointNotFound));
+    let ours = relay::RelayFault::EndpointNotFound
+        .envelope(&theirs.reason, None)
+        .to_msbin1();
+    let ours = Envelope::decode(&ours, Limits::DEFAULT)
+        .unwrap()
+        .fault()
+        .unwrap();
+    assert_eq!(
+        (ours.code, ours.subcode, ours.reason),
+        (theirs.code, theirs.subcode, theirs.reason)
+    );
+}
