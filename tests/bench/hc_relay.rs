@@ -31,16 +31,19 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+#[path = "common.rs"]
+mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use sha1::Digest;
+use common::{median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port};
 use support::gateway::{token, Gateway, ROOT};
+use support::{free_port, Proc};
 use support::wsclient::{split_url, ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,11 +52,6 @@ const MSG: usize = 64 * 1024;
 const THROUGHPUT_BYTES: usize = 256 << 20;
 /// Throughput runs per contender, alternated; medians are reported.
 const THROUGHPUT_RUNS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// What the far end does with a connection: `sink` counts bytes and answers
 /// a final text "done" with "ack"; anything else echoes every message.
@@ -207,11 +205,6 @@ async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
-    v.sort();
-    (v[v.len() / 2], v[v.len() * 99 / 100])
-}
-
 /// Sender connect through the gateway to the first echoed byte.
 async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
     let mut v = Vec::with_capacity(n);
@@ -226,123 +219,6 @@ async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
         let _ = w.write_frame(Frame::close(1000, b"")).await;
     }
     percentiles(v)
-}
-
-/// A TCP echo server.
-async fn tcp_echo() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// TCP connect to the first echoed byte.
-async fn tcp_latency(addr: SocketAddr, n: usize) -> (Duration, Duration) {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(b"x").await.unwrap();
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        v.push(start.elapsed());
-    }
-    percentiles(v)
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let from_env =
-        std::env::var_os("RELAY_BENCH_TOOLS").map(|d| PathBuf::from(d).join("bin").join(name));
-    from_env.filter(|p| p.exists()).or_else(|| {
-        let out = Command::new("which").arg(name).output().ok()?;
-        out.status
-            .success()
-            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    })
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("port {port} never opened");
-}
-
-/// A rathole server and client tunnelling a local port to `target`.
-async fn rathole(bin: &PathBuf, target: SocketAddr) -> (Proc, Proc, u16) {
-    let dir = support::gateway::TempDir::new("rathole");
-    let (control, public) = (free_port(), free_port());
-    let server = dir.0.join("server.toml");
-    let client = dir.0.join("client.toml");
-    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[server.services.echo]\nbind_addr = \"127.0.0.1:{public}\"\nnodelay = true\n")).unwrap();
-    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[client.services.echo]\nlocal_addr = \"{target}\"\nnodelay = true\n")).unwrap();
-    let s = Proc(
-        Command::new(bin)
-            .arg("-s")
-            .arg(&server)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(control).await;
-    let c = Proc(
-        Command::new(bin)
-            .arg("-c")
-            .arg(&client)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(public).await;
-    // The service is up once a connection echoes.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    std::mem::forget(dir);
-    (s, c, public)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::main]
@@ -440,7 +316,7 @@ async fn main() {
         );
         match tool("rathole") {
             Some(bin) => {
-                let (_s, _c, port) = rathole(&bin, echo).await;
+                let (_s, _c, port) = rathole(&bin, echo, None).await;
                 let (rp50, rp99) =
                     tcp_latency(format!("127.0.0.1:{port}").parse().unwrap(), n).await;
                 println!("   rathole tunnel    p50 {:7.3} ms  p99 {:7.3} ms   gateway p50 / rathole p50 = {:.2} (target <= 1)", rp50.as_secs_f64() * 1e3, rp99.as_secs_f64() * 1e3, gp50.as_secs_f64() / rp50.as_secs_f64());

@@ -1,0 +1,228 @@
+//! Shared pieces of the benchmarks: statistics, finding the baseline tools,
+//! TCP echo and sink servers, and a rathole tunnel (plain or TLS) to compare
+//! against.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{free_port, Proc};
+
+/// The median.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// p50 and p99.
+pub fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[v.len() * 99 / 100])
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A TCP echo server.
+pub async fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP sink: reads `total` bytes, then answers one byte.
+pub async fn tcp_sink(total: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut got = 0;
+                while got < total {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                let _ = s.write_all(b"k").await;
+            });
+        }
+    });
+    addr
+}
+
+/// Write `total` bytes on `s` and wait for the sink's answer; Gbit/s.
+pub async fn pump<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, total: usize) -> f64 {
+    let chunk = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.len().min(total - sent);
+        s.write_all(&chunk[..n]).await.unwrap();
+        sent += n;
+    }
+    s.flush().await.unwrap();
+    let mut k = [0u8; 1];
+    s.read_exact(&mut k).await.unwrap();
+    (total as f64 * 8.0) / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// `n` round trips of `size` bytes on `s`; the per-trip times.
+pub async fn round_trips<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    size: usize,
+    n: usize,
+) -> Vec<Duration> {
+    let msg = vec![7u8; size];
+    let mut back = vec![0u8; size];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        s.write_all(&msg).await.unwrap();
+        s.flush().await.unwrap();
+        s.read_exact(&mut back).await.unwrap();
+        v.push(start.elapsed());
+    }
+    v
+}
+
+/// TCP connect to the first echoed byte, `n` times.
+pub async fn tcp_latency(addr: SocketAddr, n: usize) -> (Duration, Duration) {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        v.push(start.elapsed());
+    }
+    percentiles(v)
+}
+
+/// A baseline tool from `$RELAY_BENCH_TOOLS/bin` or PATH.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let from_env =
+        std::env::var_os("RELAY_BENCH_TOOLS").map(|d| PathBuf::from(d).join("bin").join(name));
+    from_env.filter(|p| p.exists()).or_else(|| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
+}
+
+/// Wait until a local port accepts connections.
+pub async fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("port {port} never opened");
+}
+
+/// TLS material for rathole's TLS transport: a PKCS#12 identity made with
+/// `openssl` from a PEM certificate and key, and the CA that signed it.
+pub struct RatholeTls<'a> {
+    /// Certificate chain (PEM).
+    pub cert: &'a Path,
+    /// Private key (PEM).
+    pub key: &'a Path,
+    /// The CA (PEM).
+    pub ca: &'a Path,
+}
+
+/// A rathole server and client tunnelling a local port to `target`; the
+/// tunnel between them is TLS when `tls` is given.
+pub async fn rathole(bin: &PathBuf, target: SocketAddr, tls: Option<RatholeTls<'_>>) -> (Proc, Proc, u16) {
+    let dir = crate::support::gateway::TempDir::new("rathole");
+    let (control, public) = (free_port(), free_port());
+    let server = dir.0.join("server.toml");
+    let client = dir.0.join("client.toml");
+    let (server_tls, client_tls) = match &tls {
+        None => (String::new(), String::new()),
+        Some(t) => {
+            let pfx = dir.0.join("identity.pfx");
+            let ok = Command::new("openssl")
+                .args(["pkcs12", "-export", "-passout", "pass:bench", "-out"])
+                .arg(&pfx)
+                .arg("-inkey")
+                .arg(t.key)
+                .arg("-in")
+                .arg(t.cert)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "openssl pkcs12 failed");
+            (
+                format!("[server.transport]\ntype = \"tls\"\n[server.transport.tls]\npkcs12 = \"{}\"\npkcs12_password = \"bench\"\n", pfx.display()),
+                format!("[client.transport]\ntype = \"tls\"\n[client.transport.tls]\ntrusted_root = \"{}\"\nhostname = \"localhost\"\n", t.ca.display()),
+            )
+        }
+    };
+    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n{server_tls}[server.services.svc]\nbind_addr = \"127.0.0.1:{public}\"\nnodelay = true\n")).unwrap();
+    std::fs::write(&client, format!("[client]\nremote_addr = \"localhost:{control}\"\ndefault_token = \"bench\"\n{client_tls}[client.services.svc]\nlocal_addr = \"{target}\"\nnodelay = true\n")).unwrap();
+    let spawn = |flag: &str, cfg: &Path| {
+        Proc(
+            Command::new(bin)
+                .arg(flag)
+                .arg(cfg)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let s = spawn("-s", &server);
+    wait_port(control).await;
+    let c = spawn("-c", &client);
+    wait_port(public).await;
+    // The service is up once the client has registered.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::mem::forget(dir);
+    (s, c, public)
+}
+
+/// Pin every thread of process `pid` to `cpu` (with `taskset`).
+pub fn pin(pid: u32, cpus: &str) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-cp", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// Resident set size of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
