@@ -84,6 +84,9 @@ pub struct Listener {
     next_incoming_id: u32,
     delivery_count: u32,
     partial: Vec<u8>,
+    /// A delivery to settle, sent on the next call so that the rendezvous
+    /// starts first.
+    unsettled: Option<u32>,
 }
 
 impl Listener {
@@ -158,9 +161,20 @@ impl Listener {
         Ok(())
     }
 
-    /// Wait for the next delivery and settle it; returns its data section.
-    /// Heartbeats go out meanwhile.
+    /// Wait for the next delivery; returns its data section. It is settled
+    /// `accepted` when `next` is called again. Heartbeats go out meanwhile.
     pub async fn next(&mut self) -> Result<Vec<u8>, Failure> {
+        if let Some(id) = self.unsettled.take() {
+            self.send(Performative::Disposition(Disposition {
+                role: Role::Receiver,
+                first: id,
+                last: None,
+                settled: true,
+                state: Some(DeliveryState::Accepted(Accepted {})),
+                batchable: false,
+            }))
+            .await?;
+        }
         loop {
             let beat = self.next_beat;
             let p = tokio::select! {
@@ -181,15 +195,7 @@ impl Listener {
                     let id = t.delivery_id.unwrap_or(self.next_incoming_id);
                     self.next_incoming_id = id.wrapping_add(1);
                     self.delivery_count = self.delivery_count.wrapping_add(1);
-                    self.send(Performative::Disposition(Disposition {
-                        role: Role::Receiver,
-                        first: id,
-                        last: None,
-                        settled: true,
-                        state: Some(DeliveryState::Accepted(Accepted {})),
-                        batchable: false,
-                    }))
-                    .await?;
+                    self.unsettled = Some(id);
                     if self.delivery_count % (CREDIT / 2) == 0 {
                         let f = self.flow(IN);
                         self.send(Performative::Flow(f)).await?;
@@ -220,6 +226,7 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
         next_incoming_id: 0,
         delivery_count: 0,
         partial: Vec::new(),
+        unsettled: None,
     };
     l.wr.write_all(&SASL_HEADER).await?;
     if l.header().await? != Header::Sasl {

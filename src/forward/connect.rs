@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wcf::relay::RelayedConnect;
 
 use super::Relay;
@@ -37,6 +37,8 @@ async fn carry(relay: &Relay, mut client: TcpStream) -> anyhow::Result<()> {
     .to_envelope();
     let conn = relay.relayed_hello(&relay.relayed, &hello).await?;
     let mut io = conn.into_io();
-    tokio::io::copy_bidirectional(&mut client, &mut io).await?;
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut io).await {
+        debug!(error = %e, "relayed connection ended abruptly");
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use wcf::relay::{Notice, OnewaySend, RelayedAccept};
 use wcf::soap::Envelope;
 
@@ -68,14 +68,17 @@ async fn rendezvous(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> 
     let limits = wcf::Limits::DEFAULT;
     let wrapper = OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?;
     let notice = Notice::from_envelope(&Envelope::decode(&wrapper.inner, limits)?)?;
-    let mut service = TcpStream::connect(to)
-        .await
-        .with_context(|| format!("connecting to the local service {to}"))?;
-    let _ = service.set_nodelay(true);
     let addr = format!("{}:{}", notice.ip, notice.ip_port);
     let hello = RelayedAccept { id: notice.id }.to_envelope();
-    let conn = relay.relayed_hello(&addr, &hello).await?;
+    // The local service and the dial-back are opened together.
+    let (service, conn) = tokio::join!(TcpStream::connect(to), relay.relayed_hello(&addr, &hello));
+    let mut service = service.with_context(|| format!("connecting to the local service {to}"))?;
+    let _ = service.set_nodelay(true);
+    let conn = conn?;
     let mut io = conn.into_io();
-    tokio::io::copy_bidirectional(&mut io, &mut service).await?;
+    if let Err(e) = tokio::io::copy_bidirectional(&mut io, &mut service).await {
+        // Peers that drop without a TLS close_notify or reset end the same way.
+        debug!(error = %e, "relayed connection ended abruptly");
+    }
     Ok(())
 }

@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use wcf::relay::{ConnectPreamble, RelayFault, MAX_PREFIXED_MESSAGE};
 use wcf::soap::Envelope;
 
-use crate::frontend::wcf::stream::{BoxIo, Conn};
+use crate::frontend::wcf::stream::Conn;
 
 /// Options of `relay-gateway forward`.
 #[derive(clap::Args, Debug, Clone)]
@@ -144,14 +144,19 @@ impl Relay {
             tls: !self.plain,
         }
         .encode(&mut pre);
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
-        let io: BoxIo = if self.plain {
-            Box::new(tcp)
+        let msg = hello.to_msbin1();
+        let mut conn = if self.plain {
+            // Preamble and message in one write.
+            wcf::relay::write_prefixed(&msg, &mut pre);
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
+            Conn::new(Box::new(tcp), BytesMut::new())
         } else {
-            Box::new(self.tls_to(tcp).await.context("TLS to the gateway")?)
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
+            let tls = self.tls_to(tcp).await.context("TLS to the gateway")?;
+            let mut conn = Conn::new(Box::new(tls), BytesMut::new());
+            conn.write_message(&msg).await?;
+            conn
         };
-        let mut conn = Conn::new(io, BytesMut::new());
-        conn.write_message(&hello.to_msbin1()).await?;
         let reply = conn.read_message(MAX_PREFIXED_MESSAGE).await?;
         let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT)?;
         if let Some(f) = reply.fault() {

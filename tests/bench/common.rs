@@ -159,7 +159,11 @@ pub struct RatholeTls<'a> {
 
 /// A rathole server and client tunnelling a local port to `target`; the
 /// tunnel between them is TLS when `tls` is given.
-pub async fn rathole(bin: &PathBuf, target: SocketAddr, tls: Option<RatholeTls<'_>>) -> (Proc, Proc, u16) {
+pub async fn rathole(
+    bin: &PathBuf,
+    target: SocketAddr,
+    tls: Option<RatholeTls<'_>>,
+) -> (Proc, Proc, u16) {
     let dir = crate::support::gateway::TempDir::new("rathole");
     let (control, public) = (free_port(), free_port());
     let server = dir.0.join("server.toml");

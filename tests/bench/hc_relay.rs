@@ -29,22 +29,22 @@
     dead_code
 )] // bench code
 
-#[path = "../support/mod.rs"]
-mod support;
 #[path = "common.rs"]
 mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::{median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port};
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use sha1::Digest;
-use common::{median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port};
 use support::gateway::{token, Gateway, ROOT};
-use support::{free_port, Proc};
 use support::wsclient::{split_url, ws};
+use support::{free_port, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

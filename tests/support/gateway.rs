@@ -90,8 +90,14 @@ impl Gateway {
         Self::start_with(&format!("{BASE_CONFIG}\n{extra}"))
     }
 
-    /// Start with exactly `config`.
+    /// Start with exactly `config`, logging at debug level.
     pub fn start_with(config: &str) -> Gateway {
+        Self::start_logging(config, "debug")
+    }
+
+    /// Start with exactly `config`, logging at `level` (benchmarks run at
+    /// `info`, as a production gateway does).
+    pub fn start_logging(config: &str, level: &str) -> Gateway {
         let dir = TempDir::new("gw");
         let cfg = dir.0.join("gateway.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -100,7 +106,7 @@ impl Gateway {
             .arg(&cfg)
             .arg("--state-dir")
             .arg(dir.0.join("state"))
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -69,6 +69,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 pub struct Conn {
     io: BoxIo,
     buf: BytesMut,
+    /// Whether each write becomes its own message (WebSocket), so that the
+    /// length prefix and the envelope must be written apart.
+    per_write: bool,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -78,7 +81,20 @@ fn invalid(msg: String) -> io::Error {
 impl Conn {
     /// Wrap a stream whose first bytes are `head`.
     pub fn new(io: BoxIo, head: BytesMut) -> Self {
-        Conn { io, buf: head }
+        Conn {
+            io,
+            buf: head,
+            per_write: false,
+        }
+    }
+
+    /// Wrap a stream whose every write is one message (a WebSocket).
+    pub fn message_per_write(io: BoxIo) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            per_write: true,
+        }
     }
 
     /// Read more into the buffer; an error at end of stream.
@@ -107,12 +123,18 @@ impl Conn {
         }
     }
 
-    /// Write one length-prefixed message: the length and the envelope as
-    /// two writes (over WebSocket each becomes its own message, §11.5).
+    /// Write one length-prefixed message: in one write on a byte stream,
+    /// as two messages over WebSocket (§11.5).
     pub async fn write_message(&mut self, msg: &[u8]) -> io::Result<()> {
         let len = u32::try_from(msg.len()).map_err(|_| invalid("message too large".into()))?;
-        self.io.write_all(&len.to_le_bytes()).await?;
-        self.io.write_all(msg).await?;
+        if self.per_write {
+            self.io.write_all(&len.to_le_bytes()).await?;
+            self.io.write_all(msg).await?;
+        } else {
+            let mut framed = Vec::with_capacity(4 + msg.len());
+            wcf::relay::write_prefixed(msg, &mut framed);
+            self.io.write_all(&framed).await?;
+        }
         self.io.flush().await
     }
 

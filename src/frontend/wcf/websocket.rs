@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role};
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Request, Response};
@@ -78,7 +78,7 @@ pub fn handle(wcf: &Wcf, mut req: Request<hyper::body::Incoming>, peer: Peer) ->
         match chosen {
             "wsrelayedamqp" => super::amqp::serve(wcf, Box::new(stream), peer.local).await,
             _ => {
-                super::relayed::hello(wcf, Conn::new(Box::new(stream), BytesMut::new()), peer.tls)
+                super::relayed::hello(wcf, Conn::message_per_write(Box::new(stream)), peer.tls)
                     .await
             }
         }

@@ -1,0 +1,340 @@
+//! WCF relay benchmark (issue "WCF relay front end", item 5), everything in
+//! one run on loopback, each figure next to its baselines:
+//!
+//! 1. Bulk throughput, client -> gateway (relayed connect) -> listener
+//!    (`relay-gateway forward --listen`) -> sink, with TLS off (`--plain`,
+//!    flag 0x00) and on, against the same client and sink connected
+//!    directly and against a rathole tunnel (server and client, plain TCP or
+//!    TLS transport) carrying the same traffic. Targets: plaintext >= 1.2x
+//!    rathole's plain tunnel; TLS >= rathole's TLS transport.
+//! 2. Relay setup latency, RelayedConnect sent to the first spliced byte
+//!    back, p50/p99 over 1,000 sequential connections, against a direct TCP
+//!    connect-and-echo and a rathole tunnel. Target: p50 no slower than
+//!    rathole's.
+//! 3. 64-byte ping-pong round trips on one connection, every process pinned
+//!    to one core (bench on 0, gateway on 1, listener on 0; rathole server
+//!    on 1, client on 0). Target: p50 no worse than rathole's.
+//!
+//! Run: `cargo bench --bench wcf_relay` (`RELAY_BENCH_PHASES=1,2,3` picks
+//! phases; rathole from `$RELAY_BENCH_TOOLS/bin` or PATH).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    dead_code
+)] // bench code
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "common.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{
+    median, ms, percentiles, pin, pump, rathole, round_trips, tcp_echo, tcp_latency, tcp_sink,
+    tool, RatholeTls,
+};
+use support::gateway::{token, Gateway, ROOT};
+use support::relayed::forward;
+use support::{spawn_ready, Proc};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use wcf::relay::{ConnectPreamble, RelayedConnect};
+use wcf::soap::Envelope;
+
+const TOTAL: usize = 1 << 30;
+const RUNS: usize = 3;
+const CONNECTIONS: usize = 1000;
+const TRIPS: usize = 10_000;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A client's relayed connection to `path`, ready for its own bytes.
+async fn relayed(gw: SocketAddr, path: &str, tls: Option<&TlsConnector>) -> Box<dyn Io> {
+    let mut tcp = TcpStream::connect(gw).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let uri = format!("sb://localhost/{path}/");
+    let mut pre = Vec::new();
+    ConnectPreamble {
+        via: uri.clone(),
+        tls: tls.is_some(),
+    }
+    .encode(&mut pre);
+    let msg = RelayedConnect {
+        tracking_id: None,
+        token: Some(token(path, ROOT, 3600)),
+        uri,
+    }
+    .to_envelope()
+    .to_msbin1();
+    // As `forward --connect` does: one write when plain.
+    let mut s: Box<dyn Io> = match tls {
+        None => {
+            wcf::relay::write_prefixed(&msg, &mut pre);
+            tcp.write_all(&pre).await.unwrap();
+            Box::new(tcp)
+        }
+        Some(c) => {
+            tcp.write_all(&pre).await.unwrap();
+            let mut s = c
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let mut framed = Vec::new();
+            wcf::relay::write_prefixed(&msg, &mut framed);
+            s.write_all(&framed).await.unwrap();
+            s.flush().await.unwrap();
+            Box::new(s)
+        }
+    };
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut reply).await.unwrap();
+    let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT).unwrap();
+    assert!(
+        reply.fault().is_none(),
+        "the gateway refused: {:?}",
+        reply.fault()
+    );
+    s
+}
+
+fn connector(ca: &std::path::Path) -> TlsConnector {
+    TlsConnector::from(support::relayed::tls_config(ca))
+}
+
+fn listener(gw: &Gateway, path: &str, to: SocketAddr, plain: bool) -> Proc {
+    let uri = format!("sb://localhost/{path}");
+    let to = to.to_string();
+    let mut args = vec!["--listen", uri.as_str(), "--to", to.as_str()];
+    if plain {
+        args.push("--plain");
+    }
+    spawn_ready(
+        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &args),
+        "attached",
+    )
+    .0
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let gw = Gateway::start_logging(
+        &format!(
+            "{}\n[limits]\npending_per_path = 8192\npending_total = 16384\nlistener_queue = 1024\n",
+            support::gateway::BASE_CONFIG
+        ),
+        "info",
+    );
+    let relay = gw.relayed.unwrap();
+    let tls = connector(&gw.ca());
+    let (sink, echo) = (tcp_sink(TOTAL).await, tcp_echo().await);
+    let fw = [
+        listener(&gw, "sink-plain", sink, true),
+        listener(&gw, "sink-tls", sink, false),
+        listener(&gw, "echo-plain", echo, true),
+        listener(&gw, "echo-tls", echo, false),
+    ];
+    let rathole_bin = tool("rathole");
+    let state = gw.dir.0.join("state");
+    let (cert, key, ca) = (
+        state.join("server.pem"),
+        state.join("server.key"),
+        state.join("ca.pem"),
+    );
+    let rathole_tls = || RatholeTls {
+        cert: &cert,
+        key: &key,
+        ca: &ca,
+    };
+    println!(
+        "WCF relay benchmark ({} cores, loopback); contenders alternate, medians reported",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let phases = std::env::var("RELAY_BENCH_PHASES").unwrap_or_else(|_| "1,2,3".into());
+    let run = |p: &str| phases.split(',').any(|x| x.trim() == p);
+
+    if run("1") {
+        let rh = match &rathole_bin {
+            Some(bin) => Some((
+                rathole(bin, sink, None).await,
+                rathole(bin, sink, Some(rathole_tls())).await,
+            )),
+            None => None,
+        };
+        let mut r: [Vec<f64>; 5] = Default::default();
+        for _ in 0..RUNS {
+            r[0].push(pump(&mut TcpStream::connect(sink).await.unwrap(), TOTAL).await);
+            r[1].push(pump(&mut relayed(relay, "sink-plain", None).await, TOTAL).await);
+            r[2].push(pump(&mut relayed(relay, "sink-tls", Some(&tls)).await, TOTAL).await);
+            if let Some(((_, _, plain), (_, _, secure))) = &rh {
+                r[3].push(
+                    pump(
+                        &mut TcpStream::connect(("127.0.0.1", *plain)).await.unwrap(),
+                        TOTAL,
+                    )
+                    .await,
+                );
+                r[4].push(
+                    pump(
+                        &mut TcpStream::connect(("127.0.0.1", *secure)).await.unwrap(),
+                        TOTAL,
+                    )
+                    .await,
+                );
+            }
+        }
+        let m: Vec<f64> = r
+            .iter()
+            .map(|v| {
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    median(v.clone())
+                }
+            })
+            .collect();
+        println!(
+            "\n1. Bulk throughput, {} MiB per run, {RUNS} runs:",
+            TOTAL >> 20
+        );
+        println!(
+            "   direct TCP              {:6.2} Gbit/s   (runs {:.1?})",
+            m[0], r[0]
+        );
+        println!("   gateway, TLS off        {:6.2} Gbit/s   {:.2}x direct; {:.2}x rathole plain (target >= 1.2)   (runs {:.1?})", m[1], m[1] / m[0], m[1] / m[3], r[1]);
+        println!("   gateway, TLS on         {:6.2} Gbit/s   {:.2}x direct; {:.2}x rathole TLS (target >= 1.0)   (runs {:.1?})", m[2], m[2] / m[0], m[2] / m[4], r[2]);
+        println!(
+            "   rathole, plain tunnel   {:6.2} Gbit/s   {:.2}x direct   (runs {:.1?})",
+            m[3],
+            m[3] / m[0],
+            r[3]
+        );
+        println!(
+            "   rathole, TLS tunnel     {:6.2} Gbit/s   {:.2}x direct   (runs {:.1?})",
+            m[4],
+            m[4] / m[0],
+            r[4]
+        );
+    }
+
+    let rh_echo = match &rathole_bin {
+        Some(bin) if run("2") || run("3") => Some(rathole(bin, echo, None).await),
+        _ => None,
+    };
+    if run("2") {
+        let setup = |secure: bool| {
+            let tls = tls.clone();
+            async move {
+                let mut v = Vec::with_capacity(CONNECTIONS);
+                for _ in 0..CONNECTIONS {
+                    let start = Instant::now();
+                    let (path, t) = if secure {
+                        ("echo-tls", Some(&tls))
+                    } else {
+                        ("echo-plain", None)
+                    };
+                    let mut s = relayed(relay, path, t).await;
+                    if std::env::var_os("SETUP_DEBUG").is_some() {
+                        eprintln!("reply {:?}", start.elapsed());
+                    }
+                    s.write_all(b"x").await.unwrap();
+                    s.flush().await.unwrap();
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).await.unwrap();
+                    v.push(start.elapsed());
+                }
+                percentiles(v)
+            }
+        };
+        let (dp50, dp99) = tcp_latency(echo, CONNECTIONS).await;
+        let (gp50, gp99) = setup(false).await;
+        let (tp50, tp99) = setup(true).await;
+        println!(
+            "\n2. Relay setup, connect to first echoed byte, {CONNECTIONS} sequential connections:"
+        );
+        println!(
+            "   direct TCP              p50 {:7.3} ms  p99 {:7.3} ms",
+            ms(dp50),
+            ms(dp99)
+        );
+        println!(
+            "   gateway, TLS off        p50 {:7.3} ms  p99 {:7.3} ms",
+            ms(gp50),
+            ms(gp99)
+        );
+        println!(
+            "   gateway, TLS on         p50 {:7.3} ms  p99 {:7.3} ms",
+            ms(tp50),
+            ms(tp99)
+        );
+        match &rh_echo {
+            Some((_, _, port)) => {
+                let (rp50, rp99) =
+                    tcp_latency(format!("127.0.0.1:{port}").parse().unwrap(), CONNECTIONS).await;
+                println!("   rathole tunnel          p50 {:7.3} ms  p99 {:7.3} ms   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)", ms(rp50), ms(rp99), gp50.as_secs_f64() / rp50.as_secs_f64());
+            }
+            None => {
+                println!("   rathole tunnel          (rathole not found: set RELAY_BENCH_TOOLS)")
+            }
+        }
+    }
+
+    if run("3") {
+        pin(std::process::id(), "0");
+        pin(gw.pid(), "1");
+        for f in &fw {
+            pin(f.0.id(), "0");
+        }
+        if let Some((s, c, _)) = &rh_echo {
+            pin(s.0.id(), "1");
+            pin(c.0.id(), "0");
+        }
+        let us = |v: Vec<Duration>| percentiles(v).0.as_secs_f64() * 1e6;
+        let direct = us(round_trips(&mut TcpStream::connect(echo).await.unwrap(), 64, TRIPS).await);
+        let mut s = TcpStream::connect(echo).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let direct_nodelay = us(round_trips(&mut s, 64, TRIPS).await);
+        let via = us(round_trips(&mut relayed(relay, "echo-plain", None).await, 64, TRIPS).await);
+        let via_tls =
+            us(round_trips(&mut relayed(relay, "echo-tls", Some(&tls)).await, 64, TRIPS).await);
+        println!(
+            "\n3. 64-byte ping-pong, {TRIPS} round trips on one connection, processes pinned:"
+        );
+        println!(
+            "   direct TCP              p50 {:7.1} us",
+            direct.min(direct_nodelay)
+        );
+        println!("   gateway, TLS off        p50 {via:7.1} us");
+        println!("   gateway, TLS on         p50 {via_tls:7.1} us");
+        match &rh_echo {
+            Some((_, _, port)) => {
+                let mut s = TcpStream::connect(("127.0.0.1", *port)).await.unwrap();
+                s.set_nodelay(true).unwrap();
+                let r = us(round_trips(&mut s, 64, TRIPS).await);
+                println!("   rathole tunnel          p50 {r:7.1} us   gateway (TLS off) / rathole = {:.2} (target <= 1)", via / r);
+            }
+            None => {
+                println!("   rathole tunnel          (rathole not found: set RELAY_BENCH_TOOLS)")
+            }
+        }
+        for pid in [std::process::id(), gw.pid()] {
+            pin(pid, "0,1");
+        }
+    }
+    drop((fw, rh_echo));
+    gw.stop(Duration::from_secs(15));
+}
