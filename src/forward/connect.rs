@@ -5,11 +5,13 @@
 
 use std::net::SocketAddr;
 
+use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 use wcf::relay::RelayedConnect;
 
 use super::Relay;
+use crate::frontend::wcf::stream::{self, Conn};
 
 /// Accept local clients on `local` until interrupted; prints `ready ADDR`.
 pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {
@@ -27,7 +29,7 @@ pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-async fn carry(relay: &Relay, mut client: TcpStream) -> anyhow::Result<()> {
+async fn carry(relay: &Relay, client: TcpStream) -> anyhow::Result<()> {
     let _ = client.set_nodelay(true);
     let hello = RelayedConnect {
         tracking_id: Some(crate::frontend::guid()),
@@ -36,9 +38,8 @@ async fn carry(relay: &Relay, mut client: TcpStream) -> anyhow::Result<()> {
     }
     .to_envelope();
     let conn = relay.relayed_hello(&relay.relayed, &hello).await?;
-    let mut io = conn.into_io();
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut io).await {
-        debug!(error = %e, "relayed connection ended abruptly");
-    }
+    let client = Conn::tcp(client, BytesMut::new());
+    let stats = stream::splice(client, conn, super::splice_limits(), std::future::pending()).await;
+    debug!(clean = stats.clean, "relayed connection ended");
     Ok(())
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 use wcf::relay::{Notice, OnewaySend, RelayedAccept};
@@ -14,6 +15,7 @@ use wcf::soap::Envelope;
 
 use super::amqp::{self, Failure};
 use super::{Backoff, Relay};
+use crate::frontend::wcf::stream::{self, Conn};
 
 /// Listen until interrupted or refused for good; prints `attached URI` each
 /// time the listener (re)attaches.
@@ -72,13 +74,17 @@ async fn rendezvous(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> 
     let hello = RelayedAccept { id: notice.id }.to_envelope();
     // The local service and the dial-back are opened together.
     let (service, conn) = tokio::join!(TcpStream::connect(to), relay.relayed_hello(&addr, &hello));
-    let mut service = service.with_context(|| format!("connecting to the local service {to}"))?;
+    let service = service.with_context(|| format!("connecting to the local service {to}"))?;
     let _ = service.set_nodelay(true);
     let conn = conn?;
-    let mut io = conn.into_io();
-    if let Err(e) = tokio::io::copy_bidirectional(&mut io, &mut service).await {
-        // Peers that drop without a TLS close_notify or reset end the same way.
-        debug!(error = %e, "relayed connection ended abruptly");
-    }
+    let service = Conn::tcp(service, BytesMut::new());
+    let stats = stream::splice(
+        conn,
+        service,
+        super::splice_limits(),
+        std::future::pending(),
+    )
+    .await;
+    debug!(clean = stats.clean, "relayed connection ended");
     Ok(())
 }

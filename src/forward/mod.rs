@@ -149,7 +149,7 @@ impl Relay {
             // Preamble and message in one write.
             wcf::relay::write_prefixed(&msg, &mut pre);
             tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
-            Conn::new(Box::new(tcp), BytesMut::new())
+            Conn::tcp(tcp, BytesMut::new())
         } else {
             tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
             let tls = self.tls_to(tcp).await.context("TLS to the gateway")?;
@@ -217,6 +217,15 @@ pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<R
         path,
         tokens,
     })
+}
+
+/// How forwarded connections are spliced: no idle limit, the gateway's
+/// default linger after one side ends.
+pub fn splice_limits() -> crate::relay::SpliceLimits {
+    crate::relay::SpliceLimits {
+        idle: None,
+        linger: Duration::from_secs(crate::config::Limits::default().linger),
+    }
 }
 
 /// Back-off between reconnects: 1 s doubling to 10 s (§8), reset by success.

@@ -1,7 +1,7 @@
 //! The protocol-neutral relay core (`design.md`, "Seams"): which listeners
 //! serve which path ([`registry`]), the table that pairs a parked client with
 //! the listener's answer ([`rendezvous`]), and the splice of two legs
-//! ([`splice`]). Front ends translate their protocols into these calls; the
+//! ([`splice`], or [`zerocopy`] for two plain TCP sockets). Front ends translate their protocols into these calls; the
 //! core never names a protocol type (a test checks that no file here
 //! mentions the protocol crates).
 
@@ -9,6 +9,8 @@ pub mod leg;
 pub mod registry;
 pub mod rendezvous;
 pub mod splice;
+#[cfg(target_os = "linux")]
+pub mod zerocopy;
 
 use std::any::Any;
 

@@ -62,57 +62,85 @@ pub async fn splice(
     limits: SpliceLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> SpliceStats {
-    let epoch = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
+    let clock = Activity::new();
     let (ab_bytes, ba_bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let ab = pump(
         a.reader,
         b.writer,
         ab_bytes.clone(),
-        activity.clone(),
-        epoch,
+        clock.last.clone(),
+        clock.epoch,
     );
     let ba = pump(
         b.reader,
         a.writer,
         ba_bytes.clone(),
-        activity.clone(),
-        epoch,
+        clock.last.clone(),
+        clock.epoch,
     );
+    let clean = drive(ab, ba, limits, shutdown, &clock).await;
+    SpliceStats {
+        a_to_b: ab_bytes.load(Ordering::Relaxed),
+        b_to_a: ba_bytes.load(Ordering::Relaxed),
+        clean,
+    }
+}
+
+/// When data last moved, in milliseconds since `epoch`.
+pub(super) struct Activity {
+    pub(super) epoch: Instant,
+    pub(super) last: Arc<AtomicU64>,
+}
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Run the two directions of a splice to their end under the splice's
+/// rules (half-close ends one direction, then the other has the linger; no
+/// data for the idle time ends both; an error or `shutdown` ends both);
+/// `true` when both directions closed cleanly.
+pub(super) async fn drive(
+    ab: impl std::future::Future<Output = std::io::Result<()>>,
+    ba: impl std::future::Future<Output = std::io::Result<()>>,
+    limits: SpliceLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+    clock: &Activity,
+) -> bool {
     tokio::pin!(ab, ba, shutdown);
     let (mut ab_done, mut ba_done) = (false, false);
     let mut linger_until: Option<Instant> = None;
     let tick = limits.idle.map_or(Duration::from_secs(3600), |i| {
         (i / 4).max(Duration::from_millis(10))
     });
-    let clean = loop {
+    loop {
         tokio::select! {
             r = &mut ab, if !ab_done => {
-                if r.is_err() { break false; }
+                if r.is_err() { return false; }
                 ab_done = true;
                 linger_until.get_or_insert(Instant::now() + limits.linger);
             }
             r = &mut ba, if !ba_done => {
-                if r.is_err() { break false; }
+                if r.is_err() { return false; }
                 ba_done = true;
                 linger_until.get_or_insert(Instant::now() + limits.linger);
             }
-            () = tokio::time::sleep_until(linger_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400))), if linger_until.is_some() => break false,
+            () = tokio::time::sleep_until(linger_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400))), if linger_until.is_some() => return false,
             () = tokio::time::sleep(tick), if limits.idle.is_some() => {
                 let idle = limits.idle.unwrap_or(Duration::MAX);
-                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                if epoch.elapsed().saturating_sub(last) >= idle { break false; }
+                let last = Duration::from_millis(clock.last.load(Ordering::Relaxed));
+                if clock.epoch.elapsed().saturating_sub(last) >= idle { return false; }
             }
-            () = &mut shutdown => break false,
+            () = &mut shutdown => return false,
         }
         if ab_done && ba_done {
-            break true;
+            return true;
         }
-    };
-    SpliceStats {
-        a_to_b: ab_bytes.load(Ordering::Relaxed),
-        b_to_a: ba_bytes.load(Ordering::Relaxed),
-        clean,
     }
 }
 

@@ -295,7 +295,7 @@ fn relay_reply_accepted_by_sdk_matches_our_reply() {
 #[test]
 fn relay_fault_the_sdk_mapped_reads_as_ours_does() {
     let bytes = stream(
-        "sdk5-fault-endpointnotfound.hex.txt",
+        "sdk5-fault-endpointnotfound.envelope.hex.txt",
         Direction::ClientToServer,
     );
     assert_eq!(bytes.len(), 442);

@@ -20,16 +20,16 @@ use wcf::relay::{
 use wcf::soap::Envelope;
 
 use super::entity::split_address;
-use super::stream::{self, BoxIo, Conn, Rewind};
+use super::stream::{self, Conn, Rewind};
 use super::{Answer, ToListener, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
-use crate::relay::{splice, CoreError, Filter, SpliceLimits};
+use crate::relay::{CoreError, Filter, SpliceLimits};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
-    let io = match tokio::time::timeout(handshake, preamble(&wcf, tcp)).await {
-        Ok(Ok(io)) => io,
+    let (conn, secure) = match tokio::time::timeout(handshake, preamble(&wcf, tcp)).await {
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             info!(reason = %e, "relayed connection refused before its message");
             return;
@@ -39,13 +39,13 @@ pub async fn serve(wcf: Wcf, tcp: TcpStream) {
             return;
         }
     };
-    hello(wcf, Conn::new(io.0, BytesMut::new()), io.1).await;
+    hello(wcf, conn, secure).await;
 }
 
-/// Read the preamble and run TLS if it asks; returns the stream and whether
-/// it is encrypted.
-async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(BoxIo, bool), String> {
-    let mut buf = BytesMut::with_capacity(512);
+/// Read the preamble and run TLS if it asks; returns the connection and
+/// whether it is encrypted.
+async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), String> {
+    let mut buf = BytesMut::with_capacity(4096);
     let limits = wcf::Limits::DEFAULT;
     let (pre, used) = loop {
         if let Some(done) = ConnectPreamble::decode(&buf, limits).map_err(|e| e.to_string())? {
@@ -60,19 +60,18 @@ async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(BoxIo, bool), String
             Err(e) => return Err(e.to_string()),
         }
     };
-    let rest = buf.split_off(used).freeze();
+    let rest = buf.split_off(used);
     debug!(via = %pre.via, tls = pre.tls, "relayed preamble");
-    let plain = Rewind::new(rest, tcp);
     if !pre.tls {
-        return Ok((Box::new(plain), false));
+        return Ok((Conn::tcp(tcp, rest), false));
     }
     let Some(acceptor) = wcf.tls.clone() else {
         return Err("TLS requested but no certificate is configured".into());
     };
     acceptor
-        .accept(plain)
+        .accept(Rewind::new(rest.freeze(), tcp))
         .await
-        .map(|s| (Box::new(s) as BoxIo, true))
+        .map(|s| (Conn::new(Box::new(s), BytesMut::new()), true))
         .map_err(|e| format!("TLS handshake failed: {e}"))
 }
 
@@ -256,13 +255,7 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     };
     let _tracked = wcf.shutdown.track();
     let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
-    let stats = splice(
-        stream::leg(conn.into_io()),
-        stream::leg(listener.into_io()),
-        limits,
-        wcf.shutdown.drained(),
-    )
-    .await;
+    let stats = stream::splice(conn, listener, limits, wcf.shutdown.drained()).await;
     wcf.metrics
         .bytes(&label, FRONTEND_RELAYED, stats.a_to_b, stats.b_to_a);
     debug!(

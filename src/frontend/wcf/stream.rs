@@ -1,7 +1,8 @@
 //! Byte-stream plumbing for the WCF relay front end: [`Rewind`] gives back
 //! bytes read ahead of a TLS handshake or a splice; [`Conn`] reads and writes
 //! the 4-byte length-prefixed messages of port 9352 (`spec/wcf-relay.md`
-//! §3.1); [`leg`] turns a stream into a core leg for the opaque splice.
+//! §3.1) over plain TCP or any other stream; [`splice`] joins two of them,
+//! in the kernel when both are plain TCP, else through core legs ([`leg`]).
 
 use std::io;
 use std::pin::Pin;
@@ -10,8 +11,11 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
+use tokio::net::TcpStream;
+
 use crate::relay::leg::BoxFuture;
-use crate::relay::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
+use crate::relay::splice::SpliceStats;
+use crate::relay::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter, SpliceLimits};
 
 /// A bidirectional byte stream (TCP, TLS, or a WebSocket adapter).
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -65,9 +69,55 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     }
 }
 
+/// Plain TCP (which can be spliced in the kernel) or any other stream.
+pub enum Transport {
+    /// A plain TCP socket.
+    Tcp(TcpStream),
+    /// TLS, a WebSocket, or anything else.
+    Other(BoxIo),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+            Transport::Other(o) => Pin::new(o).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(t) => Pin::new(t).poll_write(cx, buf),
+            Transport::Other(o) => Pin::new(o).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(t) => Pin::new(t).poll_flush(cx),
+            Transport::Other(o) => Pin::new(o).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(t) => Pin::new(t).poll_shutdown(cx),
+            Transport::Other(o) => Pin::new(o).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A stream with a read buffer, for the relay's handshake messages.
 pub struct Conn {
-    io: BoxIo,
+    io: Transport,
     buf: BytesMut,
     /// Whether each write becomes its own message (WebSocket), so that the
     /// length prefix and the envelope must be written apart.
@@ -82,7 +132,16 @@ impl Conn {
     /// Wrap a stream whose first bytes are `head`.
     pub fn new(io: BoxIo, head: BytesMut) -> Self {
         Conn {
-            io,
+            io: Transport::Other(io),
+            buf: head,
+            per_write: false,
+        }
+    }
+
+    /// Wrap a plain TCP socket whose first bytes are `head`.
+    pub fn tcp(tcp: TcpStream, head: BytesMut) -> Self {
+        Conn {
+            io: Transport::Tcp(tcp),
             buf: head,
             per_write: false,
         }
@@ -91,9 +150,18 @@ impl Conn {
     /// Wrap a stream whose every write is one message (a WebSocket).
     pub fn message_per_write(io: BoxIo) -> Self {
         Conn {
-            io,
+            io: Transport::Other(io),
             buf: BytesMut::new(),
             per_write: true,
+        }
+    }
+
+    /// The plain TCP socket, if that is what this is and nothing was read
+    /// ahead; else the connection back.
+    pub fn into_tcp(self) -> Result<TcpStream, Conn> {
+        match self.io {
+            Transport::Tcp(t) if self.buf.is_empty() => Ok(t),
+            io => Err(Conn { io, ..self }),
         }
     }
 
@@ -146,7 +214,7 @@ impl Conn {
     /// The stream, with any bytes read ahead given back first.
     pub fn into_io(self) -> BoxIo {
         if self.buf.is_empty() {
-            self.io
+            Box::new(self.io)
         } else {
             Box::new(Rewind::new(self.buf.freeze(), self.io))
         }
@@ -193,6 +261,25 @@ impl LegWriter for Writer {
     fn close(&mut self, _info: Option<CloseInfo>) -> BoxFuture<'_, io::Result<()>> {
         Box::pin(async move { self.wr.shutdown().await })
     }
+}
+
+/// Splice two connections: in the kernel when both are plain TCP with
+/// nothing read ahead (Linux), else through core legs.
+pub async fn splice(
+    a: Conn,
+    b: Conn,
+    limits: SpliceLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> SpliceStats {
+    #[cfg(target_os = "linux")]
+    let (a, b) = match (a.into_tcp(), b.into_tcp()) {
+        (Ok(a), Ok(b)) => return crate::relay::zerocopy::splice_tcp(a, b, limits, shutdown).await,
+        (a, b) => (
+            a.map_or_else(|c| c, |t| Conn::tcp(t, BytesMut::new())),
+            b.map_or_else(|c| c, |t| Conn::tcp(t, BytesMut::new())),
+        ),
+    };
+    crate::relay::splice(leg(a.into_io()), leg(b.into_io()), limits, shutdown).await
 }
 
 /// A byte stream as a core leg: chunks as they arrive, end of stream as a
