@@ -291,3 +291,102 @@ fn every_bad_client_or_dial_back_gets_a_relay_fault_and_others_are_undisturbed()
     drop((cl, lst, rhea));
     gw.stop_clean();
 }
+
+/// A TLS connection to the AMQP endpoint.
+fn amqps(gw: &Gateway) -> Box<dyn relayed::Stream> {
+    let tcp = TcpStream::connect(gw.amqps.unwrap()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = relayed::tls_config(&gw.ca());
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = tokio_rustls::rustls::ClientConnection::new(config, name).unwrap();
+    Box::new(tokio_rustls::rustls::StreamOwned::new(conn, tcp))
+}
+
+fn read_all(s: &mut dyn relayed::Stream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn garbage_on_the_amqp_endpoint_gets_the_protocol_header_or_a_decode_error() {
+    let gw = start();
+    let rhea = listener(&gw, "steady", 1, json!({}));
+    rhea.next_of("attached");
+    // Not AMQP: the gateway answers with the header it supports and closes (AMQP part 2.2).
+    let mut s = amqps(&gw);
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    s.flush().unwrap();
+    assert_eq!(read_all(&mut *s), b"AMQP\x03\x01\x00\x00");
+    // A valid start, then a frame whose size is impossible: close with amqp:decode-error.
+    let mut s = amqps(&gw);
+    s.write_all(b"AMQP\x00\x01\x00\x00").unwrap();
+    s.write_all(&[0, 0, 0, 3, 2, 0, 0, 0]).unwrap();
+    s.flush().unwrap();
+    let reply = read_all(&mut *s);
+    assert!(reply.starts_with(b"AMQP\x00\x01\x00\x00"), "{reply:?}");
+    assert!(
+        reply.windows(17).any(|w| w == b"amqp:decode-error"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // An open, then an attach on a channel with no session: the connection is closed with an error.
+    let mut s = amqps(&gw);
+    s.write_all(b"AMQP\x00\x01\x00\x00").unwrap();
+    let open = wcf::amqp::frame::encode(
+        0,
+        &wcf::amqp::types::performatives::Performative::Open(
+            wcf::amqp::types::performatives::Open {
+                container_id: "garbage".into(),
+                hostname: None,
+                max_frame_size: wcf::amqp::types::performatives::MaxFrameSize(65536),
+                channel_max: wcf::amqp::types::performatives::ChannelMax(1),
+                idle_time_out: None,
+                outgoing_locales: None,
+                incoming_locales: None,
+                offered_capabilities: None,
+                desired_capabilities: None,
+                properties: None,
+            },
+        ),
+        &[],
+    )
+    .unwrap();
+    s.write_all(&open).unwrap();
+    s.write_all(&[0, 0, 0, 12, 2, 0, 0, 5, 0, 0x53, 0x12, 0x45])
+        .unwrap();
+    s.flush().unwrap();
+    let reply = read_all(&mut *s);
+    assert!(
+        reply.windows(4).any(|w| w == b"amqp"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    // The established listener is undisturbed: a client still reaches it.
+    let t = relayed::tls_config(&gw.ca());
+    let addr = gw.relayed.unwrap();
+    let client = std::thread::spawn(move || {
+        relayed::connect(
+            addr,
+            Some((&t, "localhost")),
+            "sb://localhost/steady/",
+            Some(token("steady", ROOT, 600)),
+        )
+    });
+    let notice = relayed::notice(&rhea.next_message());
+    let tls = relayed::tls_config(&gw.ca());
+    let (_l, r) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/steady/");
+    assert_eq!(r.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
+    assert_eq!(
+        client.join().unwrap().1.action().as_deref(),
+        Some(ACTION_RELAYED_CONNECT_REPLY)
+    );
+    drop(rhea);
+    gw.stop_clean();
+}
