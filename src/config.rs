@@ -3,7 +3,8 @@
 //! no file is given (namespace `localhost`, plain HTTP/WS on 127.0.0.1:9080,
 //! HTTPS/WSS on 127.0.0.1:9443, one all-rights rule whose key lives in the
 //! state directory, any path accepted as a dynamic hybrid connection or WCF
-//! relay, AMQP on 127.0.0.1:5671 and relayed connect on 127.0.0.1:9352).
+//! relay, AMQP on 127.0.0.1:5671, relayed connect on 127.0.0.1:9352 and
+//! net.tcp for one-way senders on 127.0.0.1:9350 and 9351).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,10 @@ pub struct Listen {
     pub amqps: Option<SocketAddr>,
     /// Relayed connect: NetTcpRelayBinding clients and listeners' rendezvous (9352).
     pub relayed: Option<SocketAddr>,
+    /// net.tcp for one-way and event senders, plain (9350).
+    pub nettcp: Option<SocketAddr>,
+    /// net.tcp for one-way and event senders with the TLS upgrade (9351).
+    pub nettcps: Option<SocketAddr>,
 }
 
 /// `[tls]`: PEM files.
@@ -275,6 +280,8 @@ impl Config {
                 admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
                 amqps: Some(SocketAddr::from(([127, 0, 0, 1], 5671))),
                 relayed: Some(SocketAddr::from(([127, 0, 0, 1], 9352))),
+                nettcp: Some(SocketAddr::from(([127, 0, 0, 1], 9350))),
+                nettcps: Some(SocketAddr::from(([127, 0, 0, 1], 9351))),
             },
             tls: None,
             hybrid_connection: Vec::new(),

@@ -256,7 +256,10 @@ fn serve(
         }
     };
     let listen = &config.listen;
-    let needs_tls = listen.https.is_some() || listen.amqps.is_some() || listen.relayed.is_some();
+    let needs_tls = listen.https.is_some()
+        || listen.amqps.is_some()
+        || listen.relayed.is_some()
+        || listen.nettcps.is_some();
     let tls_files = match (&config.tls, needs_tls) {
         (Some(t), _) => Some((t.cert.clone(), t.key.clone())),
         (None, true) => {
@@ -283,6 +286,18 @@ fn serve(
             ("https", config.listen.https, Protocol::Http, true),
             ("amqps", config.listen.amqps, Protocol::Amqps, true),
             ("relayed", config.listen.relayed, Protocol::Relayed, false),
+            (
+                "nettcp",
+                config.listen.nettcp,
+                Protocol::NetTcp(false),
+                false,
+            ),
+            (
+                "nettcps",
+                config.listen.nettcps,
+                Protocol::NetTcp(true),
+                false,
+            ),
         ];
         for (name, addr, protocol, tls) in wanted {
             if let Some(addr) = addr {

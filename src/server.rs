@@ -30,6 +30,8 @@ pub enum Protocol {
     Amqps,
     /// The relayed-connect preamble (WCF clients and dial-backs).
     Relayed,
+    /// net.tcp for one-way and event senders; `true` offers the TLS upgrade.
+    NetTcp(bool),
 }
 
 /// One endpoint to serve.
@@ -116,6 +118,7 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
                 match protocol {
                     Protocol::Http => connection(tcp, remote, tls, fronts, handshake_timeout).await,
                     Protocol::Relayed => wcf::relayed::serve(fronts.wcf, tcp).await,
+                    Protocol::NetTcp(upgrade) => wcf::oneway::serve(fronts.wcf, tcp, upgrade).await,
                     Protocol::Amqps => amqps(tcp, tls, fronts.wcf, handshake_timeout).await,
                 }
                 drop(tracked);

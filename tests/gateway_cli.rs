@@ -41,7 +41,7 @@ async fn embedded_default_needs_no_config() {
     }
     assert_eq!(
         line.trim(),
-        r#"ready {"admin":"127.0.0.1:9090","amqps":"127.0.0.1:5671","http":"127.0.0.1:9080","https":"127.0.0.1:9443","relayed":"127.0.0.1:9352"}"#
+        r#"ready {"admin":"127.0.0.1:9090","amqps":"127.0.0.1:5671","http":"127.0.0.1:9080","https":"127.0.0.1:9443","nettcp":"127.0.0.1:9350","nettcps":"127.0.0.1:9351","relayed":"127.0.0.1:9352"}"#
     );
     for f in ["default-rule.key", "ca.pem", "server.pem", "server.key"] {
         assert!(dir.0.join(f).exists(), "{f}");

@@ -175,6 +175,8 @@ fn forward_listeners_reconnect_after_the_gateway_restarts() {
         ("admin", first.admin),
         ("amqps", first.amqps),
         ("relayed", first.relayed),
+        ("nettcp", first.nettcp),
+        ("nettcps", first.nettcps),
     ] {
         config = config.replace(
             &format!("{name} = \"127.0.0.1:0\""),

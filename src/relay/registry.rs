@@ -163,28 +163,35 @@ impl Registry {
             .collect()
     }
 
+    /// The senders of the live listeners of `path` that `filter` admits.
+    fn admitted(
+        &self,
+        path: &str,
+        filter: &Filter,
+    ) -> Result<Vec<mpsc::Sender<Request>>, CoreError> {
+        let paths = lock(&self.inner.paths);
+        let Some(list) = paths.get(&normalize(path)) else {
+            return Err(CoreError::NoListener);
+        };
+        let live: Vec<&Entry> = list.iter().filter(|e| !e.tx.is_closed()).collect();
+        if live.is_empty() {
+            return Err(CoreError::NoListener);
+        }
+        let admitted: Vec<_> = live
+            .into_iter()
+            .filter(|e| filter.admits(&e.info))
+            .map(|e| e.tx.clone())
+            .collect();
+        if admitted.is_empty() {
+            return Err(CoreError::NoListenerMatches);
+        }
+        Ok(admitted)
+    }
+
     /// Hand `request` to one admitted listener of `path`, chosen at random.
     pub fn deliver(&self, path: &str, filter: &Filter, request: Request) -> Result<(), CoreError> {
-        let candidates: Vec<mpsc::Sender<Request>> = {
-            let paths = lock(&self.inner.paths);
-            let Some(list) = paths.get(&normalize(path)) else {
-                return Err(CoreError::NoListener);
-            };
-            let live: Vec<&Entry> = list.iter().filter(|e| !e.tx.is_closed()).collect();
-            if live.is_empty() {
-                return Err(CoreError::NoListener);
-            }
-            let mut admitted: Vec<_> = live
-                .into_iter()
-                .filter(|e| filter.admits(&e.info))
-                .map(|e| e.tx.clone())
-                .collect();
-            if admitted.is_empty() {
-                return Err(CoreError::NoListenerMatches);
-            }
-            admitted.shuffle(&mut rand::rng());
-            admitted
-        };
+        let mut candidates = self.admitted(path, filter)?;
+        candidates.shuffle(&mut rand::rng());
         let mut request = request;
         let mut busy = false;
         for tx in candidates {
@@ -203,11 +210,72 @@ impl Registry {
             CoreError::ListenerGone
         })
     }
+
+    /// Hand a request built by `make` to every admitted listener of `path`
+    /// that has room in its queue, at most once each. A listener whose queue
+    /// is full misses this one; both counts are returned.
+    pub fn broadcast(
+        &self,
+        path: &str,
+        filter: &Filter,
+        make: impl Fn() -> Request,
+    ) -> Result<Broadcast, CoreError> {
+        let mut sent = Broadcast::default();
+        for tx in self.admitted(path, filter)? {
+            match tx.try_send(make()) {
+                Ok(()) => sent.delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => sent.busy += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// What a [`Registry::broadcast`] reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Broadcast {
+    /// Listeners that got the request.
+    pub delivered: usize,
+    /// Listeners skipped because their queue was full.
+    pub busy: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broadcast_reaches_each_listener_once_and_skips_full_queues() {
+        let reg = Registry::new(25, 1);
+        let (_g1, mut r1) = reg.register("p", info("a")).unwrap();
+        let (_g2, mut r2) = reg.register("p", info("b")).unwrap();
+        let make = || Request {
+            id: "m".into(),
+            payload: Box::new(()),
+        };
+        let all = Filter::default();
+        assert_eq!(
+            reg.broadcast("p", &all, make).unwrap(),
+            Broadcast {
+                delivered: 2,
+                busy: 0
+            }
+        );
+        assert_eq!(
+            reg.broadcast("p", &all, make).unwrap(),
+            Broadcast {
+                delivered: 0,
+                busy: 2
+            }
+        );
+        assert!(r1.try_recv().is_ok() && r2.try_recv().is_ok());
+        assert!(r1.try_recv().is_err() && r2.try_recv().is_err());
+        assert_eq!(
+            reg.broadcast("q", &all, make).err(),
+            Some(CoreError::NoListener)
+        );
+    }
 
     fn info(id: &str) -> ListenerInfo {
         ListenerInfo {

@@ -41,6 +41,8 @@ https = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 amqps = "127.0.0.1:0"
 relayed = "127.0.0.1:0"
+nettcp = "127.0.0.1:0"
+nettcps = "127.0.0.1:0"
 "#;
 
 /// A temporary directory removed on drop.
@@ -79,6 +81,10 @@ pub struct Gateway {
     pub amqps: Option<SocketAddr>,
     /// The relayed-connect endpoint, when configured.
     pub relayed: Option<SocketAddr>,
+    /// net.tcp for one-way senders, plain and with the TLS upgrade.
+    pub nettcp: Option<SocketAddr>,
+    /// net.tcp with the TLS upgrade.
+    pub nettcps: Option<SocketAddr>,
     /// Its state directory (holds the development CA).
     pub dir: TempDir,
     log: Arc<Mutex<String>>,
@@ -141,6 +147,8 @@ impl Gateway {
             admin: addr("admin"),
             amqps: addr("amqps"),
             relayed: addr("relayed"),
+            nettcp: addr("nettcp"),
+            nettcps: addr("nettcps"),
             child: Some(child),
             dir,
             log,

@@ -63,7 +63,7 @@ impl RecordReader {
     }
 
     /// The next record; `None` at end of stream.
-    pub fn next(&mut self, stream: &mut TcpStream) -> Option<(usize, Record)> {
+    pub fn next(&mut self, stream: &mut dyn Read) -> Option<(usize, Record)> {
         loop {
             let at = self.decoder.offset();
             if let Some(r) = self.decoder.decode(&mut self.buf).expect("framing") {
@@ -81,7 +81,7 @@ impl RecordReader {
 
 /// A duplex msbinsession1 client session.
 pub struct DuplexClient {
-    stream: TcpStream,
+    stream: Box<dyn super::relayed::Stream>,
     reader: RecordReader,
     write_dict: SessionDictionary,
     read_dict: SessionDictionary,
@@ -92,17 +92,49 @@ pub struct DuplexClient {
 impl DuplexClient {
     /// Connect and complete the preamble.
     pub fn connect(addr: &str, via: &str) -> Self {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        Self::connect_with(addr, via, None)
+    }
+
+    /// Connect with the NMF `application/ssl-tls` upgrade (TLS for `host`,
+    /// trusting `config`) and complete the preamble inside TLS.
+    pub fn connect_tls(
+        addr: &str,
+        via: &str,
+        config: &std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+        host: &str,
+    ) -> Self {
+        Self::connect_with(addr, via, Some((config, host)))
+    }
+
+    fn connect_with(
+        addr: &str,
+        via: &str,
+        tls: Option<(&std::sync::Arc<tokio_rustls::rustls::ClientConfig>, &str)>,
+    ) -> Self {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut out = Vec::new();
         for r in Record::preamble(Mode::Duplex, via, ENCODING_MSBINSESSION1) {
             r.encode(&mut out);
         }
+        let mut stream: Box<dyn super::relayed::Stream> = Box::new(tcp);
+        let mut reader = RecordReader::new();
+        if let Some((config, host)) = tls {
+            Record::UpgradeRequest(wcf::framing::UPGRADE_TLS.into()).encode(&mut out);
+            stream.write_all(&out).unwrap();
+            out.clear();
+            // Read byte by byte up to UpgradeResponse, so no TLS byte is taken.
+            let mut b = [0u8; 1];
+            stream.read_exact(&mut b).unwrap();
+            assert_eq!(b[0], 0x0a, "expected UpgradeResponse");
+            let name =
+                tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+            let conn = tokio_rustls::rustls::ClientConnection::new(config.clone(), name).unwrap();
+            stream = Box::new(tokio_rustls::rustls::StreamOwned::new(conn, stream));
+        }
         Record::PreambleEnd.encode(&mut out);
         stream.write_all(&out).unwrap();
-        let mut reader = RecordReader::new();
+        stream.flush().unwrap();
         match reader.next(&mut stream) {
             Some((_, Record::PreambleAck)) => {}
             other => panic!("expected PreambleAck, got {other:?}"),
@@ -122,6 +154,12 @@ impl DuplexClient {
         self.stream
             .write_all(&Record::SizedEnvelope(Bytes::from(payload)).to_bytes())
             .unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// The payload size `env` would have as the next message.
+    pub fn size_of(&self, env: &Envelope) -> usize {
+        env.to_session(&mut self.write_dict.clone()).len()
     }
 
     /// Receive one envelope.

@@ -685,6 +685,7 @@ impl Connection {
         let data = match req.payload.downcast::<ToListener>() {
             Ok(to) => match *to {
                 ToListener::Rendezvous => notice(&link.via, &req.id, ip, ports, &host),
+                ToListener::Message(inner) => wrap(&link.via, inner),
             },
             Err(_) => return Ok(()),
         };
@@ -740,6 +741,11 @@ fn notice(via: &str, id: &str, ip: Ipv4Addr, ports: super::Ports, host: &str) ->
     }
     .to_envelope()
     .to_msbin1();
+    wrap(via, inner)
+}
+
+/// The OnewaySend wrapper around an inner msbin1 envelope (§2.2).
+fn wrap(via: &str, inner: Vec<u8>) -> Vec<u8> {
     OnewaySend {
         via: via.to_owned(),
         message_id: format!("urn:uuid:{}", crate::frontend::guid()),

@@ -84,7 +84,8 @@ impl Kind {
     /// Read a stored kind back (`None` for other front ends' listeners).
     pub fn parse(label: &str) -> Option<Kind> {
         let mut it = label.strip_prefix("wcf:")?.split(':');
-        let family = FAMILIES.into_iter().find(|f| Some(*f) == it.next())?;
+        let name = it.next()?;
+        let family = FAMILIES.into_iter().find(|f| *f == name)?;
         let flag = |s: Option<&str>| s.map(|s| s == "1");
         Some(Kind {
             family,
@@ -245,7 +246,10 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_ignore_other_front_ends() {
-        assert_eq!(Kind::parse(&NETTCP.label()), Some(NETTCP));
+        for family in FAMILIES {
+            let k = Kind { family, ..NETTCP };
+            assert_eq!(Kind::parse(&k.label()), Some(k));
+        }
         assert_eq!(Kind::parse("hybrid"), None);
     }
 

@@ -3,10 +3,13 @@
 //! listeners' dial-backs arrive on the relayed-connect port ([`relayed`]);
 //! the two meet in the core's rendezvous table and are spliced as opaque
 //! byte streams ([`stream`]). Both also run over WebSocket on the HTTPS
-//! endpoint ([`websocket`]). Entities and tokens: [`entity`].
+//! endpoint ([`websocket`]). One-way and event senders are served as a
+//! net.tcp endpoint whose messages go to listeners over AMQP ([`oneway`]).
+//! Entities and tokens: [`entity`].
 
 pub mod amqp;
 pub mod entity;
+pub mod oneway;
 pub mod relayed;
 pub mod stream;
 pub mod websocket;
@@ -25,6 +28,8 @@ pub enum ToListener {
     /// Open a rendezvous for a client; the id is the core request's id and
     /// the notice names the listener's own address.
     Rendezvous,
+    /// Deliver a one-way message (plain msbin1), wrapped for the listener.
+    Message(Vec<u8>),
 }
 
 /// What answers a parked client (the core's answer payload): the listener's

@@ -1,0 +1,441 @@
+//! One-way and event relays (`spec/wcf-relay.md` §5, §6, §11.4): the
+//! gateway as a net.tcp endpoint for NetOnewayRelayBinding and
+//! NetEventRelayBinding senders, plain on `[listen] nettcp` (9350) and with
+//! the NMF `application/ssl-tls` upgrade on `nettcps` (9351). It terminates
+//! the sender's duplex msbinsession1 session: the Connect (Send token, the
+//! relay by longest path prefix), every application message re-encoded as
+//! plain msbin1 and delivered over AMQP to one Unicast listener or to every
+//! Multicast listener, each answered with a correlated reply, and OnewayPing
+//! with its renewed token re-checked. Framing errors get framing faults;
+//! relay errors get SOAP faults with the relay codes.
+//!
+//! Queue policy (listener credit is respected by the AMQP side, which only
+//! takes a message from a listener's queue of `listener_queue` while the
+//! listener has credit): a Unicast message goes to a listener with room in
+//! its queue; if every queue is full the sender gets QuotaExceededFault and
+//! the message is not taken. A Multicast message goes to every listener with
+//! room; a listener whose queue is full misses it (counted as a
+//! `listener_queue` limit hit) and the sender still gets success.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+use wcf::framing::preamble::{Encoding, PreambleConfig, ServerPreamble, Step};
+use wcf::framing::{Decoder, FaultCode, Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
+use wcf::nbfx::SessionDictionary;
+use wcf::relay::{
+    access_token, correlated_reply, Connect, RelayFault, ACTION_CONNECT, ACTION_CONNECT_REPLY,
+    ACTION_ONEWAY_PING, ACTION_ONEWAY_PING_REPLY, ACTION_SEND_REPLY,
+};
+use wcf::soap::Envelope;
+
+use super::entity::{split_address, Entity, Kind};
+use super::stream::{Rewind, Transport};
+use super::{ToListener, Wcf};
+use crate::config::{Right, WcfRelayType};
+use crate::relay::{CoreError, Filter, Request};
+
+/// Largest application message (§5, the SDK's 64 KB).
+pub const MAX_MESSAGE: usize = 65_536;
+/// Largest framing record read at all; beyond it the session ends with a
+/// framing fault.
+const MAX_RECORD: usize = 4 << 20;
+
+/// The `frontend` label of one-way and event senders.
+pub const FRONTEND_ONEWAY: &str = "wcf_oneway";
+
+/// A sender's session.
+struct Session {
+    io: Transport,
+    buf: BytesMut,
+    decoder: Decoder,
+    incoming: SessionDictionary,
+    outgoing: SessionDictionary,
+    secure: bool,
+}
+
+impl Session {
+    async fn record(&mut self) -> std::io::Result<Option<(usize, Record)>> {
+        loop {
+            let at = self.decoder.offset();
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(r)) => return Ok(Some((at, r))),
+                Ok(None) if self.decoder.is_upgraded() => return Ok(None),
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+            self.buf.reserve(8192);
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                // The peer stopped sending mid-record; it may still read the fault.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the stream ended inside a record",
+                ));
+            }
+        }
+    }
+
+    async fn send(&mut self, record: &Record) -> std::io::Result<()> {
+        self.io.write_all(&record.to_bytes()).await?;
+        self.io.flush().await
+    }
+
+    async fn reply(&mut self, env: &Envelope) -> std::io::Result<()> {
+        let payload = env.to_session(&mut self.outgoing);
+        self.send(&Record::SizedEnvelope(payload.into())).await
+    }
+
+    async fn fault(
+        &mut self,
+        code: RelayFault,
+        reason: &str,
+        relates_to: Option<&str>,
+    ) -> std::io::Result<()> {
+        self.reply(&code.envelope(reason, relates_to)).await
+    }
+
+    /// A framing fault, then close.
+    async fn framing_fault(mut self, fault: FaultCode) {
+        let _ = self.send(&fault.record()).await;
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// What a Connect established: the relay and how to reach its listeners.
+struct Target {
+    entity: Entity,
+    family: &'static str,
+    kind: Option<Kind>,
+    host: String,
+}
+
+/// Serve one sender connection; `upgrade` allows the TLS upgrade (9351).
+pub async fn serve(wcf: Wcf, tcp: TcpStream, upgrade: bool) {
+    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let session = Session {
+        io: Transport::Tcp(tcp),
+        buf: BytesMut::with_capacity(8192),
+        decoder: Decoder::new(wcf::Limits::DEFAULT.with_max_message(MAX_RECORD)),
+        incoming: SessionDictionary::new(wcf::Limits::DEFAULT.max_session),
+        outgoing: SessionDictionary::new(wcf::Limits::DEFAULT.max_session),
+        secure: false,
+    };
+    let config = PreambleConfig {
+        modes: vec![Mode::Duplex],
+        encodings: vec![Encoding::Known(ENCODING_MSBINSESSION1)],
+        upgrades: if upgrade && wcf.tls.is_some() {
+            vec![UPGRADE_TLS.to_owned()]
+        } else {
+            Vec::new()
+        },
+    };
+    let session = match tokio::time::timeout(handshake, preamble(&wcf, session, config)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(_) => {
+            info!("net.tcp preamble timed out");
+            return;
+        }
+    };
+    messages(&wcf, session).await;
+}
+
+/// Run the preamble (and the TLS upgrade); `None` when the session ended.
+async fn preamble(wcf: &Wcf, mut s: Session, config: PreambleConfig) -> Option<Session> {
+    let mut machine = ServerPreamble::new(config);
+    loop {
+        let (at, record) = match s.record().await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                debug!("net.tcp connection closed during the preamble");
+                return None;
+            }
+            Err(e) => {
+                info!(reason = %e, "net.tcp preamble refused");
+                s.framing_fault(FaultCode::ConnectionDispatchFailed).await;
+                return None;
+            }
+        };
+        match machine.feed(&record, at) {
+            Ok(Step::Continue) => {}
+            Ok(Step::Upgrade(_)) => {
+                let (Some(acceptor), Transport::Tcp(tcp)) = (wcf.tls.clone(), s.io) else {
+                    return None;
+                };
+                let mut tcp = tcp;
+                if tcp
+                    .write_all(&Record::UpgradeResponse.to_bytes())
+                    .await
+                    .is_err()
+                {
+                    return None;
+                }
+                let head = std::mem::take(&mut s.buf).freeze();
+                match acceptor.accept(Rewind::new(head, tcp)).await {
+                    Ok(tls) => {
+                        s.io = Transport::Other(Box::new(tls));
+                        s.secure = true;
+                        s.decoder.resume_after_upgrade();
+                    }
+                    Err(e) => {
+                        info!(reason = %e, "net.tcp TLS upgrade failed");
+                        return None;
+                    }
+                }
+            }
+            Ok(Step::Complete(p)) => {
+                debug!(via = %p.via, secure = s.secure, "net.tcp preamble");
+                s.send(&Record::PreambleAck).await.ok()?;
+                return Some(s);
+            }
+            Err(wcf::Error::Framing { fault, message, .. }) => {
+                info!(reason = %message, "net.tcp preamble refused");
+                s.framing_fault(fault).await;
+                return None;
+            }
+            Err(e) => {
+                info!(reason = %e, "net.tcp preamble refused");
+                s.framing_fault(FaultCode::ConnectionDispatchFailed).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// The session: Connect, then messages and pings, until End.
+async fn messages(wcf: &Wcf, mut s: Session) {
+    let mut target: Option<Target> = None;
+    loop {
+        let payload = match s.record().await {
+            Ok(Some((_, Record::SizedEnvelope(p)))) => p,
+            Ok(Some((_, Record::End))) => {
+                let _ = s.send(&Record::End).await;
+                let _ = s.io.shutdown().await;
+                return;
+            }
+            Ok(Some((_, other))) => {
+                info!(record = %other.describe(), "unexpected record in a one-way session");
+                s.framing_fault(FaultCode::ContentTypeInvalid).await;
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                info!(reason = %e, "one-way session framing error");
+                s.framing_fault(FaultCode::MaxMessageSizeExceeded).await;
+                return;
+            }
+        };
+        let env = match Envelope::decode_session(
+            &payload,
+            &mut s.incoming,
+            wcf::Limits::DEFAULT.with_max_message(MAX_RECORD),
+        ) {
+            Ok(env) => env,
+            Err(e) => {
+                info!(reason = %e, "undecodable one-way message");
+                let _ = s
+                    .fault(
+                        RelayFault::InvalidRequest,
+                        &format!("the message could not be read: {e}"),
+                        None,
+                    )
+                    .await;
+                continue;
+            }
+        };
+        let id = env.message_id();
+        let relates = id.as_deref();
+        let done = match env.action().as_deref() {
+            Some(ACTION_CONNECT) => match connect(wcf, &env, s.secure) {
+                Ok(t) => {
+                    target = Some(t);
+                    s.reply(&correlated_reply(
+                        ACTION_CONNECT_REPLY,
+                        relates.unwrap_or_default(),
+                    ))
+                    .await
+                }
+                Err((code, reason)) => s.fault(code, &reason, relates).await,
+            },
+            Some(ACTION_ONEWAY_PING) => match (ping_token(wcf, &env, target.as_ref()), relates) {
+                (Ok(()), Some(r)) => {
+                    s.reply(&correlated_reply(ACTION_ONEWAY_PING_REPLY, r))
+                        .await
+                }
+                (Ok(()), None) => Ok(()),
+                (Err(reason), _) => {
+                    s.fault(RelayFault::AuthorizationFailed, &reason, relates)
+                        .await
+                }
+            },
+            _ => match (&target, payload.len() > MAX_MESSAGE) {
+                (None, _) => {
+                    s.fault(
+                        RelayFault::InvalidRequest,
+                        "the session has not connected to a relay",
+                        relates,
+                    )
+                    .await
+                }
+                (Some(_), true) => {
+                    s.fault(
+                        RelayFault::QuotaExceeded,
+                        &format!(
+                            "the message is {} bytes; the limit is {MAX_MESSAGE}",
+                            payload.len()
+                        ),
+                        relates,
+                    )
+                    .await
+                }
+                (Some(t), false) => match deliver(wcf, t, &env) {
+                    Ok(()) => match relates {
+                        Some(r) => s.reply(&correlated_reply(ACTION_SEND_REPLY, r)).await,
+                        None => Ok(()),
+                    },
+                    Err((code, reason)) => s.fault(code, &reason, relates).await,
+                },
+            },
+        };
+        if let Err(e) = done {
+            debug!(error = %e, "one-way session broke");
+            return;
+        }
+    }
+}
+
+type Refusal = (RelayFault, String);
+
+/// Check a Connect and find its relay.
+fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
+    let c = Connect::from_envelope(env).map_err(|e| (RelayFault::InvalidRequest, e.to_string()))?;
+    let (host, path) = split_address(&c.uri).ok_or((
+        RelayFault::InvalidRequest,
+        "Connect/Uri is not a URI".to_owned(),
+    ))?;
+    let s = &wcf.settings;
+    let registry = &wcf.relay.registry;
+    let live = ["NetOneway", "NetEvent"].into_iter().find_map(|f| {
+        s.resolve_client(path, f, registry)
+            .map(|(e, k)| (e, k.family, Some(k)))
+    });
+    let configured = s
+        .entities
+        .iter()
+        .filter(|e| matches!(e.kind, WcfRelayType::NetOneway | WcfRelayType::NetEvent))
+        .filter(|e| {
+            let p = e.path.trim_matches('/').to_ascii_lowercase();
+            let want = path.to_ascii_lowercase();
+            want == p || want.starts_with(&format!("{p}/"))
+        })
+        .max_by_key(|e| e.path.len());
+    let (entity, family, kind) = match (live, configured) {
+        (Some(found), _) => found,
+        (None, Some(e)) => (
+            Entity {
+                path: e.path.trim_matches('/').to_owned(),
+                rules: e.rule.clone(),
+                requires_auth: Some(e.requires_client_authorization),
+            },
+            e.kind.name(),
+            None,
+        ),
+        (None, None) => {
+            return Err((
+                RelayFault::EndpointNotFound,
+                "No service is hosted at the specified address.".into(),
+            ))
+        }
+    };
+    if kind.is_some_and(|k| k.transport_security) && !secure {
+        return Err((
+            RelayFault::NoTransportSecurity,
+            "The listeners require transport security; use the TLS endpoint.".into(),
+        ));
+    }
+    if entity
+        .requires_auth
+        .unwrap_or(kind.is_none_or(|k| k.client_auth))
+    {
+        s.authorize(c.token.as_deref(), &entity, host, Right::Send, 0)
+            .map_err(|e| {
+                wcf.metrics.token_rejected(
+                    &wcf.entity_label(&entity.path),
+                    FRONTEND_ONEWAY,
+                    crate::telemetry::token_reason(&e),
+                );
+                (RelayFault::AuthorizationFailed, e.to_string())
+            })?;
+    }
+    info!(path = %entity.path, family, "one-way sender connected");
+    Ok(Target {
+        entity,
+        family,
+        kind,
+        host: host.to_owned(),
+    })
+}
+
+/// A ping's renewed token, if it carries one, must still be valid.
+fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), String> {
+    let token = access_token(env).map_err(|e| e.to_string())?;
+    match (token, target) {
+        (Some(t), Some(target)) => wcf
+            .settings
+            .authorize(Some(&t), &target.entity, &target.host, Right::Send, 0)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// Re-encode a message as plain msbin1 and hand it to the listeners.
+fn deliver(wcf: &Wcf, t: &Target, env: &Envelope) -> Result<(), Refusal> {
+    let inner = env.to_msbin1();
+    let filter = Filter {
+        kind: t.kind.map(|k| k.label()),
+        ..Filter::default()
+    };
+    let label = wcf.entity_label(&t.entity.path);
+    let make = || Request {
+        id: crate::frontend::guid(),
+        payload: Box::new(ToListener::Message(inner.clone())),
+    };
+    let result = if t.family == "NetEvent" {
+        match wcf.relay.registry.broadcast(&t.entity.path, &filter, make) {
+            Ok(b) => {
+                for _ in 0..b.busy {
+                    wcf.metrics
+                        .limit_hit(&label, FRONTEND_ONEWAY, "listener_queue");
+                }
+                Ok(())
+            }
+            // Publishing to no subscriber is not an error (§5.1).
+            Err(CoreError::NoListener | CoreError::NoListenerMatches) => Ok(()),
+            Err(e) => Err(e),
+        }
+    } else {
+        wcf.relay.registry.deliver(&t.entity.path, &filter, make())
+    };
+    result.map_err(|e| match e {
+        CoreError::NoListener | CoreError::NoListenerMatches | CoreError::ListenerGone => (
+            RelayFault::EndpointNotFound,
+            "No service is hosted at the specified address.".into(),
+        ),
+        CoreError::ListenerBusy => {
+            wcf.metrics
+                .limit_hit(&label, FRONTEND_ONEWAY, "listener_queue");
+            (
+                RelayFault::QuotaExceeded,
+                "The listeners are busy; the message was not accepted.".into(),
+            )
+        }
+        other => (RelayFault::ServerError, other.to_string()),
+    })
+}
