@@ -48,7 +48,7 @@ enum Command {
     /// Carry a local net.tcp service or client through a WCF relay (see the README).
     Forward {
         #[command(flatten)]
-        options: forward::Options,
+        options: Box<forward::Options>,
         /// State directory holding the embedded default's CA (used without --ca).
         #[arg(long)]
         state_dir: Option<PathBuf>,
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
-            match runtime.block_on(forward::run(options, ca)) {
+            match runtime.block_on(forward::run(*options, ca)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format_args!("{e:#}")),
             }

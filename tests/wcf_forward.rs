@@ -219,3 +219,113 @@ fn forward_listeners_reconnect_after_the_gateway_restarts() {
     drop(listen);
     second.stop_clean();
 }
+
+/// The LastNote of a Mono host, polled until it is `want` (delivery is
+/// asynchronous) or 10 s pass.
+fn wait_for_note(calc: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = mono_client(&["lastnote", calc]);
+        if got.trim() == format!("LastNote {want}") || Instant::now() > deadline {
+            return got.trim().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A Mono host (calc on a free port) and its net.tcp address.
+fn plain_host() -> (Proc, String) {
+    let (calc, blob) = (free_port(), free_port());
+    let (host, _, _) = spawn_ready(
+        &mut mono(&["host", &calc.to_string(), &blob.to_string()]),
+        "ready",
+    );
+    (host, format!("net.tcp://127.0.0.1:{calc}/calc"))
+}
+
+fn oneway_forwards(
+    gw: &Gateway,
+    path: &str,
+    hosts: &[&str],
+    event: bool,
+    plain: bool,
+) -> (Vec<Proc>, u16) {
+    let (amqps, relayed, ca) = (gw.amqps.unwrap(), gw.relayed.unwrap(), gw.ca());
+    let uri = format!("sb://localhost/{path}");
+    let role = if event { "--event" } else { "--oneway" };
+    let mut procs = Vec::new();
+    for calc in hosts {
+        let to = calc
+            .trim_start_matches("net.tcp://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut args = vec!["--listen", &uri, "--to", &to, "--via", calc, role];
+        if plain {
+            args.push("--plain");
+        }
+        procs.push(spawn_ready(&mut forward(amqps, relayed, &ca, &args), "attached").0);
+    }
+    let public = free_port();
+    let at = format!("127.0.0.1:{public}");
+    let nettcp = if plain {
+        gw.nettcp.unwrap()
+    } else {
+        gw.nettcps.unwrap()
+    }
+    .to_string();
+    let mut args = vec!["--connect", &uri, "--local", &at, role, "--nettcp", &nettcp];
+    if plain {
+        args.push("--plain");
+    }
+    procs.push(spawn_ready(&mut forward(amqps, relayed, &ca, &args), "ready").0);
+    (procs, public)
+}
+
+#[test]
+fn a_mono_one_way_client_reaches_a_mono_one_way_service_through_the_relay() {
+    let gw = Gateway::start("");
+    let (_host, calc) = plain_host();
+    let (_fw, public) = oneway_forwards(&gw, "notes", &[&calc], false, true);
+    let sent = mono_client(&[
+        "note",
+        &format!("net.tcp://127.0.0.1:{public}/calc"),
+        "hello one-way",
+    ]);
+    assert_eq!(sent.trim(), "sent");
+    assert_eq!(
+        wait_for_note(&calc, "hello one-way"),
+        "LastNote hello one-way"
+    );
+    drop(_fw);
+    gw.stop_clean();
+}
+
+#[test]
+fn a_mono_event_reaches_every_subscribed_mono_service_over_the_tls_upgrade() {
+    let gw = Gateway::start("");
+    let (_a, calc_a) = plain_host();
+    let (_b, calc_b) = plain_host();
+    let (_fw, public) = oneway_forwards(&gw, "feed", &[&calc_a, &calc_b], true, false);
+    let sent = mono_client(&[
+        "note",
+        &format!("net.tcp://127.0.0.1:{public}/calc"),
+        "to everyone",
+    ]);
+    assert_eq!(sent.trim(), "sent");
+    assert_eq!(
+        wait_for_note(&calc_a, "to everyone"),
+        "LastNote to everyone"
+    );
+    assert_eq!(
+        wait_for_note(&calc_b, "to everyone"),
+        "LastNote to everyone"
+    );
+    assert!(
+        gw.log().contains("secure=true"),
+        "the sender used the TLS upgrade"
+    );
+    drop(_fw);
+    gw.stop_clean();
+}

@@ -10,6 +10,7 @@
 pub mod amqp;
 pub mod connect;
 pub mod listen;
+pub mod oneway;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,9 +68,26 @@ pub struct Options {
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Relayed connections without TLS (flag byte 0x00); a listener then
-    /// registers with transport-security-required = false.
+    /// registers with transport-security-required = false. One-way senders
+    /// then use the plain net.tcp endpoint (9350) instead of the TLS upgrade.
     #[arg(long)]
     pub plain: bool,
+    /// One-way relay (NetOnewayRelayBinding): listen as a Unicast listener,
+    /// or publish local one-way clients.
+    #[arg(long, conflicts_with = "event")]
+    pub oneway: bool,
+    /// Event relay (NetEventRelayBinding): listen as a Multicast listener,
+    /// or publish local one-way clients.
+    #[arg(long)]
+    pub event: bool,
+    /// The gateway's net.tcp endpoint for one-way senders (default: the
+    /// address's host, port 9351, or 9350 with --plain).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub nettcp: Option<String>,
+    /// With --listen and --oneway/--event: the Via of the session to the
+    /// local service (default net.tcp://TO/PATH).
+    #[arg(long, value_name = "URI")]
+    pub via: Option<String>,
 }
 
 /// What both roles share: the relay address, where the gateway is, TLS and tokens.
@@ -249,9 +267,28 @@ impl Backoff {
 
 /// Run the role the options ask for, until interrupted.
 pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
+    let messages = opts.oneway || opts.event;
     match (&opts.listen, &opts.to, &opts.connect, opts.local) {
+        (Some(uri), Some(to), None, None) if messages => {
+            let relay = relay(&opts, uri, default_ca)?;
+            let via = opts
+                .via
+                .clone()
+                .unwrap_or_else(|| format!("net.tcp://{to}/{}", relay.path));
+            let kind = if opts.event { "Multicast" } else { "Unicast" };
+            oneway::listen(relay, to.clone(), via, kind).await
+        }
         (Some(uri), Some(to), None, None) => {
             listen::run(relay(&opts, uri, default_ca)?, to.clone()).await
+        }
+        (None, None, Some(uri), Some(local)) if messages => {
+            let relay = relay(&opts, uri, default_ca)?;
+            let port = if relay.plain { 9350 } else { 9351 };
+            let nettcp = opts
+                .nettcp
+                .clone()
+                .unwrap_or_else(|| format!("{}:{port}", relay.host));
+            oneway::connect(relay, local, nettcp).await
         }
         (None, None, Some(uri), Some(local)) => {
             connect::run(relay(&opts, uri, default_ca)?, local).await

@@ -11,6 +11,8 @@
 //                                            127.0.0.1:LOCAL with the logical address 127.0.0.1:PUB (behind a
 //                                            relay, real-peers.md 1.4). Prints "ready" when listening.
 //   chat URI                                 duplex: Say("hi"), wait for the Heard callback; prints "Heard <text>"
+//   note URI TEXT                            a one-way client: Note(TEXT) only; prints "sent"
+//   lastnote URI                             prints "LastNote <text>"
 using System;
 using System.IO;
 using System.ServiceModel;
@@ -121,6 +123,21 @@ static class Program {
                     if (!cb.Done.WaitOne(20000)) throw new TimeoutException("no callback");
                     Console.WriteLine("Heard " + cb.Text);
                     ((IClientChannel)c).Abort(); // Mono: Close() on a duplex channel never returns
+                    break;
+                }
+                case "note": {
+                    var f = new ChannelFactory<ICalc>(Binding(false), new EndpointAddress(args[1]));
+                    var c = f.CreateChannel();
+                    c.Note(args[2]);
+                    ((IClientChannel)c).Close();
+                    Console.WriteLine("sent");
+                    break;
+                }
+                case "lastnote": {
+                    var f = new ChannelFactory<ICalc>(Binding(false), new EndpointAddress(args[1]));
+                    var c = f.CreateChannel();
+                    Console.WriteLine("LastNote " + c.LastNote());
+                    ((IClientChannel)c).Close();
                     break;
                 }
                 case "calc": {

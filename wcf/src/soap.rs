@@ -439,6 +439,19 @@ impl Envelope {
         self
     }
 
+    /// Replace the headers named like `h` (local name and namespace) with
+    /// `h`, or append it when there is none.
+    #[must_use]
+    pub fn replace_header(mut self, h: Element) -> Self {
+        if let Some(header) = self.part_mut("Header") {
+            header
+                .children
+                .retain(|n| !matches!(n, Node::Element(e) if e.local == h.local && e.ns == h.ns));
+            header.children.push(Node::Element(h));
+        }
+        self
+    }
+
     /// Append a body child.
     #[must_use]
     pub fn body_child(mut self, e: Element) -> Self {

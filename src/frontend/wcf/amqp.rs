@@ -717,7 +717,7 @@ impl Connection {
             };
             out.send(ch, Performative::Transfer(t), piece).await?;
         }
-        debug!(id = %req.id, "notice sent");
+        debug!(id = %req.id, "delivered to the listener");
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod amqp;
 pub mod entity;
+pub mod nmf;
 pub mod oneway;
 pub mod relayed;
 pub mod stream;

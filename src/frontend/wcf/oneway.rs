@@ -19,13 +19,10 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 use wcf::framing::preamble::{Encoding, PreambleConfig, ServerPreamble, Step};
-use wcf::framing::{Decoder, FaultCode, Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
-use wcf::nbfx::SessionDictionary;
+use wcf::framing::{FaultCode, Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
 use wcf::relay::{
     access_token, correlated_reply, Connect, RelayFault, ACTION_CONNECT, ACTION_CONNECT_REPLY,
     ACTION_ONEWAY_PING, ACTION_ONEWAY_PING_REPLY, ACTION_SEND_REPLY,
@@ -33,6 +30,7 @@ use wcf::relay::{
 use wcf::soap::Envelope;
 
 use super::entity::{split_address, Entity, Kind};
+use super::nmf::Session;
 use super::stream::{Rewind, Transport};
 use super::{ToListener, Wcf};
 use crate::config::{Right, WcfRelayType};
@@ -47,66 +45,6 @@ const MAX_RECORD: usize = 4 << 20;
 /// The `frontend` label of one-way and event senders.
 pub const FRONTEND_ONEWAY: &str = "wcf_oneway";
 
-/// A sender's session.
-struct Session {
-    io: Transport,
-    buf: BytesMut,
-    decoder: Decoder,
-    incoming: SessionDictionary,
-    outgoing: SessionDictionary,
-    secure: bool,
-}
-
-impl Session {
-    async fn record(&mut self) -> std::io::Result<Option<(usize, Record)>> {
-        loop {
-            let at = self.decoder.offset();
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(r)) => return Ok(Some((at, r))),
-                Ok(None) if self.decoder.is_upgraded() => return Ok(None),
-                Ok(None) => {}
-                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            }
-            self.buf.reserve(8192);
-            if self.io.read_buf(&mut self.buf).await? == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                // The peer stopped sending mid-record; it may still read the fault.
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the stream ended inside a record",
-                ));
-            }
-        }
-    }
-
-    async fn send(&mut self, record: &Record) -> std::io::Result<()> {
-        self.io.write_all(&record.to_bytes()).await?;
-        self.io.flush().await
-    }
-
-    async fn reply(&mut self, env: &Envelope) -> std::io::Result<()> {
-        let payload = env.to_session(&mut self.outgoing);
-        self.send(&Record::SizedEnvelope(payload.into())).await
-    }
-
-    async fn fault(
-        &mut self,
-        code: RelayFault,
-        reason: &str,
-        relates_to: Option<&str>,
-    ) -> std::io::Result<()> {
-        self.reply(&code.envelope(reason, relates_to)).await
-    }
-
-    /// A framing fault, then close.
-    async fn framing_fault(mut self, fault: FaultCode) {
-        let _ = self.send(&fault.record()).await;
-        let _ = self.io.shutdown().await;
-    }
-}
-
 /// What a Connect established: the relay and how to reach its listeners.
 struct Target {
     entity: Entity,
@@ -118,14 +56,7 @@ struct Target {
 /// Serve one sender connection; `upgrade` allows the TLS upgrade (9351).
 pub async fn serve(wcf: Wcf, tcp: TcpStream, upgrade: bool) {
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
-    let session = Session {
-        io: Transport::Tcp(tcp),
-        buf: BytesMut::with_capacity(8192),
-        decoder: Decoder::new(wcf::Limits::DEFAULT.with_max_message(MAX_RECORD)),
-        incoming: SessionDictionary::new(wcf::Limits::DEFAULT.max_session),
-        outgoing: SessionDictionary::new(wcf::Limits::DEFAULT.max_session),
-        secure: false,
-    };
+    let session = Session::new(Transport::Tcp(tcp), MAX_RECORD);
     let config = PreambleConfig {
         modes: vec![Mode::Duplex],
         encodings: vec![Encoding::Known(ENCODING_MSBINSESSION1)],
@@ -165,24 +96,13 @@ async fn preamble(wcf: &Wcf, mut s: Session, config: PreambleConfig) -> Option<S
         match machine.feed(&record, at) {
             Ok(Step::Continue) => {}
             Ok(Step::Upgrade(_)) => {
-                let (Some(acceptor), Transport::Tcp(tcp)) = (wcf.tls.clone(), s.io) else {
-                    return None;
-                };
-                let mut tcp = tcp;
-                if tcp
-                    .write_all(&Record::UpgradeResponse.to_bytes())
-                    .await
-                    .is_err()
-                {
+                let acceptor = wcf.tls.clone()?;
+                if s.send(&Record::UpgradeResponse).await.is_err() {
                     return None;
                 }
-                let head = std::mem::take(&mut s.buf).freeze();
+                let (tcp, head) = s.take_tcp()?;
                 match acceptor.accept(Rewind::new(head, tcp)).await {
-                    Ok(tls) => {
-                        s.io = Transport::Other(Box::new(tls));
-                        s.secure = true;
-                        s.decoder.resume_after_upgrade();
-                    }
+                    Ok(tls) => s = s.upgraded(Box::new(tls)),
                     Err(e) => {
                         info!(reason = %e, "net.tcp TLS upgrade failed");
                         return None;
@@ -190,7 +110,7 @@ async fn preamble(wcf: &Wcf, mut s: Session, config: PreambleConfig) -> Option<S
                 }
             }
             Ok(Step::Complete(p)) => {
-                debug!(via = %p.via, secure = s.secure, "net.tcp preamble");
+                debug!(via = %p.via, secure = s.secure(), "net.tcp preamble");
                 s.send(&Record::PreambleAck).await.ok()?;
                 return Some(s);
             }
@@ -216,7 +136,7 @@ async fn messages(wcf: &Wcf, mut s: Session) {
             Ok(Some((_, Record::SizedEnvelope(p)))) => p,
             Ok(Some((_, Record::End))) => {
                 let _ = s.send(&Record::End).await;
-                let _ = s.io.shutdown().await;
+                let _ = s.shutdown().await;
                 return;
             }
             Ok(Some((_, other))) => {
@@ -231,52 +151,48 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 return;
             }
         };
-        let env = match Envelope::decode_session(
-            &payload,
-            &mut s.incoming,
-            wcf::Limits::DEFAULT.with_max_message(MAX_RECORD),
-        ) {
+        let env = match s.decode(&payload) {
             Ok(env) => env,
             Err(e) => {
                 info!(reason = %e, "undecodable one-way message");
-                let _ = s
-                    .fault(
-                        RelayFault::InvalidRequest,
-                        &format!("the message could not be read: {e}"),
-                        None,
-                    )
-                    .await;
+                let _ = fault(
+                    &mut s,
+                    RelayFault::InvalidRequest,
+                    &format!("the message could not be read: {e}"),
+                    None,
+                )
+                .await;
                 continue;
             }
         };
         let id = env.message_id();
         let relates = id.as_deref();
         let done = match env.action().as_deref() {
-            Some(ACTION_CONNECT) => match connect(wcf, &env, s.secure) {
+            Some(ACTION_CONNECT) => match connect(wcf, &env, s.secure()) {
                 Ok(t) => {
                     target = Some(t);
-                    s.reply(&correlated_reply(
+                    s.send_envelope(&correlated_reply(
                         ACTION_CONNECT_REPLY,
                         relates.unwrap_or_default(),
                     ))
                     .await
                 }
-                Err((code, reason)) => s.fault(code, &reason, relates).await,
+                Err((code, reason)) => fault(&mut s, code, &reason, relates).await,
             },
             Some(ACTION_ONEWAY_PING) => match (ping_token(wcf, &env, target.as_ref()), relates) {
                 (Ok(()), Some(r)) => {
-                    s.reply(&correlated_reply(ACTION_ONEWAY_PING_REPLY, r))
+                    s.send_envelope(&correlated_reply(ACTION_ONEWAY_PING_REPLY, r))
                         .await
                 }
                 (Ok(()), None) => Ok(()),
                 (Err(reason), _) => {
-                    s.fault(RelayFault::AuthorizationFailed, &reason, relates)
-                        .await
+                    fault(&mut s, RelayFault::AuthorizationFailed, &reason, relates).await
                 }
             },
             _ => match (&target, payload.len() > MAX_MESSAGE) {
                 (None, _) => {
-                    s.fault(
+                    fault(
+                        &mut s,
                         RelayFault::InvalidRequest,
                         "the session has not connected to a relay",
                         relates,
@@ -284,7 +200,8 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                     .await
                 }
                 (Some(_), true) => {
-                    s.fault(
+                    fault(
+                        &mut s,
                         RelayFault::QuotaExceeded,
                         &format!(
                             "the message is {} bytes; the limit is {MAX_MESSAGE}",
@@ -296,10 +213,13 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 }
                 (Some(t), false) => match deliver(wcf, t, &env) {
                     Ok(()) => match relates {
-                        Some(r) => s.reply(&correlated_reply(ACTION_SEND_REPLY, r)).await,
+                        Some(r) => {
+                            s.send_envelope(&correlated_reply(ACTION_SEND_REPLY, r))
+                                .await
+                        }
                         None => Ok(()),
                     },
-                    Err((code, reason)) => s.fault(code, &reason, relates).await,
+                    Err((code, reason)) => fault(&mut s, code, &reason, relates).await,
                 },
             },
         };
@@ -311,6 +231,16 @@ async fn messages(wcf: &Wcf, mut s: Session) {
 }
 
 type Refusal = (RelayFault, String);
+
+/// Answer with a relay fault.
+async fn fault(
+    s: &mut Session,
+    code: RelayFault,
+    reason: &str,
+    relates_to: Option<&str>,
+) -> std::io::Result<()> {
+    s.send_envelope(&code.envelope(reason, relates_to)).await
+}
 
 /// Check a Connect and find its relay.
 fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {

@@ -1,0 +1,212 @@
+//! `forward` for one-way and event relays (`spec/wcf-relay.md` §5, §11.4).
+//! `--listen ... --oneway|--event` registers a Unicast or Multicast listener
+//! over AMQP and passes each delivered message, unwrapped and addressed to
+//! the service (`a:To` = its Via), to a local net.tcp one-way service over
+//! one duplex msbinsession1 session. `--connect ...
+//! --oneway` accepts local net.tcp one-way clients and publishes each of
+//! their messages through the gateway's net.tcp endpoint as an SDK sender
+//! does: preamble (with the TLS upgrade unless `--plain`), Connect with a
+//! Send token, then every message, each answered by the gateway.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+use wcf::framing::preamble::{PreambleConfig, ServerPreamble, Step};
+use wcf::framing::{Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
+use wcf::relay::{Connect, OnewaySend};
+use wcf::soap::{must_understand, Element, Envelope, NS_WSA10};
+
+use super::amqp::{self, Failure};
+use super::{Backoff, Relay};
+use crate::frontend::wcf::nmf::Session;
+use crate::frontend::wcf::stream::Transport;
+
+/// Largest record a forwarded session reads.
+const MAX_RECORD: usize = 4 << 20;
+
+/// Open a client session to `addr` with `via`: the preamble, the TLS
+/// upgrade when `tls` names the server, PreambleEnd, PreambleAck.
+async fn open(addr: &str, via: &str, tls: Option<&Relay>) -> anyhow::Result<Session> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut s = Session::new(Transport::Tcp(tcp), MAX_RECORD);
+    let mut records: Vec<Record> =
+        Record::preamble(Mode::Duplex, via, ENCODING_MSBINSESSION1).into();
+    if let Some(relay) = tls {
+        records.push(Record::UpgradeRequest(UPGRADE_TLS.into()));
+        s.send_all(&records).await?;
+        records.clear();
+        match s.record().await? {
+            Some((_, Record::UpgradeResponse)) => {}
+            other => return Err(anyhow!("expected UpgradeResponse, got {other:?}")),
+        }
+        let (tcp, _) = s.take_tcp().ok_or_else(|| anyhow!("not a TCP session"))?;
+        let stream = relay.tls_to(tcp).await.context("TLS upgrade")?;
+        s = s.upgraded(Box::new(stream));
+    }
+    records.push(Record::PreambleEnd);
+    s.send_all(&records).await?;
+    match s.record().await? {
+        Some((_, Record::PreambleAck)) => Ok(s),
+        Some((_, Record::Fault(uri))) => Err(anyhow!("{addr} refused the session: {uri}")),
+        other => Err(anyhow!("expected PreambleAck from {addr}, got {other:?}")),
+    }
+}
+
+/// Register as a one-way (`Unicast`) or event (`Multicast`) listener and pass
+/// every message to the local service at `to` with `via`.
+pub async fn listen(
+    relay: Relay,
+    to: String,
+    via: String,
+    listener_type: &str,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    loop {
+        let failure = match amqp::attach(&relay, listener_type).await {
+            Ok(l) => {
+                backoff.reset();
+                println!("attached {}", relay.uri);
+                info!(uri = %relay.uri, listener_type, "listening");
+                deliver_all(&to, &via, l).await
+            }
+            Err(f) => f,
+        };
+        if failure.fatal {
+            return Err(anyhow!("{}", failure.message));
+        }
+        warn!(reason = %failure.message, "control channel lost; reconnecting");
+        backoff.wait().await;
+    }
+}
+
+async fn deliver_all(to: &str, via: &str, mut l: amqp::Listener) -> Failure {
+    let mut local: Option<Session> = None;
+    loop {
+        let data = match l.next().await {
+            Ok(d) => d,
+            Err(f) => return f,
+        };
+        let limits = wcf::Limits::DEFAULT.with_max_message(MAX_RECORD);
+        let inner = Envelope::decode(&data, limits)
+            .and_then(|w| OnewaySend::from_envelope(&w))
+            .and_then(|w| Envelope::decode(&w.inner, limits));
+        // The local service sees itself addressed, as a service behind the
+        // relay does (Mono filters on `a:To` even with AddressFilterMode.Any).
+        let env = match inner {
+            Ok(env) => {
+                env.replace_header(must_understand(Element::new("a", "To", NS_WSA10).text(via)))
+            }
+            Err(e) => {
+                warn!(error = %e, "undecodable delivery");
+                continue;
+            }
+        };
+        // One retry on a fresh session if the local service dropped the old one.
+        for attempt in 0..2 {
+            let session = match local.take() {
+                Some(s) => s,
+                None => match open(to, via, None).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "local service unreachable; message dropped");
+                        break;
+                    }
+                },
+            };
+            let mut session = session;
+            match session.send_envelope(&env).await {
+                Ok(()) => {
+                    local = Some(session);
+                    break;
+                }
+                Err(e) if attempt == 0 => debug!(error = %e, "local session lost; reopening"),
+                Err(e) => warn!(error = %e, "message not delivered to the local service"),
+            }
+        }
+    }
+}
+
+/// Accept local one-way clients on `local` and publish their messages to
+/// the relay through the gateway's net.tcp endpoint `nettcp`.
+pub async fn connect(relay: Relay, local: SocketAddr, nettcp: String) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(local).await?;
+    println!("ready {}", listener.local_addr()?);
+    info!(uri = %relay.uri, "publishing local one-way clients to the relay");
+    loop {
+        let (client, peer) = listener.accept().await?;
+        let (relay, nettcp) = (relay.clone(), nettcp.clone());
+        tokio::spawn(async move {
+            if let Err(e) = publish(&relay, &nettcp, client).await {
+                warn!(%peer, error = %e, "one-way client not forwarded");
+            }
+        });
+    }
+}
+
+async fn publish(relay: &Relay, nettcp: &str, client: TcpStream) -> anyhow::Result<()> {
+    let mut local = Session::new(Transport::Tcp(client), MAX_RECORD);
+    let mut preamble = ServerPreamble::new(PreambleConfig::default());
+    loop {
+        let Some((at, record)) = local.record().await? else {
+            return Ok(());
+        };
+        match preamble.feed(&record, at) {
+            Ok(Step::Continue) => {}
+            Ok(Step::Complete(_)) => break,
+            Ok(Step::Upgrade(_)) => return Err(anyhow!("local clients cannot upgrade")),
+            Err(wcf::Error::Framing { fault, message, .. }) => {
+                local.framing_fault(fault).await;
+                return Err(anyhow!("local preamble: {message}"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let port = nettcp.rsplit_once(':').map_or("9351", |(_, p)| p);
+    let via = format!("net.tcp://{}:{port}/{}/", relay.host, relay.path);
+    let mut gateway = open(nettcp, &via, (!relay.plain).then_some(relay)).await?;
+    let id = format!("urn:uuid:{}", crate::frontend::guid());
+    let hello = Connect {
+        message_id: id.clone(),
+        token: Some(relay.token()),
+        uri: relay.uri.clone(),
+    }
+    .to_envelope(&relay.uri);
+    gateway.send_envelope(&hello).await?;
+    check(&mut gateway).await?;
+    local.send(&Record::PreambleAck).await?;
+    loop {
+        match local.record().await? {
+            Some((_, Record::SizedEnvelope(p))) => {
+                let env = local.decode(&p)?;
+                gateway.send_envelope(&env).await?;
+                if let Err(e) = check(&mut gateway).await {
+                    warn!(error = %e, "the gateway refused a message");
+                }
+            }
+            Some((_, Record::End)) | None => {
+                let _ = gateway.send(&Record::End).await;
+                let _ = local.send(&Record::End).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), gateway.receive()).await;
+                return Ok(());
+            }
+            Some((_, other)) => return Err(anyhow!("unexpected record {}", other.describe())),
+        }
+    }
+}
+
+/// Read the gateway's answer to a Connect or message; a fault is an error.
+async fn check(gateway: &mut Session) -> anyhow::Result<()> {
+    match gateway.receive().await? {
+        Some(reply) => match reply.fault() {
+            Some(f) => Err(anyhow!("{}: {}", f.code.1, f.reason)),
+            None => Ok(()),
+        },
+        None => Err(anyhow!("the gateway closed the session")),
+    }
+}
