@@ -152,7 +152,7 @@ async fn amqps(tcp: TcpStream, tls: Option<TlsAcceptor>, front: Wcf, handshake_t
     let Ok(local) = tcp.local_addr() else { return };
     let Some(acceptor) = tls else { return };
     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => wcf::amqp::serve(front, Box::new(stream), local).await,
+        Ok(Ok(stream)) => wcf::amqp::serve(front, Box::new(stream), local, false).await,
         Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
         Err(_) => debug!("TLS handshake timed out"),
     }

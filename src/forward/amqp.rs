@@ -84,9 +84,10 @@ pub struct Listener {
     next_incoming_id: u32,
     delivery_count: u32,
     partial: Vec<u8>,
-    /// A delivery to settle, sent on the next call so that the rendezvous
-    /// starts first.
-    unsettled: Option<u32>,
+    /// Deliveries to settle (first and last id), sent on a later call so
+    /// that the work starts first, and for several deliveries at once when
+    /// more are already buffered.
+    unsettled: Option<(u32, u32)>,
 }
 
 impl Listener {
@@ -164,11 +165,12 @@ impl Listener {
     /// Wait for the next delivery; returns its data section. It is settled
     /// `accepted` when `next` is called again. Heartbeats go out meanwhile.
     pub async fn next(&mut self) -> Result<Vec<u8>, Failure> {
-        if let Some(id) = self.unsettled.take() {
+        let more_buffered = matches!(frame::decode(&self.buf, MAX_FRAME), Ok(Some(_)));
+        if let Some((first, last)) = self.unsettled.take_if(|_| !more_buffered) {
             self.send(Performative::Disposition(Disposition {
                 role: Role::Receiver,
-                first: id,
-                last: None,
+                first,
+                last: (last != first).then_some(last),
                 settled: true,
                 state: Some(DeliveryState::Accepted(Accepted {})),
                 batchable: false,
@@ -195,7 +197,8 @@ impl Listener {
                     let id = t.delivery_id.unwrap_or(self.next_incoming_id);
                     self.next_incoming_id = id.wrapping_add(1);
                     self.delivery_count = self.delivery_count.wrapping_add(1);
-                    self.unsettled = Some(id);
+                    self.unsettled =
+                        Some(self.unsettled.map_or((id, id), |(first, _)| (first, id)));
                     if self.delivery_count % (CREDIT / 2) == 0 {
                         let f = self.flow(IN);
                         self.send(Performative::Flow(f)).await?;

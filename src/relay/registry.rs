@@ -192,23 +192,35 @@ impl Registry {
     pub fn deliver(&self, path: &str, filter: &Filter, request: Request) -> Result<(), CoreError> {
         let mut candidates = self.admitted(path, filter)?;
         candidates.shuffle(&mut rand::rng());
-        let mut request = request;
-        let mut busy = false;
-        for tx in candidates {
-            match tx.try_send(request) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(r)) => {
-                    busy = true;
-                    request = r;
+        offer(&candidates, request).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Registry::deliver`], but when every admitted listener's queue
+    /// is full, wait up to `limit` for room in one of them: backpressure on
+    /// the caller instead of a refusal.
+    pub async fn deliver_waiting(
+        &self,
+        path: &str,
+        filter: &Filter,
+        request: Request,
+        limit: std::time::Duration,
+    ) -> Result<(), CoreError> {
+        let mut candidates = self.admitted(path, filter)?;
+        candidates.shuffle(&mut rand::rng());
+        match offer(&candidates, request) {
+            Ok(()) => Ok(()),
+            Err((CoreError::ListenerBusy, request)) => {
+                let Some(tx) = candidates.into_iter().find(|tx| !tx.is_closed()) else {
+                    return Err(CoreError::ListenerGone);
+                };
+                match tokio::time::timeout(limit, tx.send(request)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(CoreError::ListenerGone),
+                    Err(_) => Err(CoreError::ListenerBusy),
                 }
-                Err(mpsc::error::TrySendError::Closed(r)) => request = r,
             }
+            Err((e, _)) => Err(e),
         }
-        Err(if busy {
-            CoreError::ListenerBusy
-        } else {
-            CoreError::ListenerGone
-        })
     }
 
     /// Hand a request built by `make` to every admitted listener of `path`
@@ -230,6 +242,31 @@ impl Registry {
         }
         Ok(sent)
     }
+}
+
+/// Try each candidate in order; on failure the error and the request back.
+fn offer(
+    candidates: &[mpsc::Sender<Request>],
+    request: Request,
+) -> Result<(), (CoreError, Request)> {
+    let mut request = request;
+    let mut busy = false;
+    for tx in candidates {
+        match tx.try_send(request) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(r)) => {
+                busy = true;
+                request = r;
+            }
+            Err(mpsc::error::TrySendError::Closed(r)) => request = r,
+        }
+    }
+    let e = if busy {
+        CoreError::ListenerBusy
+    } else {
+        CoreError::ListenerGone
+    };
+    Err((e, request))
 }
 
 /// What a [`Registry::broadcast`] reached.

@@ -97,9 +97,39 @@ struct Session {
 struct Out {
     wr: WriteHalf<BoxIo>,
     max_frame: u32,
+    /// Transfers gathered for one write; `None` where every frame must be
+    /// its own write (WebSocket, §11.5).
+    batch: Option<Vec<u8>>,
 }
 
 impl Out {
+    /// Queue a frame for the next [`Out::flush_batch`], or send it now when
+    /// frames are not batched.
+    async fn queue(
+        &mut self,
+        channel: u16,
+        perf: Performative,
+        payload: &[u8],
+    ) -> Result<(), Stop> {
+        match self.batch.as_mut() {
+            Some(batch) => {
+                batch.extend_from_slice(&frame::encode(channel, &perf, payload).map_err(protocol)?);
+                Ok(())
+            }
+            None => self.send(channel, perf, payload).await,
+        }
+    }
+
+    /// Write the queued frames at once.
+    async fn flush_batch(&mut self) -> Result<(), Stop> {
+        if let Some(batch) = self.batch.as_mut().filter(|b| !b.is_empty()) {
+            let bytes = std::mem::take(batch);
+            self.wr.write_all(&bytes).await?;
+            self.wr.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn send(&mut self, channel: u16, perf: Performative, payload: &[u8]) -> Result<(), Stop> {
         let bytes = frame::encode(channel, &perf, payload).map_err(protocol)?;
         self.wr.write_all(&bytes).await?;
@@ -156,8 +186,12 @@ impl In {
     }
 }
 
-/// Serve one control-channel connection (after TLS, or inside a WebSocket).
-pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr) {
+/// Most deliveries gathered into one write.
+const BATCH: usize = 64;
+
+/// Serve one control-channel connection (after TLS, or inside a WebSocket);
+/// `frame_per_write` keeps every frame its own write (WebSocket).
+pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool) {
     let (rd, wr) = tokio::io::split(io);
     let mut input = In {
         rd,
@@ -166,6 +200,7 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr) {
     let mut out = Out {
         wr,
         max_frame: MAX_FRAME,
+        batch: (!frame_per_write).then(Vec::new),
     };
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
     let opened = tokio::time::timeout(handshake, open(&mut input, &mut out)).await;
@@ -358,7 +393,16 @@ impl Connection {
                     }
                     self.expire_tokens(out).await?;
                 }
-                Event::Deliver(ch, h, Some(req)) => self.deliver(out, ch, h, req).await?,
+                Event::Deliver(ch, h, Some(req)) => {
+                    self.deliver(out, ch, h, req).await?;
+                    // Whatever else is already queued for this link goes in
+                    // the same write, as far as credit allows.
+                    for _ in 1..BATCH {
+                        let Some(req) = self.ready(ch, h) else { break };
+                        self.deliver(out, ch, h, req).await?;
+                    }
+                    out.flush_batch().await?;
+                }
                 Event::Deliver(ch, h, None) => {
                     if let Some(s) = self.sessions.get_mut(&ch) {
                         s.links.remove(&h);
@@ -611,6 +655,12 @@ impl Connection {
         }
         let (delivery_count, credit, next_outgoing_id) =
             (link.delivery_count, link.credit, session.next_outgoing_id);
+        tracing::trace!(
+            handle,
+            credit,
+            window = session.remote_incoming_window,
+            "listener flow"
+        );
         if let Some(error) = refused {
             session.links.remove(&handle);
             session.closing.insert(handle);
@@ -638,6 +688,19 @@ impl Connection {
             out.send(ch, Performative::Flow(reply), &[]).await?;
         }
         Ok(())
+    }
+
+    /// The next queued request of a link that may receive it now.
+    fn ready(&mut self, ch: u16, h: u32) -> Option<Request> {
+        let s = self.sessions.get_mut(&ch)?;
+        if s.remote_incoming_window == 0 {
+            return None;
+        }
+        let l = s.links.get_mut(&h)?;
+        if l.credit == 0 {
+            return None;
+        }
+        l.queue.as_mut()?.1.try_recv().ok()
     }
 
     /// Detach links whose token expired (past the grace) without renewal.
@@ -715,7 +778,7 @@ impl Connection {
                 aborted: false,
                 batchable: false,
             };
-            out.send(ch, Performative::Transfer(t), piece).await?;
+            out.queue(ch, Performative::Transfer(t), piece).await?;
         }
         debug!(id = %req.id, "delivered to the listener");
         Ok(())

@@ -12,10 +12,13 @@
 //! Queue policy (listener credit is respected by the AMQP side, which only
 //! takes a message from a listener's queue of `listener_queue` while the
 //! listener has credit): a Unicast message goes to a listener with room in
-//! its queue; if every queue is full the sender gets QuotaExceededFault and
+//! its queue; when every queue is full the sender's reply waits for room
+//! (backpressure: the SDK sends its next message only after the reply), up
+//! to `accept_timeout`, after which the sender gets QuotaExceededFault and
 //! the message is not taken. A Multicast message goes to every listener with
-//! room; a listener whose queue is full misses it (counted as a
-//! `listener_queue` limit hit) and the sender still gets success.
+//! room at once; a listener whose queue is full misses it (counted as a
+//! `listener_queue` limit hit) so that one slow subscriber cannot stall the
+//! others, and the sender gets success.
 
 use std::time::Duration;
 
@@ -211,7 +214,7 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                     )
                     .await
                 }
-                (Some(t), false) => match deliver(wcf, t, &env) {
+                (Some(t), false) => match deliver(wcf, t, &env).await {
                     Ok(()) => match relates {
                         Some(r) => {
                             s.send_envelope(&correlated_reply(ACTION_SEND_REPLY, r))
@@ -326,7 +329,7 @@ fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), 
 }
 
 /// Re-encode a message as plain msbin1 and hand it to the listeners.
-fn deliver(wcf: &Wcf, t: &Target, env: &Envelope) -> Result<(), Refusal> {
+async fn deliver(wcf: &Wcf, t: &Target, env: &Envelope) -> Result<(), Refusal> {
     let inner = env.to_msbin1();
     let filter = Filter {
         kind: t.kind.map(|k| k.label()),
@@ -351,7 +354,11 @@ fn deliver(wcf: &Wcf, t: &Target, env: &Envelope) -> Result<(), Refusal> {
             Err(e) => Err(e),
         }
     } else {
-        wcf.relay.registry.deliver(&t.entity.path, &filter, make())
+        let wait = Duration::from_secs(wcf.settings.limits.accept_timeout);
+        wcf.relay
+            .registry
+            .deliver_waiting(&t.entity.path, &filter, make(), wait)
+            .await
     };
     result.map_err(|e| match e {
         CoreError::NoListener | CoreError::NoListenerMatches | CoreError::ListenerGone => (

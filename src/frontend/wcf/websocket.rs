@@ -76,7 +76,7 @@ pub fn handle(wcf: &Wcf, mut req: Request<hyper::body::Incoming>, peer: Peer) ->
         let (read, write) = websocket::split(ws.into_inner(), Role::Server, MAX_IN);
         let stream = WsStream::new(read, write);
         match chosen {
-            "wsrelayedamqp" => super::amqp::serve(wcf, Box::new(stream), peer.local).await,
+            "wsrelayedamqp" => super::amqp::serve(wcf, Box::new(stream), peer.local, true).await,
             _ => {
                 super::relayed::hello(wcf, Conn::message_per_write(Box::new(stream)), peer.tls)
                     .await
