@@ -1,8 +1,11 @@
 //! The admin endpoint (`[listen] admin`, kept off the public ports):
-//! `/metrics` in the Prometheus text format; `/healthz` answers while the
-//! process is alive; `/readyz` answers 200 while every endpoint is bound and
-//! the gateway is not draining, and 503 once it is. It keeps serving during
-//! the drain so that load balancers see the 503.
+//! `/` a status page (server-rendered HTML, no scripts: every entity with its
+//! type, listeners and their identities, active connections, bytes each way,
+//! and the recent errors; refreshed by reloading); `/metrics` in the
+//! Prometheus text format; `/healthz` answers while the process is alive;
+//! `/readyz` answers 200 while every endpoint is bound and the gateway is not
+//! draining, and 503 once it is. It keeps serving during the drain so that
+//! load balancers see the 503.
 
 use std::sync::Arc;
 
@@ -13,12 +16,38 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::frontend::hybrid::reply::{self, Body};
+use crate::relay::Registry;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
+/// What the admin endpoint reads.
+#[derive(Clone)]
+pub struct Admin {
+    /// Draining or not.
+    pub shutdown: Shutdown,
+    /// Metrics and the status store.
+    pub metrics: Arc<Metrics>,
+    /// The listeners.
+    pub registry: Registry,
+    /// The namespace host.
+    pub namespace: String,
+    /// Configured entities: path and type.
+    pub configured: Arc<Vec<(String, String)>>,
+}
+
 /// Answer one admin request.
-fn handle<B>(req: &Request<B>, shutdown: &Shutdown, metrics: &Metrics) -> Response<Body> {
+fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
+    let (shutdown, metrics) = (&admin.shutdown, &admin.metrics);
     match req.uri().path() {
+        "/" => {
+            let mut r = reply::status(200, "OK");
+            *r.body_mut() = reply::full(page(admin));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
         "/metrics" => {
             let mut r = reply::status(200, "OK");
             *r.body_mut() = reply::full(metrics.render());
@@ -36,20 +65,156 @@ fn handle<B>(req: &Request<B>, shutdown: &Shutdown, metrics: &Metrics) -> Respon
 }
 
 /// Serve the admin endpoint until the process exits.
-pub async fn serve(listener: TcpListener, shutdown: Shutdown, metrics: Arc<Metrics>) {
+pub async fn serve(listener: TcpListener, admin: Admin) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let (shutdown, metrics) = (shutdown.clone(), metrics.clone());
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let r = handle(&req, &shutdown, &metrics);
+                let r = handle(&req, &admin);
                 async move { Ok::<_, std::convert::Infallible>(r) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
+    }
+}
+
+/// Escape text for HTML.
+fn esc(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The type shown for a listener kind.
+fn kind_name(kind: &str) -> String {
+    match kind.strip_prefix("wcf:").and_then(|k| k.split(':').next()) {
+        Some(family) => format!("WCF {family}"),
+        None if kind == "hybrid" => "Hybrid Connection".to_owned(),
+        None => kind.to_owned(),
+    }
+}
+
+/// The status page.
+fn page(admin: &Admin) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let status = &admin.metrics.status;
+    let stats = status.entities();
+    // Every configured entity, every path with listeners, every entity with figures.
+    let mut rows: BTreeMap<String, String> = BTreeMap::new();
+    for (path, kind) in admin.configured.iter() {
+        rows.insert(path.trim_matches('/').to_ascii_lowercase(), kind.clone());
+    }
+    for path in admin.registry.paths() {
+        let kind = admin
+            .registry
+            .listeners(&path)
+            .first()
+            .map(|l| kind_name(&l.kind))
+            .unwrap_or_default();
+        rows.entry(path).or_insert(kind);
+    }
+    for path in stats.keys().filter(|p| *p != "unknown") {
+        rows.entry(path.clone()).or_default();
+    }
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>relay-gateway: {ns}</title>\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}\
+th,td{{border:1px solid #999;padding:.3em .6em;text-align:left}}th{{background:#eee}}td.n{{text-align:right}}</style>\
+</head><body><h1>relay-gateway</h1><p>Namespace <b>{ns}</b>{draining}. Reload the page to refresh; bytes count connections that have ended.</p>\
+<h2>Entities</h2><table><tr><th>Entity</th><th>Type</th><th>Listeners</th><th>Listener identities</th>\
+<th>Active connections</th><th>Bytes to listeners</th><th>Bytes to senders</th></tr>",
+        ns = esc(&admin.namespace),
+        draining = if admin.shutdown.is_stopping() { " (draining)" } else { "" },
+    );
+    if rows.is_empty() {
+        html.push_str("<tr><td colspan=\"7\">No entities yet.</td></tr>");
+    }
+    for (path, kind) in &rows {
+        let listeners = admin.registry.listeners(path);
+        let ids: Vec<String> = listeners.iter().map(|l| esc(&l.identity)).collect();
+        let s = stats.get(path).copied().unwrap_or_default();
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(path),
+            esc(kind),
+            listeners.len(),
+            ids.join("<br>"),
+            s.active,
+            s.to_listener,
+            s.to_sender
+        );
+    }
+    html.push_str("</table><h2>Recent errors</h2>");
+    let errors = status.errors();
+    if errors.is_empty() {
+        html.push_str("<p>None.</p>");
+    } else {
+        html.push_str(
+            "<table><tr><th>Time (UTC)</th><th>Entity</th><th>Front end</th><th>What</th></tr>",
+        );
+        for e in errors {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                humantime::format_rfc3339_seconds(e.at),
+                esc(&e.entity),
+                esc(&e.frontend),
+                esc(&e.what)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_clients_chose() {
+        let metrics = Arc::new(Metrics::new("ns"));
+        let registry = Registry::new(25, 4);
+        let _l = registry
+            .register(
+                "hc1",
+                crate::relay::ListenerInfo {
+                    identity: "<script>x</script>".into(),
+                    kind: "hybrid".into(),
+                },
+            )
+            .unwrap();
+        metrics.token_rejected("hc1", "hybrid", "expired");
+        let (_t, shutdown) = crate::shutdown::channel();
+        let admin = Admin {
+            shutdown,
+            metrics,
+            registry,
+            namespace: "ns".into(),
+            configured: Arc::new(vec![("orders".into(), "WCF NetTcp".into())]),
+        };
+        let html = page(&admin);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
+        assert!(html.contains("token rejected: expired"));
+        assert!(html.contains("<td>orders</td><td>WCF NetTcp</td>"));
+        assert!(html.contains("<td>hc1</td><td>Hybrid Connection</td><td class=\"n\">1</td>"));
     }
 }

@@ -10,6 +10,7 @@ mod relay;
 mod server;
 mod shutdown;
 mod state;
+mod status;
 mod telemetry;
 mod tls;
 mod transcript;
@@ -322,17 +323,37 @@ fn serve(
         for ep in &endpoints {
             bound.push((ep.name, ep.listener.local_addr()?));
         }
-        if let Some(addr) = config.listen.admin {
-            let ep = server::bind("admin", addr, None, Protocol::Http).await?;
-            bound.push(("admin", ep.listener.local_addr()?));
-            tokio::spawn(admin::serve(ep.listener, shutdown.clone(), metrics.clone()));
-        }
         let relay = relay::Relay::new(relay::CoreLimits {
             listeners_per_path: limits.listeners_per_path,
             listener_queue: limits.listener_queue,
             pending_per_path: limits.pending_per_path,
             pending_total: limits.pending_total,
         });
+        if let Some(addr) = config.listen.admin {
+            let ep = server::bind("admin", addr, None, Protocol::Http).await?;
+            bound.push(("admin", ep.listener.local_addr()?));
+            let configured = config
+                .hybrid_connection
+                .iter()
+                .map(|h| (h.path.clone(), "Hybrid Connection".to_owned()))
+                .chain(
+                    config
+                        .wcf_relay
+                        .iter()
+                        .map(|r| (r.path.clone(), format!("WCF {}", r.kind.name()))),
+                )
+                .collect();
+            tokio::spawn(admin::serve(
+                ep.listener,
+                admin::Admin {
+                    shutdown: shutdown.clone(),
+                    metrics: metrics.clone(),
+                    registry: relay.registry.clone(),
+                    namespace: config.namespace.host.clone(),
+                    configured: std::sync::Arc::new(configured),
+                },
+            ));
+        }
         let wcf = frontend::wcf::Wcf {
             relay: relay.clone(),
             settings: std::sync::Arc::new(frontend::wcf::entity::Settings {

@@ -67,14 +67,23 @@ pub struct Metrics {
     rendezvous: Family<Labels, Histogram, Buckets>,
     rejected_tokens: Family<Labels, Counter>,
     limit_hits: Family<Labels, Counter>,
+    /// What the status page shows.
+    pub status: std::sync::Arc<crate::status::Status>,
 }
 
-/// Decrements a gauge when dropped.
-pub struct Active(Gauge);
+/// Decrements a gauge (and, for connections, the status page's count) when
+/// dropped.
+pub struct Active(
+    Gauge,
+    Option<(std::sync::Arc<crate::status::Status>, String)>,
+);
 
 impl Drop for Active {
     fn drop(&mut self) {
         self.0.dec();
+        if let Some((status, entity)) = &self.1 {
+            status.update(entity, |e| e.active = e.active.saturating_sub(1));
+        }
     }
 }
 
@@ -94,6 +103,7 @@ impl Metrics {
             rejected_tokens: Family::default(),
             limit_hits: Family::default(),
             registry: Registry::default(),
+            status: std::sync::Arc::default(),
         };
         registry.register(
             "active_connections",
@@ -181,11 +191,13 @@ impl Metrics {
             .get_or_create(&self.labels(entity, frontend, None))
             .clone();
         g.inc();
-        Active(g)
+        Active(g, None)
     }
 
     /// A listener was refused with `status`.
     pub fn listener_refused(&self, entity: &str, frontend: &str, status: u16) {
+        self.status
+            .error(entity, frontend, format!("listener refused ({status})"));
         self.count(
             &self.listener_connections,
             entity,
@@ -201,6 +213,10 @@ impl Metrics {
 
     /// A sender connection or relayed request ended its setup with `status`.
     pub fn sender(&self, entity: &str, frontend: &str, status: u16) {
+        if status >= 400 {
+            self.status
+                .error(entity, frontend, format!("sender refused ({status})"));
+        }
         self.count(
             &self.sender_connections,
             entity,
@@ -223,7 +239,8 @@ impl Metrics {
             .get_or_create(&self.labels(entity, frontend, None))
             .clone();
         g.inc();
-        Active(g)
+        self.status.update(entity, |e| e.active += 1);
+        Active(g, Some((self.status.clone(), entity.to_owned())))
     }
 
     /// Bytes a splice carried (`to_listener` and `to_sender`).
@@ -234,10 +251,16 @@ impl Metrics {
         self.bytes
             .get_or_create(&self.labels(entity, frontend, Some(("direction", "to_sender"))))
             .inc_by(to_sender);
+        self.status.update(entity, |e| {
+            e.to_listener += to_listener;
+            e.to_sender += to_sender;
+        });
     }
 
     /// A token was refused for `reason`.
     pub fn token_rejected(&self, entity: &str, frontend: &str, reason: &str) {
+        self.status
+            .error(entity, frontend, format!("token rejected: {reason}"));
         self.count(
             &self.rejected_tokens,
             entity,
@@ -248,6 +271,8 @@ impl Metrics {
 
     /// A request was refused by the limit named `limit`.
     pub fn limit_hit(&self, entity: &str, frontend: &str, limit: &str) {
+        self.status
+            .error(entity, frontend, format!("limit reached: {limit}"));
         self.count(&self.limit_hits, entity, frontend, Some(("limit", limit)));
     }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests drive (shared/spec/real-peers.md):
-# Mono's WCF, Node.js and curl (apt); python `wcf` and `pynettcp` (PyPI, in a
+# Mono's WCF, Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
 # tests/peers/hc) and rhea (npm, tests/peers/amqp); websocat (crates.io, under target/peers/tools).
 # Idempotent: what is already there is not fetched again.
@@ -14,6 +14,7 @@ command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel
 command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
 command -v curl >/dev/null || apt_packages+=(curl)
+command -v chromium >/dev/null || apt_packages+=(chromium)
 if ((${#apt_packages[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
