@@ -4,7 +4,8 @@
 //! and the recent errors; refreshed by reloading); `/metrics` in the
 //! Prometheus text format; `/healthz` answers while the process is alive;
 //! `/readyz` answers 200 while every endpoint is bound and the gateway is not
-//! draining, and 503 once it is. It keeps serving during the drain so that
+//! draining, and 503 once it is; POST `/reload` re-reads the configuration
+//! file ([`crate::reload`]). It keeps serving during the drain so that
 //! load balancers see the 503.
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Admin {
     pub namespace: String,
     /// Configured entities: path and type.
     pub configured: Arc<Vec<(String, String)>>,
+    /// Re-reads the configuration (POST `/reload`).
+    pub reloader: crate::reload::Reloader,
 }
 
 /// Answer one admin request.
@@ -57,6 +60,17 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
             );
             r
         }
+        "/reload" if req.method() == hyper::Method::POST => match admin.reloader.reload() {
+            Ok(what) => {
+                tracing::info!(result = %what, "configuration reloaded (admin)");
+                reply::status(200, &what)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; the running one stays");
+                reply::status(400, &e)
+            }
+        },
+        "/reload" => reply::status(405, "use POST"),
         "/healthz" => reply::status(200, "ok"),
         "/readyz" if shutdown.is_stopping() => reply::status(503, "draining"),
         "/readyz" => reply::status(200, "ready"),
@@ -184,6 +198,32 @@ th,td{{border:1px solid #999;padding:.3em .6em;text-align:left}}th{{background:#
     html
 }
 
+/// `relay-gateway reload`: POST `/reload` to the admin endpoint at `addr`;
+/// the gateway's answer, or why it failed.
+pub fn request_reload(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    s.write_all(
+        format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let ok = response.starts_with("HTTP/1.1 200");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .trim()
+        .to_owned();
+    if ok {
+        Ok(body)
+    } else {
+        Err(if body.is_empty() { response } else { body })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,9 +246,16 @@ mod tests {
         let admin = Admin {
             shutdown,
             metrics,
-            registry,
+            registry: registry.clone(),
             namespace: "ns".into(),
             configured: Arc::new(vec![("orders".into(), "WCF NetTcp".into())]),
+            reloader: crate::reload::Reloader {
+                path: None,
+                live: crate::reload::Live::new(crate::reload::Snapshot::of(
+                    &crate::config::Config::embedded("k".into()),
+                )),
+                registry,
+            },
         };
         let html = page(&admin);
         assert!(!html.contains("<script>"));

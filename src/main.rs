@@ -7,6 +7,7 @@ mod config;
 mod forward;
 mod frontend;
 mod relay;
+mod reload;
 mod server;
 mod shutdown;
 mod state;
@@ -53,6 +54,12 @@ enum Command {
         /// State directory holding the embedded default's CA (used without --ca).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+    },
+    /// Ask a running gateway to re-read its configuration file (through its admin endpoint).
+    Reload {
+        /// The admin endpoint, e.g. 127.0.0.1:9090.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
     },
     /// Check a configuration file without starting: prints "ok", or the error (exit status 1).
     CheckConfig {
@@ -148,6 +155,13 @@ fn main() -> ExitCode {
                 Err(e) => fail(format_args!("{e:#}")),
             }
         }
+        Command::Reload { admin } => match admin::request_reload(&admin) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Token {
             uri,
             key_name,
@@ -242,14 +256,14 @@ fn init_logging(format: &str) {
 
 /// `relay-gateway serve`.
 fn serve(
-    config: Option<PathBuf>,
+    config_path: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     log_format: &str,
 ) -> anyhow::Result<()> {
     init_logging(log_format);
     let state = || state::State::open(state_dir.clone().unwrap_or_else(state::default_dir));
-    let config = match config {
-        Some(path) => config::Config::load(&path).map_err(anyhow::Error::msg)?,
+    let config = match &config_path {
+        Some(path) => config::Config::load(path).map_err(anyhow::Error::msg)?,
         None => {
             let st = state()?;
             tracing::info!(key_file = %st.dir.join("default-rule.key").display(), "embedded default configuration");
@@ -329,6 +343,13 @@ fn serve(
             pending_per_path: limits.pending_per_path,
             pending_total: limits.pending_total,
         });
+        let snapshot = reload::Snapshot::of(&config);
+        let live = reload::Live::new(snapshot.clone());
+        let reloader = reload::Reloader {
+            path: config_path.clone(),
+            live: live.clone(),
+            registry: relay.registry.clone(),
+        };
         if let Some(addr) = config.listen.admin {
             let ep = server::bind("admin", addr, None, Protocol::Http).await?;
             bound.push(("admin", ep.listener.local_addr()?));
@@ -351,18 +372,13 @@ fn serve(
                     registry: relay.registry.clone(),
                     namespace: config.namespace.host.clone(),
                     configured: std::sync::Arc::new(configured),
+                    reloader: reloader.clone(),
                 },
             ));
         }
         let wcf = frontend::wcf::Wcf {
             relay: relay.clone(),
-            settings: std::sync::Arc::new(frontend::wcf::entity::Settings {
-                host: config.namespace.host.clone(),
-                rules: config.namespace.rule.clone(),
-                entities: config.wcf_relay.clone(),
-                dynamic: config.namespace.dynamic_wcf_relays,
-                limits: limits.clone(),
-            }),
+            settings: snapshot.wcf.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
             tls: acceptor.clone(),
@@ -370,18 +386,13 @@ fn serve(
         };
         let hybrid = frontend::hybrid::Hybrid {
             relay,
-            settings: std::sync::Arc::new(frontend::hybrid::entity::Settings {
-                host: config.namespace.host.clone(),
-                rules: config.namespace.rule.clone(),
-                entities: config.hybrid_connection.clone(),
-                dynamic: config.namespace.dynamic_hybrid_connections,
-                limits: limits.clone(),
-            }),
+            settings: snapshot.hybrid.clone(),
             shutdown,
             metrics,
         };
         println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;
+        tokio::spawn(reload_on_hangup(reloader));
         let grace = config::Limits::secs(limits.shutdown_grace);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -394,13 +405,36 @@ fn serve(
         });
         server::run(
             endpoints,
-            server::FrontEnds { hybrid, wcf },
+            server::FrontEnds { hybrid, wcf, live },
             config::Limits::secs(limits.handshake_timeout),
         )
         .await;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Reload the configuration on every SIGHUP.
+async fn reload_on_hangup(reloader: reload::Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(what) => tracing::info!(result = %what, "configuration reloaded (SIGHUP)"),
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration not reloaded; the running one stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
+    }
 }
 
 async fn wait_for_signal() {

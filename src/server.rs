@@ -71,6 +71,19 @@ pub struct FrontEnds {
     pub hybrid: Hybrid,
     /// The WCF relay.
     pub wcf: Wcf,
+    /// The settings in force (swapped on reload).
+    pub live: std::sync::Arc<crate::reload::Live>,
+}
+
+impl FrontEnds {
+    /// The front ends with the settings in force now, for a new connection.
+    fn current(&self) -> FrontEnds {
+        let now = self.live.current();
+        let mut f = self.clone();
+        f.hybrid.settings = now.hybrid;
+        f.wcf.settings = now.wcf;
+        f
+    }
 }
 
 /// The `ready` line: `ready {"name":"addr",...}` for every bound endpoint.
@@ -109,7 +122,7 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (fronts, tls) = (fronts.clone(), ep.tls.clone());
+        let (fronts, tls) = (fronts.current(), ep.tls.clone());
         let tracked = fronts.hybrid.shutdown.track();
         let span = info_span!("conn", endpoint = ep.name, peer = %remote);
         let protocol = ep.protocol;

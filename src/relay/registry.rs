@@ -64,7 +64,7 @@ struct Entry {
 struct Inner {
     paths: Mutex<HashMap<String, Vec<Entry>>>,
     next_id: AtomicU64,
-    per_path: usize,
+    per_path: std::sync::atomic::AtomicUsize,
     queue: usize,
 }
 
@@ -109,7 +109,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 paths: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
-                per_path,
+                per_path: std::sync::atomic::AtomicUsize::new(per_path),
                 queue: queue.max(1),
             }),
         }
@@ -125,8 +125,9 @@ impl Registry {
         let mut paths = lock(&self.inner.paths);
         let list = paths.entry(path.clone()).or_default();
         list.retain(|e| !e.tx.is_closed());
-        if list.len() >= self.inner.per_path {
-            return Err(CoreError::ListenerQuota(self.inner.per_path));
+        let per_path = self.inner.per_path.load(Ordering::Relaxed);
+        if list.len() >= per_path {
+            return Err(CoreError::ListenerQuota(per_path));
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue);
@@ -139,6 +140,19 @@ impl Registry {
             },
             rx,
         ))
+    }
+
+    /// Change the listener cap (for listeners registering from now on).
+    pub fn set_per_path(&self, per_path: usize) {
+        self.inner.per_path.store(per_path, Ordering::Relaxed);
+    }
+
+    /// Unregister every listener of `path`: their request queues close,
+    /// which tells each listener's task to close its connection.
+    pub fn evict(&self, path: &str) -> usize {
+        lock(&self.inner.paths)
+            .remove(&normalize(path))
+            .map_or(0, |l| l.len())
     }
 
     /// The listeners of `path` (for status and management).

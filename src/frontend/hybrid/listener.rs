@@ -165,7 +165,11 @@ impl Control {
         let end = loop {
             tokio::select! {
                 r = rx.recv() => {
-                    let Some(r) = r else { break "registry closed" };
+                    let Some(r) = r else {
+                        // The entity was removed (live reload): 1001, as for a deleted HC (§2.3).
+                        let _ = websocket::send_close(&write, 1001, "The hybrid connection was deleted").await;
+                        break "entity removed";
+                    };
                     if !self.deliver(&write, r).await { break "write failed" }
                 }
                 f = websocket::read_frame(&mut read, &write) => {

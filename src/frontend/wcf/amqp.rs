@@ -404,9 +404,18 @@ impl Connection {
                     out.flush_batch().await?;
                 }
                 Event::Deliver(ch, h, None) => {
+                    // The relay was removed (live reload): the SDK goes
+                    // offline on relay-not-found (§6.2).
                     if let Some(s) = self.sessions.get_mut(&ch) {
                         s.links.remove(&h);
+                        s.closing.insert(h);
                     }
+                    let detach = Detach {
+                        handle: Handle(h),
+                        closed: true,
+                        error: Some(props::error(RELAY_NOT_FOUND, "the relay was removed")),
+                    };
+                    out.send(ch, Performative::Detach(detach), &[]).await?;
                 }
                 Event::Stop => {
                     return Err(Stop::Close(props::error(

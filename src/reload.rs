@@ -1,0 +1,129 @@
+//! Live reload (issue "Operating the gateway", item 3): SIGHUP or
+//! `relay-gateway reload` (POST `/reload` on the admin endpoint) re-reads the
+//! configuration file. A file that does not parse or check is refused with
+//! its error and the running configuration stays. Otherwise new connections
+//! get the new namespace rules, entities and limits (and the listener cap
+//! applies to listeners registering from then on); established splices and
+//! listeners go on with what they started with, except listeners whose
+//! entity no longer exists, which are closed the way each protocol closes
+//! a deleted entity (Hybrid Connections 1001, WCF `relay-not-found`).
+//! Bind addresses and TLS files are read at start only.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::config::Config;
+use crate::frontend::{hybrid, wcf};
+use crate::relay::Registry;
+
+/// The settings the front ends read, swapped as a whole on reload.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// Hybrid Connections.
+    pub hybrid: Arc<hybrid::entity::Settings>,
+    /// WCF relays.
+    pub wcf: Arc<wcf::entity::Settings>,
+}
+
+impl Snapshot {
+    /// The front ends' settings from a configuration.
+    pub fn of(config: &Config) -> Snapshot {
+        let ns = &config.namespace;
+        Snapshot {
+            hybrid: Arc::new(hybrid::entity::Settings {
+                host: ns.host.clone(),
+                rules: ns.rule.clone(),
+                entities: config.hybrid_connection.clone(),
+                dynamic: ns.dynamic_hybrid_connections,
+                limits: config.limits.clone(),
+            }),
+            wcf: Arc::new(wcf::entity::Settings {
+                host: ns.host.clone(),
+                rules: ns.rule.clone(),
+                entities: config.wcf_relay.clone(),
+                dynamic: ns.dynamic_wcf_relays,
+                limits: config.limits.clone(),
+            }),
+        }
+    }
+}
+
+/// The current settings.
+pub struct Live(RwLock<Snapshot>);
+
+impl Live {
+    /// Start with `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Arc<Live> {
+        Arc::new(Live(RwLock::new(snapshot)))
+    }
+
+    /// The settings now in force.
+    pub fn current(&self) -> Snapshot {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, snapshot: Snapshot) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = snapshot;
+    }
+}
+
+/// Re-reads the configuration file into [`Live`].
+#[derive(Clone)]
+pub struct Reloader {
+    /// The file (`None` for the embedded default, which cannot be reloaded).
+    pub path: Option<PathBuf>,
+    /// Where the settings live.
+    pub live: Arc<Live>,
+    /// The listeners, to close those whose entity is gone.
+    pub registry: Registry,
+}
+
+impl Reloader {
+    /// Reload; `Ok` says what changed, `Err` why nothing did.
+    pub fn reload(&self) -> Result<String, String> {
+        let path = self
+            .path
+            .as_ref()
+            .ok_or("the embedded default configuration has no file to reload")?;
+        let config = Config::load(path)?;
+        let next = Snapshot::of(&config);
+        let mut evicted = Vec::new();
+        for p in self.registry.paths() {
+            let kinds: Vec<String> = self
+                .registry
+                .listeners(&p)
+                .into_iter()
+                .map(|l| l.kind)
+                .collect();
+            let still = kinds
+                .iter()
+                .all(|kind| match wcf::entity::Kind::parse(kind) {
+                    Some(k) => next
+                        .wcf
+                        .resolve_listener(&p, k, true, &self.registry)
+                        .is_ok(),
+                    None => next.hybrid.resolve(&p, &self.registry, true).is_some(),
+                });
+            if !still {
+                self.registry.evict(&p);
+                evicted.push(p);
+            }
+        }
+        self.registry.set_per_path(config.limits.listeners_per_path);
+        self.live.set(next);
+        Ok(if evicted.is_empty() {
+            "reloaded".to_owned()
+        } else {
+            format!(
+                "reloaded; closed the listeners of removed entities: {}",
+                evicted.join(", ")
+            )
+        })
+    }
+}
