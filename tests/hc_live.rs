@@ -305,6 +305,34 @@ fn case_47_reconnect_storm_leaves_the_gateway_healthy() {
 }
 
 #[test]
+fn hyco_ws_listeners_reconnect_after_the_gateway_restarts() {
+    let first = Gateway::start("");
+    let keep = support::gateway::TempDir::new("restart");
+    let config = first.restart_config(&keep);
+    let base = format!("ws://{}", first.http);
+    let l = Node::spawn(
+        "ws-listener.js",
+        &[&base, "again", ROOT, KEY, "again"],
+        None,
+    );
+    l.wait_for("listening again", Duration::from_secs(10));
+    assert_eq!(sender(&base, "again", "2", None), "ok 2");
+    first.stop_clean();
+    let second = Gateway::start_with(&config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while l.count("listening again") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hyco-ws listener did not reconnect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sender(&base, "again", "2", None), "ok 2");
+    drop(l);
+    second.stop_clean();
+}
+
+#[test]
 fn websocat_as_a_raw_sender() {
     let gw = Gateway::start("");
     let base = format!("ws://{}", gw.http);

@@ -19,7 +19,7 @@ mod support;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use support::gateway::{Gateway, BASE_CONFIG};
+use support::gateway::Gateway;
 use support::relayed::forward;
 use support::{free_port, mono, run_with_timeout, spawn_ready, Proc};
 
@@ -165,29 +165,7 @@ fn forward_listeners_reconnect_after_the_gateway_restarts() {
     let first = Gateway::start("");
     // The second gateway takes the first one's ports and certificate.
     let keep = support::gateway::TempDir::new("restart");
-    for f in ["ca.pem", "server.pem", "server.key"] {
-        std::fs::copy(first.dir.0.join("state").join(f), keep.0.join(f)).unwrap();
-    }
-    let mut config = BASE_CONFIG.to_owned();
-    for (name, addr) in [
-        ("http", Some(first.http)),
-        ("https", Some(first.https)),
-        ("admin", first.admin),
-        ("amqps", first.amqps),
-        ("relayed", first.relayed),
-        ("nettcp", first.nettcp),
-        ("nettcps", first.nettcps),
-    ] {
-        config = config.replace(
-            &format!("{name} = \"127.0.0.1:0\""),
-            &format!("{name} = \"{}\"", addr.unwrap()),
-        );
-    }
-    config.push_str(&format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        keep.0.join("server.pem").display(),
-        keep.0.join("server.key").display()
-    ));
+    let config = first.restart_config(&keep);
     let (_host, ports) = relay_host();
     let (mut listen, _connect) = {
         let (amqps, relayed) = (first.amqps.unwrap(), first.relayed.unwrap());

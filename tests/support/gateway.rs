@@ -155,6 +155,36 @@ impl Gateway {
         }
     }
 
+    /// A configuration for a second gateway that takes this one's ports and
+    /// certificate (copied into `keep`), as after a restart: [`BASE_CONFIG`]
+    /// with the bound addresses and a `[tls]` section.
+    pub fn restart_config(&self, keep: &TempDir) -> String {
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            std::fs::copy(self.dir.0.join("state").join(f), keep.0.join(f)).unwrap();
+        }
+        let mut config = BASE_CONFIG.to_owned();
+        for (name, addr) in [
+            ("http", Some(self.http)),
+            ("https", Some(self.https)),
+            ("admin", self.admin),
+            ("amqps", self.amqps),
+            ("relayed", self.relayed),
+            ("nettcp", self.nettcp),
+            ("nettcps", self.nettcps),
+        ] {
+            config = config.replace(
+                &format!("{name} = \"127.0.0.1:0\""),
+                &format!("{name} = \"{}\"", addr.unwrap()),
+            );
+        }
+        config.push_str(&format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            keep.0.join("server.pem").display(),
+            keep.0.join("server.key").display()
+        ));
+        config
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
