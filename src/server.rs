@@ -34,6 +34,9 @@ pub enum Protocol {
     NetTcp(bool),
 }
 
+/// Connection ids for the log spans.
+static CONNECTION_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One endpoint to serve.
 pub struct Endpoint {
     /// Its `[listen]` name.
@@ -124,7 +127,13 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
         let _ = tcp.set_nodelay(true);
         let (fronts, tls) = (fronts.current(), ep.tls.clone());
         let tracked = fronts.hybrid.shutdown.track();
-        let span = info_span!("conn", endpoint = ep.name, peer = %remote);
+        let span = info_span!(
+            "conn",
+            id = CONNECTION_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            endpoint = ep.name,
+            peer = %remote,
+            entity = tracing::field::Empty,
+        );
         let protocol = ep.protocol;
         tokio::spawn(
             async move {

@@ -286,6 +286,12 @@ impl Metrics {
     }
 }
 
+/// Name the entity in the current connection's log span (declared empty by
+/// the accept loop; the front end fills it in once it knows the entity).
+pub fn record_entity(entity: &str) {
+    tracing::Span::current().record("entity", entity);
+}
+
 /// A short name for a token failure, for the `reason` label.
 pub fn token_reason(e: &hybrid::sas::TokenError) -> &'static str {
     use hybrid::sas::TokenError::*;

@@ -84,6 +84,19 @@ fn a_client_reaches_an_amqp_listener_through_notice_dial_back_and_splice() {
     let mut rest = Vec::new();
     let _ = lst.read_to_end(&mut rest);
     assert!(rest.is_empty());
+    // Each connection's log span names its id, endpoint, peer and entity
+    // (the relayed one on its closing line).
+    std::thread::sleep(Duration::from_millis(300));
+    let log = gw.log();
+    for endpoint in ["amqps", "relayed"] {
+        let span = format!("endpoint=\"{endpoint}\" peer=127.0.0.1:");
+        assert!(
+            log.lines().any(|l| l.contains("conn{id=")
+                && l.contains(&span)
+                && l.contains("entity=\"echo\"")),
+            "no {endpoint} span with its entity:\n{log}"
+        );
+    }
     drop(rhea);
     gw.stop_clean();
 }

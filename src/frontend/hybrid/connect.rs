@@ -14,6 +14,7 @@ use hybrid::address;
 use hybrid::control::{Accept, RemoteEndpoint};
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{HeaderMap, Request, Response};
+use tracing::Instrument;
 use tracing::{debug, info};
 
 use super::listener::rendezvous_tail;
@@ -204,26 +205,29 @@ pub async fn connect(
     let tracked = shutdown.track();
     let max = usize::MAX;
     let (metrics, label) = (h.metrics.clone(), entity.path.clone());
-    tokio::spawn(async move {
-        let _tracked = tracked;
-        let _active = metrics.connection_started(&label, FRONTEND_WS);
-        let Ok(ws) = upgrade.await else { return };
-        let (sread, swrite) = websocket::split(ws.into_inner(), Role::Server, max);
-        let stats = splice(
-            websocket::leg(sread, swrite),
-            websocket::leg(lread, lwrite),
-            limits,
-            shutdown.drained(),
-        )
-        .await;
-        metrics.bytes(&label, FRONTEND_WS, stats.a_to_b, stats.b_to_a);
-        debug!(
-            sender_to_listener = stats.a_to_b,
-            listener_to_sender = stats.b_to_a,
-            clean = stats.clean,
-            "connection ended"
-        );
-    });
+    tokio::spawn(
+        async move {
+            let _tracked = tracked;
+            let _active = metrics.connection_started(&label, FRONTEND_WS);
+            let Ok(ws) = upgrade.await else { return };
+            let (sread, swrite) = websocket::split(ws.into_inner(), Role::Server, max);
+            let stats = splice(
+                websocket::leg(sread, swrite),
+                websocket::leg(lread, lwrite),
+                limits,
+                shutdown.drained(),
+            )
+            .await;
+            metrics.bytes(&label, FRONTEND_WS, stats.a_to_b, stats.b_to_a);
+            debug!(
+                sender_to_listener = stats.a_to_b,
+                listener_to_sender = stats.b_to_a,
+                clean = stats.clean,
+                "connection ended"
+            );
+        }
+        .in_current_span(),
+    );
     response.map(|_| reply::empty())
 }
 
@@ -280,17 +284,20 @@ pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) 
     {
         response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
     }
-    tokio::spawn(async move {
-        let Ok(ws) = upgrade.await else { return };
-        let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
-        let answer = Answer::Accepted {
-            read,
-            write: write.clone(),
-            protocol,
-        };
-        if claim.send(Box::new(answer)).is_err() {
-            let _ = websocket::send_close(&write, 1001, "The sender went away").await;
+    tokio::spawn(
+        async move {
+            let Ok(ws) = upgrade.await else { return };
+            let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+            let answer = Answer::Accepted {
+                read,
+                write: write.clone(),
+                protocol,
+            };
+            if claim.send(Box::new(answer)).is_err() {
+                let _ = websocket::send_close(&write, 1001, "The sender went away").await;
+            }
         }
-    });
+        .in_current_span(),
+    );
     response.map(|_| reply::empty())
 }

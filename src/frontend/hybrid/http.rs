@@ -22,6 +22,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use tokio::sync::mpsc;
 use tracing::info;
+use tracing::Instrument;
 
 use super::connect::{filter, join_headers};
 use super::entity::{Settings, TokenSource};
@@ -237,16 +238,20 @@ pub fn listener_rendezvous(h: &Hybrid, mut req: Request<Incoming>, query: &str) 
         Ok(r) => r,
         Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
     };
-    tokio::spawn(async move {
-        let Ok(ws) = upgrade.await else { return };
-        let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
-        if claim
-            .send(Box::new(Answer::Rendezvous(read, write.clone())))
-            .is_err()
-        {
-            let _ = websocket::send_close(&write, 1001, "The request is no longer pending").await;
+    tokio::spawn(
+        async move {
+            let Ok(ws) = upgrade.await else { return };
+            let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+            if claim
+                .send(Box::new(Answer::Rendezvous(read, write.clone())))
+                .is_err()
+            {
+                let _ =
+                    websocket::send_close(&write, 1001, "The request is no longer pending").await;
+            }
         }
-    });
+        .in_current_span(),
+    );
     response.map(|_| reply::empty())
 }
 
@@ -332,40 +337,43 @@ async fn over_rendezvous(
         return Some((response, None));
     }
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        loop {
-            let Ok(Ok(frame)) =
-                tokio::time::timeout(timeout, websocket::read_frame(&mut read, &write)).await
-            else {
-                let _ = tx
-                    .send(Err(std::io::Error::other("response body stalled or broke")))
-                    .await;
-                return;
-            };
-            match frame.opcode {
-                OpCode::Binary | OpCode::Continuation | OpCode::Text => {
-                    let fin = frame.fin;
-                    let data = frame.data;
-                    if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
-                        return;
-                    }
-                    if fin {
-                        let _ = websocket::send_close(&write, 1000, "NormalClosure").await;
-                        return;
-                    }
-                }
-                OpCode::Close => {
+    tokio::spawn(
+        async move {
+            loop {
+                let Ok(Ok(frame)) =
+                    tokio::time::timeout(timeout, websocket::read_frame(&mut read, &write)).await
+                else {
                     let _ = tx
-                        .send(Err(std::io::Error::other(
-                            "listener closed the response early",
-                        )))
+                        .send(Err(std::io::Error::other("response body stalled or broke")))
                         .await;
                     return;
+                };
+                match frame.opcode {
+                    OpCode::Binary | OpCode::Continuation | OpCode::Text => {
+                        let fin = frame.fin;
+                        let data = frame.data;
+                        if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                            return;
+                        }
+                        if fin {
+                            let _ = websocket::send_close(&write, 1000, "NormalClosure").await;
+                            return;
+                        }
+                    }
+                    OpCode::Close => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other(
+                                "listener closed the response early",
+                            )))
+                            .await;
+                        return;
+                    }
+                    OpCode::Ping | OpCode::Pong => {}
                 }
-                OpCode::Ping | OpCode::Pong => {}
             }
         }
-    });
+        .in_current_span(),
+    );
     Some((response, Some(rx)))
 }
 

@@ -20,6 +20,7 @@ use hybrid::sas::Token;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 use super::entity::Entity;
@@ -114,7 +115,7 @@ pub async fn listen(
         drop(active);
         metrics.listener_disconnected(&entity, FRONTEND_WS);
         drop(guard);
-    });
+    }.in_current_span());
     response.map(|_| reply::empty())
 }
 

@@ -109,6 +109,7 @@ impl Hybrid {
     pub fn entity_or_404(&self, path: &str, for_listener: bool) -> Result<entity::Entity, Refusal> {
         self.settings
             .resolve(path, &self.relay.registry, for_listener)
+            .inspect(|e| crate::telemetry::record_entity(&e.path))
             .ok_or_else(|| {
                 info!(path, "refused: no such hybrid connection");
                 Box::new(reply::status(

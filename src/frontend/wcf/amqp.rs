@@ -222,6 +222,7 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool
     };
     let mut conn = Connection {
         wcf,
+        named: false,
         local_ip: match local.ip() {
             IpAddr::V4(ip) => ip,
             IpAddr::V6(ip) => ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::LOCALHOST),
@@ -317,6 +318,8 @@ enum Event {
 
 struct Connection {
     wcf: Wcf,
+    /// Whether the log span already names the entity.
+    named: bool,
     local_ip: Ipv4Addr,
     sessions: HashMap<u16, Session>,
 }
@@ -522,6 +525,10 @@ impl Connection {
             Ok(link) => {
                 let reply = answer_attach(&attach, handle, true);
                 out.send(ch, Performative::Attach(reply), &[]).await?;
+                if !self.named {
+                    crate::telemetry::record_entity(&link.entity.path);
+                    self.named = true;
+                }
                 info!(via = %link.via, half = ?link.half, "listener link attached");
                 self.session(ch)?.links.insert(handle, link);
                 Ok(())

@@ -286,6 +286,7 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
             ))
         }
     };
+    crate::telemetry::record_entity(&entity.path);
     if kind.is_some_and(|k| k.transport_security) && !secure {
         return Err((
             RelayFault::NoTransportSecurity,

@@ -162,6 +162,7 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
         .await;
         return;
     };
+    crate::telemetry::record_entity(&entity.path);
     if kind.transport_security && !secure {
         refuse(400);
         let _ = fault(
