@@ -226,8 +226,13 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let gw = Gateway::start(
-        "[limits]\nlisteners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
+    // At info level, as a production gateway runs.
+    let gw = Gateway::start_logging(
+        &format!(
+            "{}\n[limits]\nlisteners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
+            support::gateway::BASE_CONFIG
+        ),
+        "info",
     );
     gateway_listener(gw.http, "bench").await;
     let direct = direct_server().await;
