@@ -8,16 +8,28 @@ pub mod websocket;
 /// A fresh random GUID in its usual text form.
 pub fn guid() -> String {
     use rand::RngCore;
+    let hex = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    let part = |r: std::ops::Range<usize>| h.get(r).unwrap_or_default().to_owned();
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0..8),
-        part(8..12),
-        part(12..16),
-        part(16..20),
-        part(20..32)
-    )
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(hex(byte >> 4));
+        s.push(hex(byte & 0x0f));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn guids_have_the_usual_shape() {
+        let g = super::guid();
+        let parts: Vec<usize> = g.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12]);
+        assert!(g.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(g, super::guid());
+    }
 }

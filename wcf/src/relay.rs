@@ -348,6 +348,11 @@ pub struct OnewaySend {
 impl OnewaySend {
     /// Build the wrapper; the inner envelope travels as binary text.
     pub fn to_envelope(&self) -> Envelope {
+        self.clone().into_envelope()
+    }
+
+    /// [`OnewaySend::to_envelope`] without copying the inner envelope.
+    pub fn into_envelope(self) -> Envelope {
         Envelope::with_action(ACTION_ONEWAY_SEND)
             .header(
                 Element::new("", "RelayVia", NS_CONNECT)
@@ -358,7 +363,7 @@ impl OnewaySend {
             .header(must_understand(
                 Element::new("a", "To", NS_WSA10).text(&self.via),
             ))
-            .body_bytes(self.inner.clone())
+            .body_bytes(self.inner)
     }
 
     /// Read one; the body may be binary text or base64 characters.

@@ -830,6 +830,6 @@ fn wrap(via: &str, inner: Vec<u8>) -> Vec<u8> {
         message_id: format!("urn:uuid:{}", crate::frontend::guid()),
         inner,
     }
-    .to_envelope()
+    .into_envelope()
     .to_msbin1()
 }
