@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
-use crate::frontend::{hybrid, wcf};
+use crate::frontend::{hybrid, wcf, Settings};
 use crate::relay::Registry;
 
 /// The settings the front ends read, swapped as a whole on reload.
@@ -28,22 +28,23 @@ pub struct Snapshot {
 impl Snapshot {
     /// The front ends' settings from a configuration.
     pub fn of(config: &Config) -> Snapshot {
+        fn settings<E: Clone>(config: &Config, entities: &[E], dynamic: bool) -> Arc<Settings<E>> {
+            Arc::new(Settings {
+                host: config.namespace.host.clone(),
+                rules: config.namespace.rule.clone(),
+                entities: entities.to_vec(),
+                dynamic,
+                limits: config.limits.clone(),
+            })
+        }
         let ns = &config.namespace;
         Snapshot {
-            hybrid: Arc::new(hybrid::entity::Settings {
-                host: ns.host.clone(),
-                rules: ns.rule.clone(),
-                entities: config.hybrid_connection.clone(),
-                dynamic: ns.dynamic_hybrid_connections,
-                limits: config.limits.clone(),
-            }),
-            wcf: Arc::new(wcf::entity::Settings {
-                host: ns.host.clone(),
-                rules: ns.rule.clone(),
-                entities: config.wcf_relay.clone(),
-                dynamic: ns.dynamic_wcf_relays,
-                limits: config.limits.clone(),
-            }),
+            hybrid: settings(
+                config,
+                &config.hybrid_connection,
+                ns.dynamic_hybrid_connections,
+            ),
+            wcf: settings(config, &config.wcf_relay, ns.dynamic_wcf_relays),
         }
     }
 }

@@ -230,3 +230,50 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// A gateway for a benchmark: the test namespace plus `limits` (a `[limits]`
+/// body), logging at `$RELAY_BENCH_GATEWAY_LOG` or `info`, as in production.
+pub fn bench_gateway(limits: &str) -> crate::support::gateway::Gateway {
+    crate::support::gateway::Gateway::start_logging(
+        &format!(
+            "{}\n[limits]\n{limits}",
+            crate::support::gateway::BASE_CONFIG
+        ),
+        &std::env::var("RELAY_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+    )
+}
+
+/// `relay-gateway forward --listen sb://localhost/PATH --to TO` with `extra`
+/// options against `gw`, once it has attached.
+pub fn forward_listener(
+    gw: &crate::support::gateway::Gateway,
+    path: &str,
+    to: SocketAddr,
+    extra: &[&str],
+) -> Proc {
+    let uri = format!("sb://localhost/{path}");
+    let to = to.to_string();
+    let mut args = vec!["--listen", uri.as_str(), "--to", to.as_str()];
+    args.extend_from_slice(extra);
+    crate::support::spawn_ready(
+        &mut crate::support::relayed::forward(
+            gw.amqps.unwrap(),
+            gw.relayed.unwrap(),
+            &gw.ca(),
+            &args,
+        ),
+        "attached",
+    )
+    .0
+}
+
+/// Print the benchmark's title line; returns whether a phase is selected
+/// (`RELAY_BENCH_PHASES`, a comma-separated list, default `all`).
+pub fn start(title: &str, all: &str) -> impl Fn(&str) -> bool {
+    println!(
+        "{title} ({} cores, loopback)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let phases = std::env::var("RELAY_BENCH_PHASES").unwrap_or_else(|_| all.to_owned());
+    move |p: &str| phases.split(',').any(|x| x.trim() == p)
+}

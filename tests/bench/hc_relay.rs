@@ -39,10 +39,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port};
+use common::{
+    bench_gateway, median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port,
+};
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use sha1::Digest;
-use support::gateway::{token, Gateway, ROOT};
+use support::gateway::{token, ROOT};
 use support::wsclient::{split_url, ws};
 use support::{free_port, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -226,22 +228,12 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    // At info level, as a production gateway runs.
-    let gw = Gateway::start_logging(
-        &format!(
-            "{}\n[limits]\nlisteners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
-            support::gateway::BASE_CONFIG
-        ),
-        "info",
+    let gw = bench_gateway(
+        "listeners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
     );
     gateway_listener(gw.http, "bench").await;
     let direct = direct_server().await;
-    println!(
-        "Hybrid Connections benchmark ({} cores, loopback)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    let phases = std::env::var("RELAY_BENCH_PHASES").unwrap_or_else(|_| "1,2,3,4".into());
-    let run = |p: &str| phases.split(',').any(|x| x.trim() == p);
+    let run = common::start("Hybrid Connections benchmark", "1,2,3,4");
 
     // 1. Throughput.
     if run("1") {

@@ -22,15 +22,18 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[path = "common.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::{bench_gateway, forward_listener};
 use support::gateway::{token, Gateway, ROOT};
-use support::relayed::forward;
-use support::{spawn_ready, Proc};
+use support::Proc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -238,24 +241,8 @@ async fn direct(sink: SocketAddr, count: &AtomicUsize) -> f64 {
 }
 
 fn listener(gw: &Gateway, path: &str, to: SocketAddr, role: &str) -> Proc {
-    let uri = format!("sb://localhost/{path}");
-    let to = to.to_string();
     let via = format!("net.tcp://{to}/calc");
-    let args = [
-        "--listen",
-        uri.as_str(),
-        "--to",
-        to.as_str(),
-        "--via",
-        via.as_str(),
-        role,
-        "--plain",
-    ];
-    spawn_ready(
-        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &args),
-        "attached",
-    )
-    .0
+    forward_listener(gw, path, to, &["--via", &via, role, "--plain"])
 }
 
 #[tokio::main]
@@ -263,13 +250,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let gw = Gateway::start_logging(
-        &format!(
-            "{}\n[limits]\nlistener_queue = 1024\n",
-            support::gateway::BASE_CONFIG
-        ),
-        &std::env::var("RELAY_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
-    );
+    let gw = bench_gateway("listener_queue = 1024\n");
     let nettcp = gw.nettcp.unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let sink_addr = sink(count.clone()).await;

@@ -37,12 +37,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    median, ms, percentiles, pin, pump, rathole, round_trips, tcp_echo, tcp_latency, tcp_sink,
-    tool, RatholeTls,
+    bench_gateway, forward_listener, median, ms, percentiles, pin, pump, rathole, round_trips,
+    tcp_echo, tcp_latency, tcp_sink, tool, RatholeTls,
 };
 use support::gateway::{token, Gateway, ROOT};
-use support::relayed::forward;
-use support::{spawn_ready, Proc};
+use support::Proc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -114,17 +113,8 @@ fn connector(ca: &std::path::Path) -> TlsConnector {
 }
 
 fn listener(gw: &Gateway, path: &str, to: SocketAddr, plain: bool) -> Proc {
-    let uri = format!("sb://localhost/{path}");
-    let to = to.to_string();
-    let mut args = vec!["--listen", uri.as_str(), "--to", to.as_str()];
-    if plain {
-        args.push("--plain");
-    }
-    spawn_ready(
-        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &args),
-        "attached",
-    )
-    .0
+    let plain: &[&str] = if plain { &["--plain"] } else { &[] };
+    forward_listener(gw, path, to, plain)
 }
 
 #[tokio::main]
@@ -132,13 +122,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let gw = Gateway::start_logging(
-        &format!(
-            "{}\n[limits]\npending_per_path = 8192\npending_total = 16384\nlistener_queue = 1024\n",
-            support::gateway::BASE_CONFIG
-        ),
-        &std::env::var("RELAY_BENCH_GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
-    );
+    let gw =
+        bench_gateway("pending_per_path = 8192\npending_total = 16384\nlistener_queue = 1024\n");
     let relay = gw.relayed.unwrap();
     let tls = connector(&gw.ca());
     let (sink, echo) = (tcp_sink(TOTAL).await, tcp_echo().await);
@@ -160,12 +145,10 @@ async fn main() {
         key: &key,
         ca: &ca,
     };
-    println!(
-        "WCF relay benchmark ({} cores, loopback); contenders alternate, medians reported",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+    let run = common::start(
+        "WCF relay benchmark, contenders alternating, medians reported",
+        "1,2,3",
     );
-    let phases = std::env::var("RELAY_BENCH_PHASES").unwrap_or_else(|_| "1,2,3".into());
-    let run = |p: &str| phases.split(',').any(|x| x.trim() == p);
 
     if run("1") {
         let rh = match &rathole_bin {

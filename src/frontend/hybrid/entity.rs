@@ -9,23 +9,11 @@ use hybrid::address;
 use hybrid::sas::TokenError;
 use hyper::HeaderMap;
 
-use crate::auth;
 use crate::config::{self, Right, Rule};
 use crate::relay::Registry;
 
-/// What the front end needs from the configuration.
-pub struct Settings {
-    /// The namespace host.
-    pub host: String,
-    /// Namespace-wide rules.
-    pub rules: Vec<Rule>,
-    /// Configured hybrid connections.
-    pub entities: Vec<config::HybridConnection>,
-    /// Accept any path as a dynamic hybrid connection.
-    pub dynamic: bool,
-    /// Limits and timeouts.
-    pub limits: config::Limits,
-}
+/// The Hybrid Connections front end's settings.
+pub type Settings = crate::frontend::Settings<config::HybridConnection>;
 
 /// A resolved entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,18 +114,11 @@ impl Settings {
         right: Right,
         grace: u64,
     ) -> Result<(), TokenError> {
-        let host = request_host.map(|h| {
-            h.rsplit_once(':')
-                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                .map_or(h, |(h, _)| h)
-        });
-        let hosts: Vec<&str> = std::iter::once(self.host.as_str()).chain(host).collect();
-        auth::check(
+        self.check_token(
             token,
             &entity.path,
-            &hosts,
             &entity.rules,
-            &self.rules,
+            request_host,
             right,
             grace,
         )

@@ -9,23 +9,11 @@
 use hybrid::sas::TokenError;
 use wcf::amqp::listener::{ListenerAttach, ListenerType};
 
-use crate::auth;
 use crate::config::{self, Right, Rule};
 use crate::relay::Registry;
 
-/// What the front end needs from the configuration.
-pub struct Settings {
-    /// The namespace host.
-    pub host: String,
-    /// Namespace-wide rules.
-    pub rules: Vec<Rule>,
-    /// Configured WCF relays.
-    pub entities: Vec<config::WcfRelay>,
-    /// Accept listeners that ask for dynamic registration.
-    pub dynamic: bool,
-    /// Limits and timeouts.
-    pub limits: config::Limits,
-}
+/// The WCF relay front end's settings.
+pub type Settings = crate::frontend::Settings<config::WcfRelay>;
 
 /// A resolved relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,17 +192,8 @@ impl Settings {
         right: Right,
         grace: u64,
     ) -> Result<u64, TokenError> {
-        let hosts = [self.host.as_str(), host];
-        auth::check(
-            token,
-            &entity.path,
-            &hosts,
-            &entity.rules,
-            &self.rules,
-            right,
-            grace,
-        )
-        .map(|t| t.expiry)
+        self.check_token(token, &entity.path, &entity.rules, Some(host), right, grace)
+            .map(|t| t.expiry)
     }
 }
 

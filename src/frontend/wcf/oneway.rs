@@ -258,16 +258,13 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
         s.resolve_client(path, f, registry)
             .map(|(e, k)| (e, k.family, Some(k)))
     });
-    let configured = s
+    let oneway: Vec<&crate::config::WcfRelay> = s
         .entities
         .iter()
         .filter(|e| matches!(e.kind, WcfRelayType::NetOneway | WcfRelayType::NetEvent))
-        .filter(|e| {
-            let p = e.path.trim_matches('/').to_ascii_lowercase();
-            let want = path.to_ascii_lowercase();
-            want == p || want.starts_with(&format!("{p}/"))
-        })
-        .max_by_key(|e| e.path.len());
+        .collect();
+    let paths: Vec<&str> = oneway.iter().map(|e| e.path.as_str()).collect();
+    let configured = hybrid::address::resolve(path, &paths).and_then(|(i, _)| oneway.get(i));
     let (entity, family, kind) = match (live, configured) {
         (Some(found), _) => found,
         (None, Some(e)) => (

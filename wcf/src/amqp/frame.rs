@@ -13,8 +13,6 @@ use crate::error::{Error, Result};
 pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 /// The protocol header that opens the SASL layer (protocol id 3).
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
-/// The TLS protocol header (protocol id 2), which the gateway does not offer.
-pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 /// An empty frame on channel 0: the heartbeat (§8).
 pub const HEARTBEAT: [u8; 8] = [0, 0, 0, 8, 2, 0, 0, 0];
 /// The smallest max-frame-size AMQP allows.
@@ -29,7 +27,8 @@ pub enum Header {
     Sasl,
 }
 
-/// Recognise a protocol header; anything else (including the TLS header) is
+/// Recognise a protocol header; anything else (including the TLS header,
+/// protocol id 2, which the relay does not offer) is
 /// an error, to be answered with our own header and a close (part 2.2).
 pub fn header(buf: &[u8; 8]) -> Result<Header> {
     match *buf {

@@ -39,7 +39,7 @@ pub const DECODE_ERROR: &str = "amqp:decode-error";
 /// Error condition: an action the relay does not allow.
 pub const NOT_ALLOWED: &str = "amqp:not-allowed";
 /// Error condition: the peer fell silent past the idle time-out.
-pub const IDLE_TIMEOUT: &str = "amqp:resource-limit-exceeded";
+pub const IDLE_TIMEOUT: &str = RESOURCE_LIMIT;
 
 /// `ListenerType` (§2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,12 +83,6 @@ impl ListenerType {
         ]
         .into_iter()
         .find(|t| t.name() == s)
-    }
-
-    /// Whether clients reach this listener through a rendezvous (NetTcp and
-    /// HTTP), as opposed to messages delivered over AMQP (one-way, event).
-    pub fn is_rendezvous(self) -> bool {
-        !matches!(self, ListenerType::Unicast | ListenerType::Multicast)
     }
 
     /// Types that serve the same clients: the two hybrid names and relayed
