@@ -55,6 +55,19 @@ pub enum Error {
         /// What was being read.
         what: &'static str,
     },
+    /// A record declares a length that runs past the end of the input
+    /// (cut short, or a wrong length: whole-buffer readers cannot tell).
+    #[error("offset {offset}: {what} declares {declared} bytes but only {remaining} remain")]
+    Overrun {
+        /// Byte offset where the declared bytes start.
+        offset: usize,
+        /// Which field was being read.
+        what: &'static str,
+        /// The declared length.
+        declared: usize,
+        /// What the input still held.
+        remaining: usize,
+    },
     /// A dictionary string id that no dictionary defines.
     #[error("offset {offset}: dictionary string id {id} is not defined")]
     UnknownDictionaryId {
@@ -131,6 +144,17 @@ impl Error {
             Error::Truncated { offset, what } => Error::Truncated {
                 offset: offset + base,
                 what,
+            },
+            Error::Overrun {
+                offset,
+                what,
+                declared,
+                remaining,
+            } => Error::Overrun {
+                offset: offset + base,
+                what,
+                declared,
+                remaining,
             },
             Error::UnknownDictionaryId { offset, id } => Error::UnknownDictionaryId {
                 offset: offset + base,

@@ -11,6 +11,7 @@
 //! * [`relay`]: the Azure Relay's own SOAP messages and the 4-byte length
 //!   prefixed framing used on port 9352 (`spec/wcf-relay.md` §2–§5, §11).
 //!
+//! * [`web`]: HTTP requests and replies over a `RelayedHttp` rendezvous (`spec/wcf-relay.md` §11.3).
 //! * [`amqp`]: the AMQP 1.0 frames and attach properties of the listener
 //!   control channel (`spec/wcf-relay.md` §2, §8, §11.2).
 //!
@@ -26,6 +27,7 @@ pub mod mbint;
 pub mod nbfx;
 pub mod relay;
 pub mod soap;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use limits::Limits;

@@ -56,6 +56,11 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    /// The type byte of the next record, if any input is left.
+    pub fn peek_type(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     /// The next record, or `None` at a well-formed end of input.
     #[allow(clippy::should_implement_trait)]
     #[inline]
@@ -181,13 +186,12 @@ impl<'a> Reader<'a> {
 
     #[cold]
     fn overrun(&self, n: usize, what: &'static str) -> Error {
-        Error::structure(
-            self.offset(),
-            format!(
-                "{what} declares {n} bytes but only {} remain",
-                self.buf.len().saturating_sub(self.pos)
-            ),
-        )
+        Error::Overrun {
+            offset: self.offset(),
+            what,
+            declared: n,
+            remaining: self.buf.len().saturating_sub(self.pos),
+        }
     }
 
     #[inline]
