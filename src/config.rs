@@ -186,6 +186,10 @@ pub struct Limits {
     pub max_control_message: usize,
     /// Largest relayed HTTP header block in bytes.
     pub max_header_bytes: usize,
+    /// Largest HTTP relay body the gateway holds whole: `Xml` and SOAP 1.1
+    /// request bodies it re-encodes, and `Xml` reply bodies it turns back
+    /// into text (other bodies stream).
+    pub max_buffered_http_body: usize,
     /// Seconds of drain on shutdown.
     pub shutdown_grace: u64,
 }
@@ -207,6 +211,7 @@ impl Default for Limits {
             token_grace: 300,
             max_control_message: 64 * 1024,
             max_header_bytes: 32 * 1024,
+            max_buffered_http_body: 16 << 20,
             shutdown_grace: 10,
         }
     }

@@ -190,8 +190,11 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let fronts = fronts.clone();
         async move {
-            let response = if req.uri().path() == wcf::websocket::PATH {
+            let path = req.uri().path();
+            let response = if path == wcf::websocket::PATH {
                 wcf::websocket::handle(&fronts.wcf, req, peer)
+            } else if let Some((entity, kind)) = wcf::http::resolve(&fronts.wcf, path) {
+                wcf::http::handle(&fronts.wcf, req, peer, entity, kind).await
             } else {
                 fronts.hybrid.handle(req, peer).await
             };

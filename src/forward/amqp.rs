@@ -311,7 +311,7 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
             listener_type_name: Some(listener_type.to_owned()),
             dynamic: true,
             transport_security: !relay.plain,
-            client_auth: true,
+            client_auth: relay.client_auth,
             client_agent: Some(concat!("relay-gateway-forward/", env!("CARGO_PKG_VERSION")).into()),
             tracking_id: Some(crate::frontend::guid()),
             display_name: None,

@@ -20,14 +20,29 @@ use crate::frontend::wcf::stream::{self, Conn};
 /// Listen until interrupted or refused for good; prints `attached URI` each
 /// time the listener (re)attaches.
 pub async fn run(relay: Relay, to: String) -> anyhow::Result<()> {
+    listen(relay, "RelayedConnection", move |relay, data| {
+        let to = to.clone();
+        async move { splice_to(&relay, &to, &data).await }
+    })
+    .await
+}
+
+/// Attach as a listener of `listener_type` and run `on_notice` on its own
+/// task for every notice (the delivered data section), reattaching with
+/// back-off until refused for good.
+pub async fn listen<F, Fut>(relay: Relay, listener_type: &str, on_notice: F) -> anyhow::Result<()>
+where
+    F: Fn(Relay, Vec<u8>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let mut backoff = Backoff::new();
     loop {
-        let failure = match amqp::attach(&relay, "RelayedConnection").await {
+        let failure = match amqp::attach(&relay, listener_type).await {
             Ok(l) => {
                 backoff.reset();
                 println!("attached {}", relay.uri);
                 info!(uri = %relay.uri, "listening");
-                serve(&relay, &to, l).await
+                serve(&relay, l, on_notice.clone()).await
             }
             Err(f) => f,
         };
@@ -39,7 +54,11 @@ pub async fn run(relay: Relay, to: String) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(relay: &Relay, to: &str, mut l: amqp::Listener) -> Failure {
+async fn serve<F, Fut>(relay: &Relay, mut l: amqp::Listener, on_notice: F) -> Failure
+where
+    F: Fn(Relay, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let period = relay
         .renew_every()
         .unwrap_or(Duration::from_secs(u64::MAX / 4));
@@ -48,9 +67,9 @@ async fn serve(relay: &Relay, to: &str, mut l: amqp::Listener) -> Failure {
         tokio::select! {
             d = l.next() => match d {
                 Ok(data) => {
-                    let (relay, to) = (relay.clone(), to.to_owned());
+                    let task = on_notice(relay.clone(), data);
                     tokio::spawn(async move {
-                        if let Err(e) = rendezvous(&relay, &to, &data).await {
+                        if let Err(e) = task.await {
                             warn!(error = %e, "rendezvous failed");
                         }
                     });
@@ -66,14 +85,19 @@ async fn serve(relay: &Relay, to: &str, mut l: amqp::Listener) -> Failure {
     }
 }
 
-async fn rendezvous(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> {
+/// Dial the gateway back for the notice in `data` (RelayedAccept).
+pub async fn dial_back(relay: &Relay, data: &[u8]) -> anyhow::Result<Conn> {
     let limits = wcf::Limits::DEFAULT;
     let wrapper = OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?;
     let notice = Notice::from_envelope(&Envelope::decode(&wrapper.inner, limits)?)?;
     let addr = format!("{}:{}", notice.ip, notice.ip_port);
     let hello = RelayedAccept { id: notice.id }.to_envelope();
+    relay.relayed_hello(&addr, &hello).await
+}
+
+async fn splice_to(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> {
     // The local service and the dial-back are opened together.
-    let (service, conn) = tokio::join!(TcpStream::connect(to), relay.relayed_hello(&addr, &hello));
+    let (service, conn) = tokio::join!(TcpStream::connect(to), dial_back(relay, data));
     let service = service.with_context(|| format!("connecting to the local service {to}"))?;
     let _ = service.set_nodelay(true);
     let conn = conn?;

@@ -4,11 +4,13 @@
 //! registers as a RelayedConnection listener over AMQP and splices each
 //! rendezvous to a local service ([`listen`], over [`amqp`]); `--connect`
 //! accepts local net.tcp clients and carries each through a RelayedConnect
-//! ([`connect`]). Both sign their own tokens (or take one), trust a given CA,
+//! ([`connect`]); `--listen --http` serves an HTTP relay from a local web
+//! server ([`http`]). Both sign their own tokens (or take one), trust a given CA,
 //! and reconnect with back-off.
 
 pub mod amqp;
 pub mod connect;
+pub mod http;
 pub mod listen;
 pub mod oneway;
 
@@ -80,6 +82,17 @@ pub struct Options {
     /// or publish local one-way clients.
     #[arg(long)]
     pub event: bool,
+    /// With --listen: an HTTP relay listener (RelayedHttp, the listener side
+    /// of WebHttpRelayBinding and its siblings) that turns each relayed
+    /// request into a plain HTTP request to --to (an http:// URL whose path
+    /// prefixes the request's path below the relay); with --plain, plain
+    /// HTTP clients are accepted.
+    #[arg(long, conflicts_with_all = ["oneway", "event", "connect"])]
+    pub http: bool,
+    /// Register with client-authentication-required = false: the gateway
+    /// then lets clients in without a Send token.
+    #[arg(long)]
+    pub no_client_auth: bool,
     /// The gateway's net.tcp endpoint for one-way senders (default: the
     /// address's host, port 9351, or 9350 with --plain).
     #[arg(long, value_name = "HOST:PORT")]
@@ -107,6 +120,8 @@ pub struct Relay {
     pub tls: TlsConnector,
     /// Whether relayed connections skip TLS.
     pub plain: bool,
+    /// Whether the listener asks the gateway to require client tokens.
+    pub client_auth: bool,
     tokens: Tokens,
 }
 
@@ -231,6 +246,7 @@ pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<R
             .unwrap_or_else(|| format!("{host}:9352")),
         tls: client_tls(&ca)?,
         plain: opts.plain,
+        client_auth: !opts.no_client_auth,
         host,
         path,
         tokens,
@@ -277,6 +293,9 @@ pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
                 .unwrap_or_else(|| format!("net.tcp://{to}/{}", relay.path));
             let kind = if opts.event { "Multicast" } else { "Unicast" };
             oneway::listen(relay, to.clone(), via, kind).await
+        }
+        (Some(uri), Some(to), None, None) if opts.http => {
+            http::listen(relay(&opts, uri, default_ca)?, to).await
         }
         (Some(uri), Some(to), None, None) => {
             listen::run(relay(&opts, uri, default_ca)?, to.clone()).await

@@ -23,7 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::nbfx::record::Width;
 use crate::nbfx::{Reader, Record, Text};
 use crate::soap::{must_understand, Element, Envelope, Node, NS_WSA10};
-use crate::{Error, Limits, Result};
+use crate::{mbint, Error, Limits, Result};
 
 /// Namespace of `HttpAddress`, `FaultReason` and the HTTP header elements.
 pub const NS_WEB: &str = "http://schemas.microsoft.com/netservices/2009/05/servicebus/web";
@@ -121,6 +121,20 @@ pub fn is_xml_name(name: &str) -> bool {
     };
     (first.is_ascii_alphabetic() || first == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A header name in the case HTTP/1.1 usually shows (`content-type` as
+/// `Content-Type`), for element names read by case-sensitive peers.
+pub fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map_or_else(String::new, |f| {
+                f.to_ascii_uppercase().to_string() + c.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn web_element(ns: &str, local: &str, value: &str) -> Element {
@@ -867,4 +881,95 @@ fn prefixes<'a>(e: &'a Element, out: &mut Vec<&'a str>) {
             prefixes(c, out);
         }
     }
+}
+
+/// Takes an UnsizedEnvelope (§11.3: `05`, chunks, `00`) off an NMF byte
+/// stream and passes its payload to an [`Incoming`] without holding whole
+/// chunks, so chunk sizes need no bound.
+#[derive(Debug, Default)]
+pub struct Unframe {
+    state: Unframing,
+    offset: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Unframing {
+    #[default]
+    Start,
+    Len,
+    Data(usize),
+    Done,
+}
+
+impl Unframe {
+    /// Move what is available from the front of `buf` into `incoming`;
+    /// `true` once the zero-size chunk that ends the envelope was read
+    /// (`incoming` is then finished). A Fault or End record instead of an
+    /// envelope is an error naming it.
+    pub fn take(&mut self, buf: &mut BytesMut, incoming: &mut Incoming) -> Result<bool> {
+        loop {
+            match self.state {
+                Unframing::Done => return Ok(true),
+                Unframing::Start => match buf.first() {
+                    None => return Ok(false),
+                    Some(0x05) => {
+                        buf.advance(1);
+                        self.offset += 1;
+                        self.state = Unframing::Len;
+                    }
+                    Some(0x08) => {
+                        let fault = mbint::decode(buf, self.offset + 1)?
+                            .and_then(|(len, n)| buf.get(1 + n..1 + n + len as usize))
+                            .map(|b| String::from_utf8_lossy(b).into_owned());
+                        return Err(Error::Message(format!(
+                            "the peer sent a framing fault: {}",
+                            fault.as_deref().unwrap_or("(cut short)")
+                        )));
+                    }
+                    Some(other) => {
+                        return Err(Error::Message(format!(
+                            "expected an UnsizedEnvelope, found record 0x{other:02X}"
+                        )))
+                    }
+                },
+                Unframing::Len => match mbint::decode(buf, self.offset)? {
+                    None => return Ok(false),
+                    Some((len, n)) => {
+                        buf.advance(n);
+                        self.offset += n;
+                        self.state = if len == 0 {
+                            incoming.finish();
+                            Unframing::Done
+                        } else {
+                            Unframing::Data(len as usize)
+                        };
+                    }
+                },
+                Unframing::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = left.min(buf.len());
+                    incoming.push(buf.get(..n).unwrap_or_default());
+                    buf.advance(n);
+                    self.offset += n;
+                    self.state = if n == left {
+                        Unframing::Len
+                    } else {
+                        Unframing::Data(left - n)
+                    };
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// Append `payload` as one chunk of an UnsizedEnvelope.
+pub fn chunk(payload: &[u8], out: &mut Vec<u8>) {
+    if payload.is_empty() {
+        return;
+    }
+    mbint::encode(u32::try_from(payload.len()).unwrap_or(mbint::MAX), out);
+    out.extend_from_slice(payload);
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, Role};
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::{BodyExt, Limited};
 use hybrid::address;
 use hybrid::control::{
     parse_command, ListenerCommand, RemoteEndpoint, Request as HcRequest, RequestHead,
     Response as HcResponse,
 };
-use hyper::body::{Frame as BodyFrame, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use tokio::sync::mpsc;
@@ -37,7 +37,7 @@ use crate::relay::CoreError;
 pub const INLINE_BODY: usize = 64 * 1024;
 
 /// Request headers never forwarded to a listener.
-const HOP_BY_HOP: [&str; 11] = [
+pub const HOP_BY_HOP: [&str; 11] = [
     "connection",
     "content-length",
     "te",
@@ -52,7 +52,7 @@ const HOP_BY_HOP: [&str; 11] = [
 ];
 
 /// Response headers never passed back to the client.
-const RESPONSE_HOP_BY_HOP: [&str; 7] = [
+pub const RESPONSE_HOP_BY_HOP: [&str; 7] = [
     "connection",
     "content-length",
     "te",
@@ -386,10 +386,7 @@ fn respond(
     idle: Duration,
 ) -> Response<Body> {
     let body: Body = match body {
-        Some(rx) if !is_head => {
-            let stream = futures_stream(rx, idle);
-            BodyExt::boxed(StreamBody::new(stream))
-        }
+        Some(rx) if !is_head => reply::channel_body(rx, idle),
         _ => reply::empty(),
     };
     let mut resp = Response::new(body);
@@ -418,19 +415,4 @@ fn respond(
         reply::set_reason(&mut resp, d);
     }
     resp
-}
-
-/// A body stream from a channel that fails when no data comes for `idle`.
-fn futures_stream(
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    idle: Duration,
-) -> impl futures_core::Stream<Item = std::io::Result<BodyFrame<Bytes>>> + Send + 'static {
-    futures_util::stream::unfold(rx, move |mut rx| async move {
-        match tokio::time::timeout(idle, rx.recv()).await {
-            Ok(Some(Ok(b))) => Some((Ok(BodyFrame::data(b)), rx)),
-            Ok(Some(Err(e))) => Some((Err(e), rx)),
-            Ok(None) => None,
-            Err(_) => Some((Err(std::io::Error::other("response body idle timeout")), rx)),
-        }
-    })
 }

@@ -3,13 +3,15 @@
 //! phrase (which .NET surfaces as the exception message), and the JSON error
 //! body of relayed HTTP requests. Service-generated errors carry no `Via`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::ext::ReasonPhrase;
 use hyper::Response;
+use tokio::sync::mpsc;
 
 /// The response body type of every endpoint.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -89,4 +91,17 @@ pub fn set_reason(r: &mut Response<Body>, text: &str) {
     if let Some(p) = reason(text) {
         r.extensions_mut().insert(p);
     }
+}
+
+/// A body fed by a channel, failing when no data comes for `idle`.
+pub fn channel_body(rx: mpsc::Receiver<std::io::Result<Bytes>>, idle: Duration) -> Body {
+    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
+        match tokio::time::timeout(idle, rx.recv()).await {
+            Ok(Some(Ok(b))) => Some((Ok(Frame::data(b)), rx)),
+            Ok(Some(Err(e))) => Some((Err(e), rx)),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other("response body idle timeout")), rx)),
+        }
+    });
+    BodyExt::boxed(StreamBody::new(stream))
 }

@@ -182,6 +182,29 @@ impl Settings {
         })
     }
 
+    /// The HTTP relay a request path reaches: the longest whole-segment
+    /// prefix with live `RelayedHttp` listeners (and their kind), else the
+    /// longest configured `type = "Http"` relay, which has no listener now.
+    pub fn resolve_http(&self, path: &str, registry: &Registry) -> Option<(Entity, Option<Kind>)> {
+        if let Some((e, k)) = self.resolve_client(path, "Http", registry) {
+            return Some((e, Some(k)));
+        }
+        let path = path.trim_matches('/');
+        self.entities
+            .iter()
+            .filter(|e| e.kind == config::WcfRelayType::Http)
+            .filter(|e| {
+                let p = e.path.trim_matches('/');
+                path.len() >= p.len()
+                    && path
+                        .get(..p.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(p))
+                    && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+            })
+            .max_by_key(|e| e.path.trim_matches('/').len())
+            .map(|e| (self.entity(e.path.trim_matches('/')), None))
+    }
+
     /// Check `token` for `right` on `entity`; `host` is the host the peer
     /// addressed. `grace` extends expiry (listener renewals).
     pub fn authorize(

@@ -9,6 +9,7 @@
 
 pub mod amqp;
 pub mod entity;
+pub mod http;
 pub mod nmf;
 pub mod oneway;
 pub mod relayed;

@@ -1,0 +1,346 @@
+//! `forward --listen --http`: an HTTP relay listener (`spec/wcf-relay.md`
+//! §11.3) that puts any local web server where a WebHttpRelayBinding
+//! service would be. It registers as `RelayedHttp`; for each notice it
+//! dials back, serves the gateway's NMF exchange (singleton-unsized msbin1,
+//! one unsized envelope each way) as the SDK's listener does, and turns the
+//! relayed request into a plain HTTP/1.1 request to `--to`, streaming both
+//! bodies. Replies always use `BodyFormat` `Raw`, which carries any bytes
+//! exactly; the status travels as `StatusCode` and a non-standard reason
+//! phrase as `FaultReason`.
+//!
+//! The local URL is `--to`'s path followed by the request's path below the
+//! relay's, and its query; `Host` becomes the local server's authority and
+//! the original goes in `X-Forwarded-Host`.
+
+use anyhow::{anyhow, Context};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+use wcf::framing::preamble::{Encoding, PreambleConfig, ServerPreamble, Step};
+use wcf::framing::{Decoder, Mode, Record};
+use wcf::web::{self, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, RequestHead, Unframe};
+
+use super::listen::{dial_back, listen as attach_and_serve};
+use super::Relay;
+use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
+use crate::frontend::hybrid::reply;
+use crate::frontend::wcf::stream::BoxIo;
+
+/// Largest piece of a body written as one NMF chunk.
+const CHUNK: usize = 64 * 1024;
+/// Bound on a request envelope's head.
+const MAX_HEAD: usize = 256 * 1024;
+/// Seconds a body may stall.
+const IDLE: u64 = 60;
+
+/// The local web server: its authority and base path.
+#[derive(Clone)]
+struct Target {
+    authority: String,
+    base: String,
+}
+
+fn target(to: &str) -> anyhow::Result<Target> {
+    let rest = to
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("--to must be an http:// URL with --http, not {to}"))?;
+    let (authority, base) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.is_empty() {
+        return Err(anyhow!("--to names no host: {to}"));
+    }
+    Ok(Target {
+        authority: authority.to_owned(),
+        base: base.trim_matches('/').to_owned(),
+    })
+}
+
+/// Listen until interrupted or refused for good.
+pub async fn listen(relay: Relay, to: &str) -> anyhow::Result<()> {
+    let target = target(to)?;
+    attach_and_serve(relay, "RelayedHttp", move |relay, data| {
+        let target = target.clone();
+        async move { request(&relay, &target, &data).await }
+    })
+    .await
+}
+
+/// The local path and query for a relayed address: what follows the
+/// relay's path, under the target's base path.
+fn local_path(relay_path: &str, address: &str, base: &str) -> String {
+    let after_scheme = address.split_once("://").map_or(address, |(_, r)| r);
+    let path_query = after_scheme
+        .find('/')
+        .and_then(|i| after_scheme.get(i + 1..))
+        .unwrap_or("");
+    let below = path_query
+        .get(..relay_path.len())
+        .filter(|p| p.eq_ignore_ascii_case(relay_path))
+        .and_then(|_| path_query.get(relay_path.len()..))
+        .unwrap_or(path_query)
+        .trim_start_matches('/');
+    match (base.is_empty(), below.is_empty()) {
+        (true, _) => format!("/{below}"),
+        (false, true) => format!("/{base}/"),
+        (false, false) => format!("/{base}/{below}"),
+    }
+}
+
+async fn request(relay: &Relay, target: &Target, data: &[u8]) -> anyhow::Result<()> {
+    let conn = dial_back(relay, data).await?;
+    let (mut rd, mut wr) = tokio::io::split(conn.into_io());
+    let buf = preamble(&mut rd, &mut wr).await?;
+    let (head_tx, head_rx) = oneshot::channel();
+    let (body_tx, body_rx) = mpsc::channel(8);
+    let reader = tokio::spawn(read_request(rd, buf, head_tx, body_tx));
+    let head = head_rx
+        .await
+        .map_err(|_| anyhow!("the request ended before its head"))??;
+    let method = head.method.clone();
+    let result = call(relay, target, head, body_rx).await;
+    let reply = match result {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(error = %e, "local server failed");
+            bad_gateway(&method, &e.to_string())
+        }
+    };
+    let r = send_reply(&mut wr, reply).await;
+    reader.abort();
+    let _ = wr.shutdown().await;
+    r
+}
+
+/// Serve the NMF preamble (singleton-unsized, msbin1 only); returns what
+/// was read past PreambleEnd.
+async fn preamble(rd: &mut ReadHalf<BoxIo>, wr: &mut WriteHalf<BoxIo>) -> anyhow::Result<BytesMut> {
+    let mut decoder = Decoder::new(wcf::Limits::DEFAULT);
+    let mut machine = ServerPreamble::new(PreambleConfig {
+        modes: vec![Mode::SingletonUnsized],
+        encodings: vec![Encoding::Known(web::ENCODING_MSBIN1)],
+        upgrades: Vec::new(),
+    });
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let at = decoder.offset();
+        match decoder.decode(&mut buf) {
+            Ok(Some(record)) => match machine.feed(&record, at) {
+                Ok(Step::Complete(_)) => {
+                    wr.write_all(&[0x0B]).await?;
+                    wr.flush().await?;
+                    return Ok(buf);
+                }
+                Ok(Step::Continue) => continue,
+                Ok(Step::Upgrade(_)) => return Err(anyhow!("no upgrades here")),
+                Err(wcf::Error::Framing { fault, message, .. }) => {
+                    let mut out = Vec::new();
+                    Record::Fault(fault.uri().to_owned()).encode(&mut out);
+                    wr.write_all(&out).await?;
+                    return Err(anyhow!("refused the gateway's preamble: {message}"));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Ok(None) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Err(anyhow!("the gateway closed during the preamble"));
+        }
+    }
+}
+
+type HeadTx = oneshot::Sender<anyhow::Result<RequestHead>>;
+
+/// Read the request envelope: its head to `head_tx`, its body to `body_tx`.
+async fn read_request(
+    mut rd: ReadHalf<BoxIo>,
+    mut buf: BytesMut,
+    head_tx: HeadTx,
+    body_tx: mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let mut head_tx = Some(head_tx);
+    let mut incoming = Incoming::new(wcf::Limits::DEFAULT.with_max_message(64 << 20), MAX_HEAD);
+    let mut unframe = Unframe::default();
+    let r: anyhow::Result<()> = async {
+        loop {
+            let before = buf.len();
+            unframe.take(&mut buf, &mut incoming)?;
+            while let Some(event) = incoming.next()? {
+                match event {
+                    Event::Head(env) => {
+                        let head = RequestHead::from_envelope(&env)?;
+                        if let Some(tx) = head_tx.take() {
+                            let _ = tx.send(Ok(head));
+                        }
+                    }
+                    Event::Data(d) => {
+                        if body_tx.send(Ok(d)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Event::End => return Ok(()),
+                }
+            }
+            if buf.len() == before || buf.is_empty() {
+                buf.reserve(CHUNK);
+                if rd.read_buf(&mut buf).await? == 0 {
+                    return Err(anyhow!("the gateway closed mid-request"));
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = r {
+        match head_tx.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            None => {
+                let _ = body_tx
+                    .send(Err(std::io::Error::other(e.to_string())))
+                    .await;
+            }
+        }
+    }
+}
+
+/// A reply to send: head and body.
+type Reply = (ReplyHead, Option<hyper::body::Incoming>);
+
+fn bad_gateway(method: &str, why: &str) -> (ReplyHead, Option<hyper::body::Incoming>) {
+    (
+        ReplyHead {
+            action: Some(format!("{method}Response")),
+            status: Some(502),
+            reason: Some(format!("the local server failed: {why}")),
+            headers: Vec::new(),
+            format: Some(BodyFormat::Raw),
+        },
+        None,
+    )
+}
+
+/// Make the request to the local server.
+async fn call(
+    relay: &Relay,
+    target: &Target,
+    head: RequestHead,
+    body: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> anyhow::Result<Reply> {
+    let path = local_path(&relay.path, &head.address, &target.base);
+    let mut req = hyper::Request::builder()
+        .method(head.method.as_str())
+        .uri(path);
+    let mut forwarded_host = None;
+    for (name, value) in &head.headers {
+        let lower = name.to_ascii_lowercase();
+        if lower == "host" {
+            forwarded_host = Some(value.clone());
+            continue;
+        }
+        if HOP_BY_HOP.contains(&lower.as_str()) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            req = req.header(n, v);
+        }
+    }
+    req = req.header(hyper::header::HOST, target.authority.as_str());
+    if let Some(h) = forwarded_host {
+        req = req.header("X-Forwarded-Host", h);
+    }
+    let req = req.body(reply::channel_body(
+        body,
+        std::time::Duration::from_secs(IDLE),
+    ))?;
+    let tcp = TcpStream::connect(&target.authority)
+        .await
+        .with_context(|| format!("connecting to {}", target.authority))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "local connection ended with an error");
+        }
+    });
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            !RESPONSE_HOP_BY_HOP.contains(&n.as_str()) || n.as_str() == "content-length"
+        })
+        .map(|(n, v)| {
+            (
+                web::title_case(n.as_str()),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Ok((
+        ReplyHead {
+            action: Some(format!("{}Response", head.method)),
+            status: Some(parts.status.as_u16()),
+            reason,
+            headers,
+            format: Some(BodyFormat::Raw),
+        },
+        Some(body),
+    ))
+}
+
+/// Write the reply envelope, streaming the body, then End.
+async fn send_reply(wr: &mut WriteHalf<BoxIo>, (head, body): Reply) -> anyhow::Result<()> {
+    let mut out = vec![0x05];
+    web::chunk(&web::open_envelope(&head.to_envelope())?, &mut out);
+    let mut writer = BodyWriter::new(BodyFormat::Raw);
+    if let Some(mut body) = body {
+        let mut records = Vec::with_capacity(CHUNK + 16);
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            for piece in data.chunks(CHUNK) {
+                records.clear();
+                writer.data(piece, &mut records);
+                web::chunk(&records, &mut out);
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+        }
+    }
+    let mut tail = Vec::new();
+    writer.finish(&mut tail);
+    web::chunk(&tail, &mut out);
+    out.extend_from_slice(&[0x00, 0x07]);
+    wr.write_all(&out).await?;
+    wr.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_keep_what_follows_the_relay_path() {
+        let a = "https://ns:9443/web/hello/world?x=1";
+        assert_eq!(local_path("web", a, ""), "/hello/world?x=1");
+        assert_eq!(local_path("web", a, "app"), "/app/hello/world?x=1");
+        assert_eq!(local_path("web", "http://ns/web", ""), "/");
+        assert_eq!(local_path("web", "http://ns/web?q", "app"), "/app/?q");
+        assert_eq!(local_path("a/b", "http://ns/A/b/c", ""), "/c");
+    }
+}
