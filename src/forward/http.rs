@@ -232,6 +232,7 @@ async fn call(
     body: mpsc::Receiver<std::io::Result<Bytes>>,
 ) -> anyhow::Result<Reply> {
     let path = local_path(&relay.path, &head.address, &target.base);
+    let (body, len) = local_body(body).await?;
     let mut req = hyper::Request::builder()
         .method(head.method.as_str())
         .uri(path);
@@ -256,10 +257,11 @@ async fn call(
     if let Some(h) = forwarded_host {
         req = req.header("X-Forwarded-Host", h);
     }
-    let req = req.body(reply::channel_body(
-        body,
-        std::time::Duration::from_secs(IDLE),
-    ))?;
+    let bodiless = matches!(head.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
+    if let Some(n) = len.filter(|n| *n > 0 || !bodiless) {
+        req = req.header(hyper::header::CONTENT_LENGTH, n);
+    }
+    let req = req.body(body)?;
     let tcp = TcpStream::connect(&target.authority)
         .await
         .with_context(|| format!("connecting to {}", target.authority))?;
@@ -298,6 +300,40 @@ async fn call(
             format: Some(BodyFormat::Raw),
         },
         Some(body),
+    ))
+}
+
+/// The body for the local server: whole with its length when it ends
+/// within 1 MiB (local servers that cannot read chunked requests then still
+/// work), else streamed.
+async fn local_body(
+    mut rx: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> anyhow::Result<(reply::Body, Option<usize>)> {
+    let mut held = BytesMut::new();
+    while held.len() <= CHUNK * 16 {
+        match rx.recv().await {
+            Some(Ok(d)) => held.extend_from_slice(&d),
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                let n = held.len();
+                return Ok((reply::full(held.freeze()), Some(n)));
+            }
+        }
+    }
+    let (tx, rest) = mpsc::channel(8);
+    tokio::spawn(async move {
+        if tx.send(Ok(held.freeze())).await.is_err() {
+            return;
+        }
+        while let Some(d) = rx.recv().await {
+            if tx.send(d).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok((
+        reply::channel_body(rest, std::time::Duration::from_secs(IDLE)),
+        None,
     ))
 }
 

@@ -120,6 +120,43 @@ pub fn parse(text: &str) -> Result<Vec<Chunk>, HexError> {
     Ok(chunks)
 }
 
+/// The chunks of a step-by-step capture (`shared/captures/sdk5-http-*.txt`:
+/// `## step N: FROM -> TO, …` headings, each followed by `hex:` and data
+/// lines, then decoded text that is skipped). Steps whose heading names
+/// `from_client` before the arrow are [`Direction::ClientToServer`].
+pub fn parse_steps(text: &str, from_client: &str) -> Result<Vec<Chunk>, HexError> {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut in_hex = false;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(heading) = line.strip_prefix("## step") {
+            let sender = heading.split("->").next().unwrap_or("");
+            chunks.push(Chunk {
+                direction: if sender.contains(from_client) {
+                    Direction::ClientToServer
+                } else {
+                    Direction::ServerToClient
+                },
+                bytes: Vec::new(),
+            });
+            in_hex = false;
+        } else if line == "hex:" {
+            in_hex = true;
+        } else if in_hex {
+            match (data_line(line.trim_end()), chunks.last_mut()) {
+                (Some(Ok(bytes)), Some(c)) => c.bytes.extend_from_slice(&bytes),
+                (Some(Err(message)), _) => {
+                    return Err(HexError {
+                        line: i + 1,
+                        message,
+                    })
+                }
+                _ => in_hex = false,
+            }
+        }
+    }
+    Ok(chunks)
+}
+
 /// All bytes of one direction, concatenated.
 pub fn stream(chunks: &[Chunk], direction: Direction) -> Vec<u8> {
     chunks

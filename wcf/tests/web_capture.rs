@@ -12,6 +12,7 @@
 
 use bytes::BytesMut;
 use wcf::framing::{Decoder, Record};
+use wcf::hexdump::{parse_steps, stream, Direction};
 use wcf::nbfx;
 use wcf::soap::Envelope;
 use wcf::web::{
@@ -25,32 +26,11 @@ const LIMITS: Limits = Limits::DEFAULT.with_max_message(1 << 20);
 /// The bytes of a capture, per direction: (relay to listener, listener to relay).
 fn capture(name: &str) -> (Vec<u8>, Vec<u8>) {
     let path = format!("{}/../fixtures/wcf/http/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let (mut relay, mut listener) = (Vec::new(), Vec::new());
-    let mut to_listener = None;
-    let mut in_hex = false;
-    for line in text.lines() {
-        if let Some(step) = line.strip_prefix("## step") {
-            to_listener = Some(step.contains("relay (fake"));
-            in_hex = false;
-        } else if line == "hex:" {
-            in_hex = true;
-        } else if in_hex && line.starts_with("  ") {
-            let hex = line.get(10..57).unwrap_or(&line[10..]);
-            let out = if to_listener.unwrap() {
-                &mut relay
-            } else {
-                &mut listener
-            };
-            out.extend(
-                hex.split_whitespace()
-                    .map(|b| u8::from_str_radix(b, 16).unwrap()),
-            );
-        } else {
-            in_hex = false;
-        }
-    }
-    (relay, listener)
+    let chunks = parse_steps(&std::fs::read_to_string(&path).unwrap(), "relay (fake").unwrap();
+    (
+        stream(&chunks, Direction::ClientToServer),
+        stream(&chunks, Direction::ServerToClient),
+    )
 }
 
 /// The envelope carried in a stream's UnsizedEnvelope.
