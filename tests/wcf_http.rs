@@ -6,8 +6,11 @@
 //! (`fixtures/wcf/http/sdk5-http-*`) played by an SDK-shaped listener (rhea
 //! on AMQP, the dial-back and NMF server written here from the `wcf` crate)
 //! and turned into the right HTTP responses, WrappedSoap11/12 included;
-//! and the failures: no listener, a listener that never dials back, a slow
-//! local server, a listener that dies mid-reply.
+//! Mono's WCF `WebHttpBinding` and `BasicHttpBinding` services
+//! (`tests/peers/MonoWeb.cs`) behind `forward --http` in place of
+//! WebHttpRelayBinding/BasicHttpRelayBinding services; and the failures: no
+//! listener, a listener that never dials back, a slow local server, a
+//! listener that dies mid-reply.
 
 #![allow(
     clippy::unwrap_used,
@@ -536,5 +539,88 @@ fn recorded_sdk_replies_become_http_responses() {
             _ => assert_eq!(head.method, "GET"),
         }
     }
+    gw.stop_clean();
+}
+
+#[test]
+fn mono_wcf_web_and_basic_http_services_serve_through_the_relay() {
+    let gw = Gateway::start("");
+    let port = free_port();
+    let mut cmd = Command::new("mono");
+    cmd.arg(support::peers().join("MonoWeb.exe"))
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::piped());
+    let (_mono, _, _) = spawn_ready(&mut cmd, "ready");
+    let fwd = |path: &str, base: &str| {
+        let uri = format!("sb://localhost/{path}");
+        let to = format!("http://127.0.0.1:{port}/{base}/");
+        spawn_ready(
+            &mut forward(
+                gw.amqps.unwrap(),
+                gw.relayed.unwrap(),
+                &gw.ca(),
+                &["--listen", &uri, "--http", "--to", &to],
+            ),
+            "attached",
+        )
+        .0
+    };
+    let (_web, _basic) = (fwd("rest", "web"), fwd("soap", "basic"));
+    let serialized = "http://schemas.microsoft.com/2003/10/Serialization/";
+
+    // WebGet with a path parameter and a query.
+    let (status, h, body) = parse(&curl(
+        &gw,
+        &["-H", &auth("rest"), &url(&gw, "rest/hello/world?x=1")],
+    ));
+    assert_eq!(status, "200 OK");
+    assert_eq!(
+        header(&h, "content-type"),
+        ["application/xml; charset=utf-8"]
+    );
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        format!(r#"<string xmlns="{serialized}">hello world x=1</string>"#)
+    );
+    // WebInvoke POST of XML, answered 201 with the service's description.
+    let xml = format!(r#"<string xmlns="{serialized}">hi</string>"#);
+    let (status, _, body) = parse(&curl(
+        &gw,
+        &[
+            "-H",
+            &auth("rest"),
+            "-H",
+            "Content-Type: application/xml",
+            "--data-binary",
+            &xml,
+            &url(&gw, "rest/echo"),
+        ],
+    ));
+    assert_eq!(status, "201 made it");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        format!(r#"<string xmlns="{serialized}">echo:hi</string>"#)
+    );
+    // A SOAP 1.1 call: dispatched by its SOAPAction (inject-soap11-action).
+    let soap = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Echo xmlns="urn:relaytest"><s>hi basic</s></Echo></s:Body></s:Envelope>"#;
+    let (status, h, body) = parse(&curl(
+        &gw,
+        &[
+            "-H",
+            &auth("soap"),
+            "-H",
+            "Content-Type: text/xml; charset=utf-8",
+            "-H",
+            "SOAPAction: \"urn:relaytest/IBasic/Echo\"",
+            "--data-binary",
+            soap,
+            &url(&gw, "soap/"),
+        ],
+    ));
+    assert_eq!(status, "200 OK");
+    assert_eq!(header(&h, "content-type"), ["text/xml; charset=utf-8"]);
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("<EchoResult>echo:hi basic</EchoResult>"));
     gw.stop_clean();
 }

@@ -277,7 +277,8 @@ async fn call(
     let reason = parts
         .extensions
         .get::<hyper::ext::ReasonPhrase>()
-        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .filter(|r| !r.is_empty());
     let headers = parts
         .headers
         .iter()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests drive (shared/spec/real-peers.md):
-# Mono's WCF, Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
+# Mono's WCF (with System.ServiceModel.Web), Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
 # tests/peers/hc) and rhea (npm, tests/peers/amqp); websocat (crates.io, under target/peers/tools).
 # Idempotent: what is already there is not fetched again.
@@ -11,6 +11,7 @@ mkdir -p "$peers"
 
 apt_packages=()
 command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel4.0a-cil mono-runtime)
+[ -f /usr/lib/mono/4.5/System.ServiceModel.Web.dll ] || apt_packages+=(libmono-system-servicemodel-web4.0-cil)
 command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
 command -v curl >/dev/null || apt_packages+=(curl)
@@ -33,6 +34,13 @@ src="$root/tests/peers/MonoPeer.cs"
 exe="$peers/MonoPeer.exe"
 if [ ! -f "$exe" ] || [ "$src" -nt "$exe" ]; then
   mcs -nologo -out:"$exe" -r:System.ServiceModel.dll -r:System.Runtime.Serialization.dll -r:System.Xml.dll "$src"
+fi
+
+# The Mono WCF web peer (WebHttpBinding, BasicHttpBinding), likewise.
+src="$root/tests/peers/MonoWeb.cs"
+exe="$peers/MonoWeb.exe"
+if [ ! -f "$exe" ] || [ "$src" -nt "$exe" ]; then
+  mcs -nologo -out:"$exe" -r:System.ServiceModel.dll -r:System.ServiceModel.Web.dll -r:System.Runtime.Serialization.dll "$src"
 fi
 
 # The Hybrid Connections SDKs (npm), with the `http` override of real-peers.md.
