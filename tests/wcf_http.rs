@@ -407,6 +407,17 @@ fn recorded_reply(name: &str) -> Vec<u8> {
 /// acknowledge the preamble, read the request envelope, answer with the
 /// recorded reply. Returns the request head and body.
 fn sdk_listener(rhea: &Rhea, ca: &Path, reply: &[u8]) -> (RequestHead, Vec<u8>) {
+    sdk_listener_with(rhea, ca, &[0x0B], reply).unwrap()
+}
+
+/// [`sdk_listener`] answering the preamble with `ack`; anything but
+/// PreambleAck is sent and the connection closed (no request is read).
+fn sdk_listener_with(
+    rhea: &Rhea,
+    ca: &Path,
+    ack: &[u8],
+    reply: &[u8],
+) -> Option<(RequestHead, Vec<u8>)> {
     let n = notice(&rhea.next_message());
     let (mut s, accepted) = dial_back(&n, &tls_config(ca), "localhost", "sb://localhost/soap/");
     assert_eq!(
@@ -424,14 +435,17 @@ fn sdk_listener(rhea: &Rhea, ca: &Path, reply: &[u8]) -> (RequestHead, Vec<u8>) 
     assert_eq!(&pre[5..7], [0x02, 20]);
     assert_eq!(&pre[7..27], via);
     assert_eq!(&pre[27..], [0x03, 0x07, 0x0C], "msbin1, PreambleEnd");
-    s.write_all(&[0x0B]).unwrap();
+    s.write_all(ack).unwrap();
+    if ack != [0x0B] {
+        return None;
+    }
     let (head, body) = read_envelope(&mut *s);
     let mut end = [0u8; 2];
     s.read_exact(&mut end).unwrap();
     assert_eq!(end, [0x00, 0x07], "the last chunk, then End");
     s.write_all(reply).unwrap();
     s.flush().unwrap();
-    (head, body)
+    Some((head, body))
 }
 
 fn read_envelope(s: &mut dyn Stream) -> (RequestHead, Vec<u8>) {
@@ -622,5 +636,90 @@ fn mono_wcf_web_and_basic_http_services_serve_through_the_relay() {
     assert!(String::from_utf8(body)
         .unwrap()
         .contains("<EchoResult>echo:hi basic</EchoResult>"));
+    gw.stop_clean();
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn malformed_replies_are_bad_gateway_and_leak_nothing() {
+    let gw = Gateway::start("");
+    let rhea = Rhea::start(
+        gw.amqps.unwrap(),
+        &gw.ca(),
+        "sb://localhost/soap/",
+        &token("soap", ROOT, 600),
+        1,
+        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
+    );
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let a = auth("soap");
+    let good = recorded_reply("sdk5-http-get-404.txt");
+    let bad_status = {
+        let env = wcf::soap::Envelope::with_action("GETResponse").header(
+            wcf::soap::Element::new("", "StatusCode", wcf::web::NS_STATUS)
+                .with_xmlns("", wcf::web::NS_STATUS)
+                .text("abc"),
+        );
+        let mut doc = wcf::web::open_envelope(&env).unwrap();
+        wcf::web::BodyWriter::new(BodyFormat::Raw).finish(&mut doc);
+        let mut out = vec![0x05];
+        wcf::web::chunk(&doc, &mut out);
+        out.extend_from_slice(&[0x00, 0x07]);
+        out
+    };
+    let mut fault = vec![0x08, 0x10];
+    fault.extend_from_slice(b"bad preamble ...");
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "garbage instead of an envelope",
+            vec![0x0B],
+            b"\xff\xfe garbage".to_vec(),
+        ),
+        ("a framing fault instead of PreambleAck", fault, Vec::new()),
+        (
+            "a cut-short envelope",
+            vec![0x0B],
+            good[..good.len() / 2].to_vec(),
+        ),
+        (
+            "an envelope that is not binary XML",
+            vec![0x0B],
+            vec![0x05, 0x04, 0x40, 0xff, 0xff, 0xff, 0x00, 0x07],
+        ),
+        ("a StatusCode that is no number", vec![0x0B], bad_status),
+    ];
+    let before = open_fds(gw.pid());
+    for (what, ack, reply) in cases {
+        let gw_url = url(&gw, "soap/x");
+        let ca = gw.ca();
+        let a = a.clone();
+        let handle = std::thread::spawn(move || {
+            let mut c = Command::new("curl");
+            c.args(["-s", "-i", "--max-time", "30", "--cacert"])
+                .arg(ca)
+                .args(["-H", &a, &gw_url]);
+            run_with_timeout(&mut c, Duration::from_secs(40))
+        });
+        let _ = sdk_listener_with(&rhea, &gw.ca(), &ack, &reply);
+        let out = handle.join().unwrap();
+        let (status, _, body) = parse(&out);
+        assert_eq!(
+            &status[..3],
+            "502",
+            "{what}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = open_fds(gw.pid());
+    assert!(
+        after <= before + 1,
+        "descriptors: {before} before, {after} after"
+    );
     gw.stop_clean();
 }
