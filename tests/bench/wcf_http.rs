@@ -166,7 +166,7 @@ fn row(name: &str, r: Run, base: Run) {
 }
 
 fn main() {
-    common::start("HTTP relay benchmark", "all");
+    let _ = common::start("HTTP relay benchmark", "all");
     let server = origin();
     let gw = bench_gateway("");
     let _tls = forward_http(&gw, "web", server, &[]);
