@@ -344,24 +344,18 @@ async fn send_reply(wr: &mut WriteHalf<BoxIo>, (head, body): Reply) -> anyhow::R
     web::chunk(&web::open_envelope(&head.to_envelope())?, &mut out);
     let mut writer = BodyWriter::new(BodyFormat::Raw);
     if let Some(mut body) = body {
-        let mut records = Vec::with_capacity(CHUNK + 16);
         while let Some(frame) = body.frame().await {
             let Ok(data) = frame?.into_data() else {
                 continue;
             };
             for piece in data.chunks(CHUNK) {
-                records.clear();
-                writer.data(piece, &mut records);
-                web::chunk(&records, &mut out);
+                writer.data_chunk(piece, &mut out);
                 wr.write_all(&out).await?;
                 out.clear();
             }
         }
     }
-    let mut tail = Vec::new();
-    writer.finish(&mut tail);
-    web::chunk(&tail, &mut out);
-    out.extend_from_slice(&[0x00, 0x07]);
+    writer.finish_framed(&mut out);
     wr.write_all(&out).await?;
     wr.flush().await?;
     Ok(())

@@ -329,6 +329,22 @@ impl BodyWriter {
         }
     }
 
+    /// Append `data` (under 16 MiB) as one chunk of an UnsizedEnvelope.
+    pub fn data_chunk(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let mut records = Vec::with_capacity(data.len() + 16);
+        self.data(data, &mut records);
+        chunk(&records, out);
+    }
+
+    /// Close the body and the envelope as the UnsizedEnvelope's last chunk,
+    /// then its zero-size chunk and the End record.
+    pub fn finish_framed(self, out: &mut Vec<u8>) {
+        let mut tail = Vec::new();
+        self.finish(&mut tail);
+        chunk(&tail, out);
+        out.extend_from_slice(&[0x00, 0x07]);
+    }
+
     /// Close the body and the envelope.
     pub fn finish(self, out: &mut Vec<u8>) {
         if self.opened && self.format.binary() {

@@ -132,9 +132,10 @@ fn request_head(req: &Request<HttpBody>, peer: Peer, format: BodyFormat, sas: bo
     }
 }
 
-/// What follows the head: body records ready to send, or a body to stream.
+/// What follows the head: body records ready to send (and the writer that
+/// closes them), or a body to stream.
 enum Upload {
-    Records(Vec<u8>),
+    Records(Vec<u8>, BodyWriter),
     Stream(HttpBody, BodyWriter),
 }
 
@@ -191,7 +192,7 @@ async fn relay(
                 Err(e) => return refuse(400, &format!("The request body failed: {e}")),
             };
             match buffered_body(format, &whole, soap_action.as_deref()) {
-                Ok(records) => Upload::Records(records),
+                Ok((records, writer)) => Upload::Records(records, writer),
                 Err(e) => return refuse(400, &e),
             }
         }
@@ -260,24 +261,25 @@ fn buffered_body(
     format: BodyFormat,
     body: &[u8],
     soap_action: Option<&str>,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, BodyWriter), String> {
     let mut out = Vec::new();
+    let mut w = BodyWriter::new(format);
     if body.is_empty() {
-        return Ok(out);
+        return Ok((out, w));
     }
     if format == BodyFormat::Xml {
         let text =
             std::str::from_utf8(body).map_err(|_| "The XML body is not UTF-8.".to_owned())?;
-        return web::xml_body(text).map_err(|e| format!("The XML body is not well-formed: {e}"));
+        let records =
+            web::xml_body(text).map_err(|e| format!("The XML body is not well-formed: {e}"))?;
+        return Ok((records, w));
     }
     let text = String::from_utf8_lossy(body);
-    let injected = soap_action.and_then(|a| web::inject_soap11_action(&text, a));
-    let mut w = BodyWriter::new(format);
-    match injected {
+    match soap_action.and_then(|a| web::inject_soap11_action(&text, a)) {
         Some(t) => w.data(t.as_bytes(), &mut out),
         None => w.data(body, &mut out),
     }
-    Ok(out)
+    Ok((out, w))
 }
 
 /// One request's NMF exchange on a listener's dial-back.
@@ -354,25 +356,18 @@ async fn upload(mut wr: WriteHalf<BoxIo>, head: Vec<u8>, body: Upload) -> std::i
     let mut out = vec![0x05];
     web::chunk(&head, &mut out);
     let writer = match body {
-        Upload::Records(records) => {
+        Upload::Records(records, writer) => {
             web::chunk(&records, &mut out);
-            let mut tail = Vec::new();
-            BodyWriter::new(BodyFormat::Xml).finish(&mut tail);
-            web::chunk(&tail, &mut out);
-            out.extend_from_slice(&[0x00, 0x07]);
-            return write(&mut wr, &out).await;
+            writer
         }
         Upload::Stream(mut body, mut writer) => {
-            let mut records = Vec::with_capacity(CHUNK + 16);
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(std::io::Error::other)?;
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
                 for piece in data.chunks(CHUNK) {
-                    records.clear();
-                    writer.data(piece, &mut records);
-                    web::chunk(&records, &mut out);
+                    writer.data_chunk(piece, &mut out);
                     write(&mut wr, &out).await?;
                     out.clear();
                 }
@@ -380,10 +375,7 @@ async fn upload(mut wr: WriteHalf<BoxIo>, head: Vec<u8>, body: Upload) -> std::i
             writer
         }
     };
-    let mut tail = Vec::new();
-    writer.finish(&mut tail);
-    web::chunk(&tail, &mut out);
-    out.extend_from_slice(&[0x00, 0x07]);
+    writer.finish_framed(&mut out);
     write(&mut wr, &out).await
 }
 
