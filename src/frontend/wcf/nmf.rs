@@ -98,6 +98,12 @@ impl Session {
         Envelope::decode_session(payload, &mut self.incoming, self.limits)
     }
 
+    /// Re-encode a received payload as msbin1 in one pass (no element tree),
+    /// noting its Action and MessageID.
+    pub fn transcode(&mut self, payload: &[u8]) -> wcf::Result<wcf::nbfx::transcode::Transcoded> {
+        wcf::nbfx::transcode::session_to_msbin1(payload, &mut self.incoming, self.limits)
+    }
+
     /// The next envelope; `Ok(None)` at End or end of stream.
     pub async fn receive(&mut self) -> io::Result<Option<Envelope>> {
         match self.record().await? {

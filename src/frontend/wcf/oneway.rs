@@ -154,8 +154,8 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 return;
             }
         };
-        let env = match s.decode(&payload) {
-            Ok(env) => env,
+        let msg = match s.transcode(&payload) {
+            Ok(msg) => msg,
             Err(e) => {
                 info!(reason = %e, "undecodable one-way message");
                 let _ = fault(
@@ -168,10 +168,29 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 continue;
             }
         };
-        let id = env.message_id();
-        let relates = id.as_deref();
-        let done = match env.action().as_deref() {
-            Some(ACTION_CONNECT) => match connect(wcf, &env, s.secure()) {
+        let relates = msg.message_id.as_deref();
+        // Connect and OnewayPing are read in full; application messages pass as they are.
+        let control = match msg.action.as_deref() {
+            Some(ACTION_CONNECT | ACTION_ONEWAY_PING) => {
+                match Envelope::decode(&msg.doc, wcf::Limits::DEFAULT.with_max_message(MAX_RECORD))
+                {
+                    Ok(env) => Some(env),
+                    Err(e) => {
+                        let reason = format!("the message could not be read: {e}");
+                        if fault(&mut s, RelayFault::InvalidRequest, &reason, relates)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let done = match (msg.action.as_deref(), &control) {
+            (Some(ACTION_CONNECT), Some(env)) => match connect(wcf, env, s.secure()) {
                 Ok(t) => {
                     target = Some(t);
                     s.send_envelope(&correlated_reply(
@@ -182,16 +201,18 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 }
                 Err((code, reason)) => fault(&mut s, code, &reason, relates).await,
             },
-            Some(ACTION_ONEWAY_PING) => match (ping_token(wcf, &env, target.as_ref()), relates) {
-                (Ok(()), Some(r)) => {
-                    s.send_envelope(&correlated_reply(ACTION_ONEWAY_PING_REPLY, r))
-                        .await
+            (Some(ACTION_ONEWAY_PING), Some(env)) => {
+                match (ping_token(wcf, env, target.as_ref()), relates) {
+                    (Ok(()), Some(r)) => {
+                        s.send_envelope(&correlated_reply(ACTION_ONEWAY_PING_REPLY, r))
+                            .await
+                    }
+                    (Ok(()), None) => Ok(()),
+                    (Err(reason), _) => {
+                        fault(&mut s, RelayFault::AuthorizationFailed, &reason, relates).await
+                    }
                 }
-                (Ok(()), None) => Ok(()),
-                (Err(reason), _) => {
-                    fault(&mut s, RelayFault::AuthorizationFailed, &reason, relates).await
-                }
-            },
+            }
             _ => match (&target, payload.len() > MAX_MESSAGE) {
                 (None, _) => {
                     fault(
@@ -214,7 +235,7 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                     )
                     .await
                 }
-                (Some(t), false) => match deliver(wcf, t, &env).await {
+                (Some(t), false) => match deliver(wcf, t, msg.doc).await {
                     Ok(()) => match relates {
                         Some(r) => {
                             s.send_envelope(&correlated_reply(ACTION_SEND_REPLY, r))
@@ -327,8 +348,7 @@ fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), 
 }
 
 /// Re-encode a message as plain msbin1 and hand it to the listeners.
-async fn deliver(wcf: &Wcf, t: &Target, env: &Envelope) -> Result<(), Refusal> {
-    let inner = env.to_msbin1();
+async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
     let filter = Filter {
         kind: t.kind.map(|k| k.label()),
         ..Filter::default()

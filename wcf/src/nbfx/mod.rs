@@ -9,6 +9,7 @@ pub mod reader;
 pub mod record;
 pub mod session;
 pub mod text;
+pub mod transcode;
 pub mod writer;
 pub mod xml;
 
