@@ -92,16 +92,10 @@ async fn deliver_all(to: &str, via: &str, mut l: amqp::Listener) -> Failure {
             Ok(d) => d,
             Err(f) => return f,
         };
-        let limits = wcf::Limits::DEFAULT.with_max_message(MAX_RECORD);
-        let inner = Envelope::decode(&data, limits)
-            .and_then(|w| OnewaySend::from_envelope(&w))
-            .and_then(|w| Envelope::decode(&w.inner, limits));
         // The local service sees itself addressed, as a service behind the
         // relay does (Mono filters on `a:To` even with AddressFilterMode.Any).
-        let env = match inner {
-            Ok(env) => {
-                env.replace_header(must_understand(Element::new("a", "To", NS_WSA10).text(via)))
-            }
+        let payload = match readdressed(&data, via) {
+            Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "undecodable delivery");
                 continue;
@@ -120,7 +114,7 @@ async fn deliver_all(to: &str, via: &str, mut l: amqp::Listener) -> Failure {
                 },
             };
             let mut session = session;
-            match session.send_envelope(&env).await {
+            match session.send_payload(&payload).await {
                 Ok(()) => {
                     local = Some(session);
                     break;
@@ -130,6 +124,27 @@ async fn deliver_all(to: &str, via: &str, mut l: amqp::Listener) -> Failure {
             }
         }
     }
+}
+
+/// The inner envelope of a delivery addressed to `via`, as a msbinsession1
+/// payload: in one pass over its records when it has a `To` header (with an
+/// empty StringTable: its strings stay inline), else through the tree.
+fn readdressed(data: &[u8], via: &str) -> wcf::Result<Vec<u8>> {
+    let limits = wcf::Limits::DEFAULT.with_max_message(MAX_RECORD);
+    let inner = match OnewaySend::inner_of(data, limits)? {
+        Some(inner) => inner,
+        None => OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?.inner,
+    };
+    let doc = match wcf::nbfx::transcode::replace_to(&inner, via, limits)? {
+        Some(doc) => doc,
+        None => Envelope::decode(&inner, limits)?
+            .replace_header(must_understand(Element::new("a", "To", NS_WSA10).text(via)))
+            .to_msbin1(),
+    };
+    let mut payload = Vec::with_capacity(doc.len() + 1);
+    payload.push(0x00);
+    payload.extend_from_slice(&doc);
+    Ok(payload)
 }
 
 /// Accept local one-way clients on `local` and publish their messages to

@@ -366,6 +366,32 @@ impl OnewaySend {
             .body_bytes(self.inner)
     }
 
+    /// The inner envelope of a wrapper in one pass over its records (the
+    /// Bytes records directly in `s:Body`), without building a tree; `None`
+    /// when the body holds something else (base64 text: use
+    /// [`OnewaySend::from_envelope`]).
+    pub fn inner_of(doc: &[u8], limits: Limits) -> Result<Option<Vec<u8>>> {
+        let mut reader = crate::nbfx::Reader::new(doc, None, limits, 0);
+        let mut in_body = false;
+        let mut inner: Option<Vec<u8>> = None;
+        while let Some(rec) = reader.next()? {
+            match rec {
+                crate::nbfx::Record::Element(e) if reader.depth() == 2 => {
+                    in_body = e.name.text == "Body";
+                }
+                crate::nbfx::Record::Text {
+                    value: crate::nbfx::Text::Bytes(b, _),
+                    ..
+                } if in_body => inner.get_or_insert_with(Vec::new).extend_from_slice(b),
+                crate::nbfx::Record::Text { .. } | crate::nbfx::Record::Element(_) if in_body => {
+                    return Ok(None)
+                }
+                _ => {}
+            }
+        }
+        Ok(inner)
+    }
+
     /// Read one; the body may be binary text or base64 characters.
     pub fn from_envelope(env: &Envelope) -> Result<Self> {
         require(env, ACTION_ONEWAY_SEND)?;
@@ -696,6 +722,13 @@ mod tests {
         };
         let back = OnewaySend::from_envelope(&round_trip(&wrapped.to_envelope())).unwrap();
         assert_eq!(back, wrapped);
+        let doc = wrapped.to_envelope().to_msbin1();
+        assert_eq!(
+            OnewaySend::inner_of(&doc, Limits::DEFAULT)
+                .unwrap()
+                .as_ref(),
+            Some(&wrapped.inner)
+        );
         let inner = Envelope::decode(&back.inner, Limits::DEFAULT).unwrap();
         assert_eq!(Notice::from_envelope(&inner).unwrap(), n);
     }

@@ -53,11 +53,13 @@ fn write_text(value: Text<'_>, end_element: bool, attr: Option<&Attribute<'_>>, 
     }
 }
 
-/// Which header text is being captured.
+/// What is done with a header's text.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Capture {
     Action,
     MessageId,
+    /// The `To` header, whose text is being replaced.
+    Replace,
 }
 
 /// Re-encode `payload` (a msbinsession1 envelope: StringTable, then the
@@ -70,12 +72,43 @@ pub fn session_to_msbin1(
 ) -> Result<Transcoded> {
     let used = session.read_table(payload)?;
     let doc = payload.get(used..).unwrap_or_default();
-    let mut reader = Reader::new(doc, Some(session), limits, used);
     let mut out = Vec::with_capacity(doc.len() + doc.len() / 4);
-    let (mut action, mut message_id) = (None, None);
+    let (action, message_id, _) = pass(
+        Reader::new(doc, Some(session), limits, used),
+        None,
+        &mut out,
+    )?;
+    Ok(Transcoded {
+        doc: out,
+        action,
+        message_id,
+    })
+}
+
+/// `doc` (msbin1) with the text of its `To` header replaced by `to`, in one
+/// pass; `None` when it has no `To` header.
+pub fn replace_to(doc: &[u8], to: &str, limits: Limits) -> Result<Option<Vec<u8>>> {
+    let mut out = Vec::with_capacity(doc.len() + to.len());
+    let (_, _, replaced) = pass(Reader::new(doc, None, limits, 0), Some(to), &mut out)?;
+    Ok(replaced.then_some(out))
+}
+
+/// Copy every record from `reader` to `out` with session strings inline,
+/// the `To` header's text replaced by `to` when given; returns the Action
+/// and MessageID texts and whether a `To` was replaced.
+fn pass(
+    mut reader: Reader<'_>,
+    to: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(Option<String>, Option<String>, bool)> {
+    let (mut action, mut message_id, mut replaced) = (None, None, false);
     // The header element's depth once it is open, and what is being captured.
     let mut header_depth = None;
     let mut capture: Option<(Capture, usize, String)> = None;
+    let new_to = |end: bool, out: &mut Vec<u8>| {
+        let v = to.unwrap_or_default();
+        Text::Chars(v, Width::for_len(v.len())).encode(end, out);
+    };
     while let Some(rec) = reader.next()? {
         let depth = reader.depth();
         match rec {
@@ -87,6 +120,7 @@ pub fn session_to_msbin1(
                     let which = match name {
                         "Action" if action.is_none() => Some(Capture::Action),
                         "MessageID" if message_id.is_none() => Some(Capture::MessageId),
+                        "To" if to.is_some() && !replaced => Some(Capture::Replace),
                         _ => None,
                     };
                     capture = which.map(|w| (w, depth, String::new()));
@@ -95,47 +129,56 @@ pub fn session_to_msbin1(
                     prefix: e.prefix,
                     name: unsession(e.name),
                 })
-                .encode(&mut out);
+                .encode(out);
             }
-            Record::Attribute(a) => write_text(a.value, false, Some(&a), &mut out),
+            Record::Attribute(a) => write_text(a.value, false, Some(&a), out),
             Record::Xmlns(x) => Record::Xmlns(Xmlns {
                 prefix: x.prefix,
                 ns: unsession(x.ns),
             })
-            .encode(&mut out),
-            Record::Text { value, end_element } => {
-                if let Some((_, _, text)) = capture.as_mut() {
-                    super::text::write_text(&value, text);
+            .encode(out),
+            Record::Text { value, end_element } => match capture.as_mut() {
+                Some((Capture::Replace, _, _)) => {
+                    if end_element {
+                        new_to(true, out);
+                    }
                 }
-                write_text(value, end_element, None, &mut out);
-            }
+                Some((_, _, text)) => {
+                    super::text::write_text(&value, text);
+                    write_text(value, end_element, None, out);
+                }
+                None => write_text(value, end_element, None, out),
+            },
             Record::Array(a) => {
                 out.push(0x03);
                 Element {
                     prefix: a.element.prefix,
                     name: unsession(a.element.name),
                 }
-                .encode(&mut out);
+                .encode(out);
                 for r in &a.attributes {
                     match r {
-                        Record::Attribute(at) => write_text(at.value, false, Some(at), &mut out),
+                        Record::Attribute(at) => write_text(at.value, false, Some(at), out),
                         Record::Xmlns(x) => Xmlns {
                             prefix: x.prefix,
                             ns: unsession(x.ns),
                         }
-                        .encode(&mut out),
-                        other => other.encode(&mut out),
+                        .encode(out),
+                        other => other.encode(out),
                     }
                 }
                 out.push(0x01);
                 out.push(a.value_type);
-                crate::mbint::encode(
-                    u32::try_from(a.count).unwrap_or(crate::mbint::MAX),
-                    &mut out,
-                );
+                crate::mbint::encode(u32::try_from(a.count).unwrap_or(crate::mbint::MAX), out);
                 out.extend_from_slice(a.values);
             }
-            other @ (Record::EndElement | Record::Comment(_)) => other.encode(&mut out),
+            Record::EndElement => {
+                if matches!(&capture, Some((Capture::Replace, at, _)) if depth < *at) {
+                    new_to(false, out);
+                }
+                out.push(0x01);
+            }
+            Record::Comment(_) => rec.encode(out),
         }
         // An element closed (by EndElement or a WithEndElement text).
         if let Some((which, at, _)) = &capture {
@@ -144,6 +187,7 @@ pub fn session_to_msbin1(
                 match which {
                     Capture::Action => action = Some(text),
                     Capture::MessageId => message_id = Some(text),
+                    Capture::Replace => replaced = true,
                 }
             }
         }
@@ -151,11 +195,7 @@ pub fn session_to_msbin1(
             header_depth = None;
         }
     }
-    Ok(Transcoded {
-        doc: out,
-        action,
-        message_id,
-    })
+    Ok((action, message_id, replaced))
 }
 
 #[cfg(test)]
@@ -192,5 +232,22 @@ mod tests {
                 Some("urn:uuid:0d7c1c3c-21a6-4a1f-9a3e-5d2f3b8c9e01")
             );
         }
+    }
+
+    #[test]
+    fn the_to_header_is_readdressed_in_place() {
+        let with_to = |to: &str| {
+            Envelope::with_action("urn:a")
+                .header(must_understand(El::new("a", "To", NS_WSA10).text(to)))
+                .body_child(El::new("", "Op", "urn:test").with_xmlns("", "urn:test"))
+        };
+        let doc = with_to("sb://ns/path/").to_msbin1();
+        let out = replace_to(&doc, "net.tcp://127.0.0.1:9/svc", Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let env = Envelope::decode(&out, Limits::DEFAULT).unwrap();
+        assert_eq!(env, with_to("net.tcp://127.0.0.1:9/svc"));
+        let none = Envelope::with_action("urn:a").to_msbin1();
+        assert_eq!(replace_to(&none, "x", Limits::DEFAULT).unwrap(), None);
     }
 }
