@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use wcf::framing::preamble::{PreambleConfig, ServerPreamble, Step};
 use wcf::framing::{Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
@@ -86,41 +88,67 @@ pub async fn listen(
 }
 
 async fn deliver_all(to: &str, via: &str, mut l: amqp::Listener) -> Failure {
-    let mut local: Option<Session> = None;
-    loop {
+    let (tx, rx) = mpsc::channel(BATCH * 4);
+    let writer = tokio::spawn(write_local(to.to_owned(), via.to_owned(), rx));
+    let failure = loop {
         let data = match l.next().await {
             Ok(d) => d,
-            Err(f) => return f,
+            Err(f) => break f,
         };
         // The local service sees itself addressed, as a service behind the
         // relay does (Mono filters on `a:To` even with AddressFilterMode.Any).
-        let payload = match readdressed(&data, via) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "undecodable delivery");
-                continue;
+        match readdressed(&data, via) {
+            Ok(p) => {
+                if tx.send(p).await.is_err() {
+                    break Failure {
+                        fatal: true,
+                        message: "the local writer stopped".into(),
+                    };
+                }
             }
-        };
-        // One retry on a fresh session if the local service dropped the old one.
+            Err(e) => warn!(error = %e, "undecodable delivery"),
+        }
+    };
+    writer.abort();
+    failure
+}
+
+/// Most messages written to the local service in one write.
+const BATCH: usize = 64;
+
+/// Pass payloads to the local service over one session, as many as are
+/// waiting in one write; one retry on a fresh session if it dropped the
+/// old one.
+async fn write_local(to: String, via: String, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut local: Option<Session> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(Record::SizedEnvelope(Bytes::from(first)));
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(Record::SizedEnvelope(Bytes::from(p))),
+                Err(_) => break,
+            }
+        }
         for attempt in 0..2 {
-            let session = match local.take() {
+            let mut session = match local.take() {
                 Some(s) => s,
-                None => match open(to, via, None).await {
+                None => match open(&to, &via, None).await {
                     Ok(s) => s,
                     Err(e) => {
-                        warn!(error = %e, "local service unreachable; message dropped");
+                        warn!(error = %e, dropped = batch.len(), "local service unreachable; messages dropped");
                         break;
                     }
                 },
             };
-            let mut session = session;
-            match session.send_payload(&payload).await {
+            match session.send_all(&batch).await {
                 Ok(()) => {
                     local = Some(session);
                     break;
                 }
                 Err(e) if attempt == 0 => debug!(error = %e, "local session lost; reopening"),
-                Err(e) => warn!(error = %e, "message not delivered to the local service"),
+                Err(e) => warn!(error = %e, "messages not delivered to the local service"),
             }
         }
     }

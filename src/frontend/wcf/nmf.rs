@@ -93,12 +93,6 @@ impl Session {
             .await
     }
 
-    /// Send a ready msbinsession1 payload as a SizedEnvelope.
-    pub async fn send_payload(&mut self, payload: &[u8]) -> io::Result<()> {
-        self.send(&Record::SizedEnvelope(Bytes::copy_from_slice(payload)))
-            .await
-    }
-
     /// Decode a SizedEnvelope's payload with the incoming dictionary.
     pub fn decode(&mut self, payload: &[u8]) -> wcf::Result<Envelope> {
         Envelope::decode_session(payload, &mut self.incoming, self.limits)
