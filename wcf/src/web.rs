@@ -489,6 +489,8 @@ pub struct Incoming {
     max_head: usize,
     /// The head's bytes, kept for an `Xml` body's conversion.
     head: Vec<u8>,
+    /// How far the head has been read.
+    scan: Scan,
     format: Option<BodyFormat>,
     /// Base64 characters not yet decoded (a multiple of 4 is decoded).
     base64: Vec<u8>,
@@ -513,6 +515,7 @@ impl Incoming {
             limits,
             max_head,
             head: Vec::new(),
+            scan: Scan::default(),
             format: None,
             base64: Vec::new(),
             bom: None,
@@ -576,7 +579,7 @@ impl Incoming {
     }
 
     fn head_step(&mut self) -> Result<Step> {
-        let Some(end) = head_end(&self.buf, self.limits)? else {
+        let Some(end) = head_end(&self.buf, self.limits, &mut self.scan)? else {
             if self.buf.len() > self.max_head {
                 return Err(Error::Message(format!(
                     "the envelope's head is larger than {} bytes",
@@ -836,20 +839,37 @@ fn text_len(buf: &[u8], base: u8) -> Option<(usize, usize)> {
     Some((1 + n, usize::try_from(u64::from_le_bytes(le)).ok()?))
 }
 
+/// How far a head has been read: a record boundary outside any start tag
+/// and the element depth there, so that each attempt reads only new records.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    pos: usize,
+    depth: usize,
+}
+
 /// Where the head ends: the offset of the first record of the body's
-/// content; `None` if the buffer does not reach it yet.
-fn head_end(buf: &[u8], limits: Limits) -> Result<Option<usize>> {
-    if buf.is_empty() {
+/// content; `None` if the buffer does not reach it yet (`scan` then says
+/// where to go on from).
+fn head_end(buf: &[u8], limits: Limits, scan: &mut Scan) -> Result<Option<usize>> {
+    let rest = buf.get(scan.pos..).unwrap_or_default();
+    if rest.is_empty() {
         return Ok(None);
     }
-    let mut reader = Reader::new(buf, None, limits, 0);
+    let mut reader = Reader::new(rest, None, limits, scan.pos).at_depth(scan.depth);
     loop {
         let before = reader.offset();
         match reader.next() {
             Ok(Some(Record::Element(e))) if reader.depth() == 2 && e.name.text == "Body" => {
                 return attributes_end(&mut reader, 0);
             }
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => {
+                if !matches!(reader.peek_type(), None | Some(0x04..=0x3F)) {
+                    *scan = Scan {
+                        pos: reader.offset(),
+                        depth: reader.depth(),
+                    };
+                }
+            }
             Ok(None) => return Err(Error::structure(before, "the envelope has no s:Body")),
             Err(e) if need_more(&e) => return Ok(None),
             Err(e) => return Err(e),

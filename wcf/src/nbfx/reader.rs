@@ -46,6 +46,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Resume reading inside `depth` open elements, at a record boundary
+    /// that is not inside a start tag (an incremental caller's restart point).
+    #[must_use]
+    pub fn at_depth(mut self, depth: usize) -> Self {
+        self.depth = depth;
+        self
+    }
+
     /// Current element depth.
     pub fn depth(&self) -> usize {
         self.depth
