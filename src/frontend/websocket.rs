@@ -1,7 +1,9 @@
-//! WebSocket connections as relay legs, on fastwebsockets (RFC 6455 frames
-//! with their FIN flag, no automatic Close echo), plus the small helpers the
-//! front ends share: accept an upgrade with a chosen sub-protocol, send text,
-//! close with a code and reason.
+//! WebSocket connections as relay legs: frames read here (RFC 6455 §5)
+//! with a buffer that stays tiny until data arrives, so idle connections
+//! cost little memory, and written with fastwebsockets (FIN flag kept, no
+//! automatic Close echo); plus the small helpers the front ends share:
+//! accept an upgrade with a chosen sub-protocol, send text, close with a
+//! code and reason.
 //!
 //! Frames map one to one onto [`Chunk`]s, so message boundaries, text or
 //! binary type and fragmentation survive a splice, and no message is held
@@ -11,14 +13,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use fastwebsockets::{
-    after_handshake_split, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead,
-    WebSocketWrite,
-};
+use bytes::{Buf, Bytes, BytesMut};
+use fastwebsockets::{after_handshake_split, Frame, OpCode, Payload, Role, WebSocketWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::relay::leg::BoxFuture;
@@ -26,26 +25,169 @@ use crate::relay::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
 
 /// The stream under an upgraded HTTP connection.
 pub type Io = TokioIo<Upgraded>;
-/// Reading half.
-pub type WsRead = WebSocketRead<ReadHalf<Io>>;
 /// Writing half, shared (pongs are sent from the reading side).
 pub type WsWrite = Arc<Mutex<WebSocketWrite<WriteHalf<Io>>>>;
 
-/// Split an upgraded connection into halves: no auto-close (Close frames are
-/// passed on, not echoed), pings answered, messages bounded by `max_message`.
+/// A frame that breaks the protocol, with the close code it earns.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// A frame at or over the message limit (1009).
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(u64),
+    /// A complete text frame that is not UTF-8 (1007).
+    #[error("text frame is not valid UTF-8")]
+    InvalidUtf8,
+    /// Anything else RFC 6455 forbids (1002).
+    #[error("{0}")]
+    Protocol(&'static str),
+}
+
+/// Largest frame header (2 + 8 length + 4 mask).
+const MAX_HEADER: usize = 14;
+/// Read size before any frame has been seen: just a header's worth.
+const FIRST_READ: usize = 64;
+/// Cap on the read size learnt from earlier frames.
+const MAX_READ: usize = 64 * 1024;
+
+/// Reading half: parses frames off the stream. Its buffer starts empty and
+/// grows to the frames it sees (up to [`MAX_READ`] ahead).
+pub struct WsRead {
+    io: ReadHalf<Io>,
+    buf: BytesMut,
+    unmask: bool,
+    max_message: usize,
+    /// How much to ask for when the buffer is empty.
+    read_size: usize,
+}
+
+fn protocol(msg: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, FrameError::Protocol(msg))
+}
+
+/// XOR `data` with the 4-byte `mask`, 8 bytes at a time.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(b) ^ word).to_ne_bytes());
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *b ^= m;
+    }
+}
+
+impl WsRead {
+    /// Read until the buffer holds `n` bytes.
+    async fn fill(&mut self, n: usize) -> std::io::Result<()> {
+        while self.buf.len() < n {
+            // Memory follows the bytes that arrive, not a declared length.
+            let want = (n - self.buf.len()).clamp(self.read_size, 1 << 20);
+            self.buf.reserve(want);
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame off the wire (pings included). Nothing is consumed
+    /// until the whole frame is buffered, so a cancelled call loses nothing.
+    async fn next_frame(&mut self) -> std::io::Result<WsFrame> {
+        self.fill(2).await?;
+        let (b0, b1) = match self.buf.get(..2) {
+            Some(&[b0, b1]) => (b0, b1),
+            _ => return Err(protocol("frame header")),
+        };
+        if b0 & 0x70 != 0 {
+            return Err(protocol("reserved bits are set"));
+        }
+        let opcode = match b0 & 0x0F {
+            0x0 => OpCode::Continuation,
+            0x1 => OpCode::Text,
+            0x2 => OpCode::Binary,
+            0x8 => OpCode::Close,
+            0x9 => OpCode::Ping,
+            0xA => OpCode::Pong,
+            _ => return Err(protocol("unknown opcode")),
+        };
+        let fin = b0 & 0x80 != 0;
+        let masked = b1 & 0x80 != 0;
+        let extra = match b1 & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let header = 2 + extra + if masked { 4 } else { 0 };
+        self.fill(header).await?;
+        let mut head = self.buf.get(2..header).unwrap_or_default();
+        let len: u64 = match extra {
+            2 => u64::from(head.get_u16()),
+            8 => head.get_u64(),
+            _ => u64::from(b1 & 0x7F),
+        };
+        let mask = masked.then(|| head.get_u32().to_be_bytes());
+        let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+        if control && (!fin || len > 125) {
+            return Err(protocol(
+                "control frames must be whole and at most 125 bytes",
+            ));
+        }
+        let len = match usize::try_from(len) {
+            Ok(l) if l < self.max_message => l,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    FrameError::TooLarge(len),
+                ))
+            }
+        };
+        self.read_size = (len + MAX_HEADER).clamp(FIRST_READ, MAX_READ);
+        self.fill(header + len).await?;
+        self.buf.advance(header);
+        let mut payload = self.buf.split_to(len);
+        if let (Some(m), true) = (mask, self.unmask) {
+            unmask(&mut payload, m);
+        }
+        if opcode == OpCode::Text && fin && std::str::from_utf8(&payload).is_err() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                FrameError::InvalidUtf8,
+            ));
+        }
+        Ok(WsFrame {
+            fin,
+            opcode,
+            data: payload.freeze(),
+        })
+    }
+}
+
+/// Split an upgraded connection into halves: Close frames are passed on,
+/// not echoed; pings are answered; frames are bounded by `max_message`.
 pub fn split(io: Io, role: Role, max_message: usize) -> (WsRead, WsWrite) {
     let (r, w) = tokio::io::split(io);
-    let (mut read, mut write) = after_handshake_split(r, w, role);
-    read.set_auto_close(false);
-    read.set_auto_pong(true);
-    read.set_max_message_size(max_message);
+    let (_, mut write) = after_handshake_split(tokio::io::empty(), w, role);
     write.set_auto_apply_mask(true);
+    let read = WsRead {
+        io: r,
+        buf: BytesMut::new(),
+        unmask: role == Role::Server,
+        max_message,
+        read_size: FIRST_READ,
+    };
     (read, Arc::new(Mutex::new(write)))
 }
 
-fn io_err(e: WebSocketError) -> std::io::Error {
+fn io_err(e: fastwebsockets::WebSocketError) -> std::io::Error {
     match e {
-        WebSocketError::IoError(e) => e,
+        fastwebsockets::WebSocketError::IoError(e) => e,
         other => std::io::Error::other(other),
     }
 }
@@ -54,13 +196,10 @@ fn io_err(e: WebSocketError) -> std::io::Error {
 /// message over the limit, 1007 for invalid UTF-8, 1002 for other protocol
 /// errors); `None` for transport errors, where no Close can be sent.
 pub fn close_code(e: &std::io::Error) -> Option<u16> {
-    match e.get_ref()?.downcast_ref::<WebSocketError>()? {
-        WebSocketError::FrameTooLarge => Some(1009),
-        WebSocketError::InvalidUTF8 => Some(1007),
-        WebSocketError::IoError(_)
-        | WebSocketError::UnexpectedEOF
-        | WebSocketError::ConnectionClosed => None,
-        _ => Some(1002),
+    match e.get_ref()?.downcast_ref::<FrameError>()? {
+        FrameError::TooLarge(_) => Some(1009),
+        FrameError::InvalidUtf8 => Some(1007),
+        FrameError::Protocol(_) => Some(1002),
     }
 }
 
@@ -76,25 +215,14 @@ pub struct WsFrame {
 
 /// Read the next frame, answering pings on `write`.
 pub async fn read_frame(read: &mut WsRead, write: &WsWrite) -> std::io::Result<WsFrame> {
-    let w = write.clone();
-    let mut send = move |frame: Frame<'_>| {
-        let w = w.clone();
-        let owned = Frame::new(
-            frame.fin,
-            frame.opcode,
-            None,
-            Payload::Owned(frame.payload.to_vec()),
-        );
-        async move { w.lock().await.write_frame(owned).await }
-    };
-    let frame = read.read_frame(&mut send).await.map_err(io_err)?;
-    let (fin, opcode) = (frame.fin, frame.opcode);
-    let data = match frame.payload {
-        Payload::Bytes(b) => b.freeze(),
-        Payload::Owned(v) => Bytes::from(v),
-        other => Bytes::copy_from_slice(&other),
-    };
-    Ok(WsFrame { fin, opcode, data })
+    loop {
+        let frame = read.next_frame().await?;
+        if frame.opcode != OpCode::Ping {
+            return Ok(frame);
+        }
+        let pong = Frame::pong(Payload::Borrowed(&frame.data));
+        write.lock().await.write_frame(pong).await.map_err(io_err)?;
+    }
 }
 
 /// Code and reason of a Close frame's payload.
@@ -227,5 +355,26 @@ pub fn leg(read: WsRead, write: WsWrite) -> Leg {
             write,
             in_message: false,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unmask;
+
+    #[test]
+    fn unmasking_matches_the_byte_by_byte_rule() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        for len in [0, 1, 7, 8, 9, 63, 1000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
+            let mut fast = data.clone();
+            unmask(&mut fast, mask);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(fast, slow, "length {len}");
+        }
     }
 }
