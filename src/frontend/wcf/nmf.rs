@@ -24,6 +24,8 @@ pub struct Session {
     outgoing: SessionDictionary,
     limits: wcf::Limits,
     secure: bool,
+    /// Envelopes queued by [`Session::send_later`].
+    later: Vec<u8>,
 }
 
 impl Session {
@@ -38,6 +40,7 @@ impl Session {
             outgoing: SessionDictionary::new(limits.max_session),
             limits,
             secure: false,
+            later: Vec::new(),
         }
     }
 
@@ -58,6 +61,7 @@ impl Session {
                 Ok(None) => {}
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
             }
+            self.flush_later().await?;
             self.buf.reserve(8192);
             if self.io.read_buf(&mut self.buf).await? == 0 {
                 if self.buf.is_empty() {
@@ -71,12 +75,30 @@ impl Session {
         }
     }
 
-    /// Send records in one write.
+    /// Send records in one write (after any envelopes queued by
+    /// [`Session::send_later`]).
     pub async fn send_all(&mut self, records: &[Record]) -> io::Result<()> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.later);
         for r in records {
             r.encode(&mut out);
         }
+        self.io.write_all(&out).await?;
+        self.io.flush().await
+    }
+
+    /// Queue an envelope, to be written with the next send or before the
+    /// session waits for input: a peer that pipelines gets its replies in
+    /// one write per batch of its messages.
+    pub fn send_later(&mut self, env: &Envelope) {
+        let payload = env.to_session(&mut self.outgoing);
+        Record::SizedEnvelope(Bytes::from(payload)).encode(&mut self.later);
+    }
+
+    async fn flush_later(&mut self) -> io::Result<()> {
+        if self.later.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.later);
         self.io.write_all(&out).await?;
         self.io.flush().await
     }

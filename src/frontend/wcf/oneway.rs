@@ -236,13 +236,12 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                     .await
                 }
                 (Some(t), false) => match deliver(wcf, t, msg.doc).await {
-                    Ok(()) => match relates {
-                        Some(r) => {
-                            s.send_envelope(&correlated_reply(ACTION_SEND_REPLY, r))
-                                .await
+                    Ok(()) => {
+                        if let Some(r) = relates {
+                            s.send_later(&correlated_reply(ACTION_SEND_REPLY, r));
                         }
-                        None => Ok(()),
-                    },
+                        Ok(())
+                    }
                     Err((code, reason)) => fault(&mut s, code, &reason, relates).await,
                 },
             },
