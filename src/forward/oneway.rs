@@ -161,17 +161,18 @@ fn readdressed(data: &[u8], via: &str) -> wcf::Result<Vec<u8>> {
     let limits = wcf::Limits::DEFAULT.with_max_message(MAX_RECORD);
     let inner = match OnewaySend::inner_of(data, limits)? {
         Some(inner) => inner,
-        None => OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?.inner,
+        None => OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?
+            .inner
+            .into(),
     };
-    let doc = match wcf::nbfx::transcode::replace_to(&inner, via, limits)? {
-        Some(doc) => doc,
-        None => Envelope::decode(&inner, limits)?
-            .replace_header(must_understand(Element::new("a", "To", NS_WSA10).text(via)))
-            .to_msbin1(),
-    };
-    let mut payload = Vec::with_capacity(doc.len() + 1);
-    payload.push(0x00);
-    payload.extend_from_slice(&doc);
+    // An empty StringTable, then the document.
+    let mut payload = vec![0x00];
+    if !wcf::nbfx::transcode::replace_to(&inner, via, limits, &mut payload)? {
+        payload.truncate(1);
+        let env = Envelope::decode(&inner, limits)?
+            .replace_header(must_understand(Element::new("a", "To", NS_WSA10).text(via)));
+        payload.extend_from_slice(&env.to_msbin1());
+    }
     Ok(payload)
 }
 

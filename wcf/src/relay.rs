@@ -370,10 +370,11 @@ impl OnewaySend {
     /// Bytes records directly in `s:Body`), without building a tree; `None`
     /// when the body holds something else (base64 text: use
     /// [`OnewaySend::from_envelope`]).
-    pub fn inner_of(doc: &[u8], limits: Limits) -> Result<Option<Vec<u8>>> {
+    pub fn inner_of(doc: &[u8], limits: Limits) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
+        use std::borrow::Cow;
         let mut reader = crate::nbfx::Reader::new(doc, None, limits, 0);
         let mut in_body = false;
-        let mut inner: Option<Vec<u8>> = None;
+        let mut inner: Option<Cow<'_, [u8]>> = None;
         while let Some(rec) = reader.next()? {
             match rec {
                 crate::nbfx::Record::Element(e) if reader.depth() == 2 => {
@@ -382,7 +383,12 @@ impl OnewaySend {
                 crate::nbfx::Record::Text {
                     value: crate::nbfx::Text::Bytes(b, _),
                     ..
-                } if in_body => inner.get_or_insert_with(Vec::new).extend_from_slice(b),
+                } if in_body => {
+                    inner = Some(match inner.take() {
+                        None => Cow::Borrowed(b),
+                        Some(prev) => Cow::Owned([prev.as_ref(), b].concat()),
+                    });
+                }
                 crate::nbfx::Record::Text { .. } | crate::nbfx::Record::Element(_) if in_body => {
                     return Ok(None)
                 }
@@ -726,8 +732,8 @@ mod tests {
         assert_eq!(
             OnewaySend::inner_of(&doc, Limits::DEFAULT)
                 .unwrap()
-                .as_ref(),
-            Some(&wrapped.inner)
+                .as_deref(),
+            Some(wrapped.inner.as_slice())
         );
         let inner = Envelope::decode(&back.inner, Limits::DEFAULT).unwrap();
         assert_eq!(Notice::from_envelope(&inner).unwrap(), n);

@@ -5,18 +5,20 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use super::fnv::BuildFnv;
+
 const TSV: &str = include_str!("../nbfs-dictionary.tsv");
 
 struct Table {
     by_index: Vec<&'static str>,
-    by_text: HashMap<&'static str, u32>,
+    by_text: HashMap<&'static str, u32, BuildFnv>,
 }
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut by_index = Vec::with_capacity(487);
-        let mut by_text = HashMap::with_capacity(487);
+        let mut by_text = HashMap::with_capacity_and_hasher(487, BuildFnv::default());
         for line in TSV.lines() {
             if let Some((id, text)) = line.split_once('\t') {
                 if let Ok(id) = id.parse::<u32>() {

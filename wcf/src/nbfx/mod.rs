@@ -5,6 +5,7 @@
 //! msbinsession1 payloads.
 
 pub mod dictionary;
+pub mod fnv;
 pub mod reader;
 pub mod record;
 pub mod session;

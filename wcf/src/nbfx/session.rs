@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 
+use super::fnv::BuildFnv;
+
 use crate::{mbint, Error, Result};
 
 /// The strings one side has announced so far in a session.
 #[derive(Debug, Clone, Default)]
 pub struct SessionDictionary {
     strings: Vec<String>,
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, BuildFnv>,
     size: usize,
     max: usize,
     broken: bool,

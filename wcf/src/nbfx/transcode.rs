@@ -85,12 +85,13 @@ pub fn session_to_msbin1(
     })
 }
 
-/// `doc` (msbin1) with the text of its `To` header replaced by `to`, in one
-/// pass; `None` when it has no `To` header.
-pub fn replace_to(doc: &[u8], to: &str, limits: Limits) -> Result<Option<Vec<u8>>> {
-    let mut out = Vec::with_capacity(doc.len() + to.len());
-    let (_, _, replaced) = pass(Reader::new(doc, None, limits, 0), Some(to), &mut out)?;
-    Ok(replaced.then_some(out))
+/// Append `doc` (msbin1) to `out` with the text of its `To` header replaced
+/// by `to`, in one pass; `false` when it has no `To` header (`out` then
+/// holds the document unchanged).
+pub fn replace_to(doc: &[u8], to: &str, limits: Limits, out: &mut Vec<u8>) -> Result<bool> {
+    out.reserve(doc.len() + to.len());
+    let (_, _, replaced) = pass(Reader::new(doc, None, limits, 0), Some(to), out)?;
+    Ok(replaced)
 }
 
 /// Copy every record from `reader` to `out` with session strings inline,
@@ -242,12 +243,13 @@ mod tests {
                 .body_child(El::new("", "Op", "urn:test").with_xmlns("", "urn:test"))
         };
         let doc = with_to("sb://ns/path/").to_msbin1();
-        let out = replace_to(&doc, "net.tcp://127.0.0.1:9/svc", Limits::DEFAULT)
-            .unwrap()
-            .unwrap();
+        let mut out = Vec::new();
+        assert!(replace_to(&doc, "net.tcp://127.0.0.1:9/svc", Limits::DEFAULT, &mut out).unwrap());
         let env = Envelope::decode(&out, Limits::DEFAULT).unwrap();
         assert_eq!(env, with_to("net.tcp://127.0.0.1:9/svc"));
         let none = Envelope::with_action("urn:a").to_msbin1();
-        assert_eq!(replace_to(&none, "x", Limits::DEFAULT).unwrap(), None);
+        out.clear();
+        assert!(!replace_to(&none, "x", Limits::DEFAULT, &mut out).unwrap());
+        assert_eq!(out, none);
     }
 }
