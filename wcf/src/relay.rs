@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::soap::{must_understand, Element, Envelope, Fault, Node, NS_WSA10};
+use crate::soap::{must_understand, Element, Envelope, Fault, Node, NS_SOAP12, NS_WSA10};
 use crate::{Error, Limits, Result};
 
 /// `.../servicebus/connect` (Connect, RelayedAccept, Redirect, RelayVia, RelayAccessToken).
@@ -364,6 +364,42 @@ impl OnewaySend {
                 Element::new("a", "To", NS_WSA10).text(&self.via),
             ))
             .body_bytes(self.inner)
+    }
+
+    /// The wrapper's msbin1 bytes written straight from its parts, the
+    /// same bytes as `into_envelope().to_msbin1()` without building the tree
+    /// (the one-way relay writes one per delivered message).
+    pub fn write_msbin1(via: &str, message_id: &[u8; 16], inner: &[u8]) -> Vec<u8> {
+        use crate::nbfx::{Text, Vocab, Writer};
+        let mut w = Writer::new();
+        let must_understand = |w: &mut Writer<'_>| {
+            w.attribute_str("s", "mustUnderstand", Vocab::Soap, "1");
+        };
+        w.start_element("s", "Envelope", Vocab::Soap);
+        w.xmlns("s", NS_SOAP12, Vocab::Soap);
+        w.xmlns("a", NS_WSA10, Vocab::Soap);
+        w.start_element("s", "Header", Vocab::Soap);
+        w.start_element("a", "Action", Vocab::Soap);
+        must_understand(&mut w);
+        w.element_text(NS_WSA10, "Action", ACTION_ONEWAY_SEND);
+        w.end_element();
+        w.start_element("", "RelayVia", Vocab::Plain);
+        w.xmlns("", NS_CONNECT, Vocab::Plain);
+        w.element_text(NS_CONNECT, "RelayVia", via);
+        w.end_element();
+        w.start_element("a", "MessageID", Vocab::Soap);
+        w.text(&Text::UniqueId(*message_id));
+        w.end_element();
+        w.start_element("a", "To", Vocab::Soap);
+        must_understand(&mut w);
+        w.element_text(NS_WSA10, "To", via);
+        w.end_element();
+        w.end_element();
+        w.start_element("s", "Body", Vocab::Soap);
+        w.bytes(inner);
+        w.end_element();
+        w.end_element();
+        w.finish()
     }
 
     /// The inner envelope of a wrapper in one pass over its records (the
@@ -729,6 +765,11 @@ mod tests {
         let back = OnewaySend::from_envelope(&round_trip(&wrapped.to_envelope())).unwrap();
         assert_eq!(back, wrapped);
         let doc = wrapped.to_envelope().to_msbin1();
+        let id = crate::nbfx::text::parse_guid(&wrapped.message_id[9..]).unwrap();
+        assert_eq!(
+            OnewaySend::write_msbin1(&wrapped.via, &id, &wrapped.inner),
+            doc
+        );
         assert_eq!(
             OnewaySend::inner_of(&doc, Limits::DEFAULT)
                 .unwrap()

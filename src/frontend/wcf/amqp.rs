@@ -825,11 +825,8 @@ fn notice(via: &str, id: &str, ip: Ipv4Addr, ports: super::Ports, host: &str) ->
 
 /// The OnewaySend wrapper around an inner msbin1 envelope (§2.2).
 fn wrap(via: &str, inner: Vec<u8>) -> Vec<u8> {
-    OnewaySend {
-        via: via.to_owned(),
-        message_id: format!("urn:uuid:{}", crate::frontend::guid()),
-        inner,
-    }
-    .into_envelope()
-    .to_msbin1()
+    use rand::RngCore;
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    OnewaySend::write_msbin1(via, &id, &inner)
 }

@@ -353,12 +353,13 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
         ..Filter::default()
     };
     let label = wcf.entity_label(&t.entity.path);
-    let make = || Request {
+    let request = |inner: Vec<u8>| Request {
         id: crate::frontend::guid(),
-        payload: Box::new(ToListener::Message(inner.clone())),
+        payload: Box::new(ToListener::Message(inner)),
     };
     let result = if t.family == "NetEvent" {
-        match wcf.relay.registry.broadcast(&t.entity.path, &filter, make) {
+        let each = || request(inner.clone());
+        match wcf.relay.registry.broadcast(&t.entity.path, &filter, each) {
             Ok(b) => {
                 for _ in 0..b.busy {
                     wcf.metrics
@@ -374,7 +375,7 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
         let wait = Duration::from_secs(wcf.settings.limits.accept_timeout);
         wcf.relay
             .registry
-            .deliver_waiting(&t.entity.path, &filter, make(), wait)
+            .deliver_waiting(&t.entity.path, &filter, request(inner), wait)
             .await
     };
     result.map_err(|e| match e {
