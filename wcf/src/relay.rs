@@ -247,6 +247,38 @@ pub fn correlated_reply(action: &str, relates_to: &str) -> Envelope {
         .body_child(any_type())
 }
 
+/// [`correlated_reply`] written straight into a msbinsession1 payload with
+/// `session` (the writing side's dictionary): the same bytes as
+/// `correlated_reply(action, relates_to).to_session(session)` without the
+/// tree (a one-way sender gets one per message).
+pub fn correlated_reply_session(
+    action: &str,
+    relates_to: &str,
+    session: &mut crate::nbfx::SessionDictionary,
+) -> Vec<u8> {
+    use crate::nbfx::{Vocab, Writer};
+    let mut w = Writer::with_session(session);
+    w.start_element("s", "Envelope", Vocab::Soap);
+    w.xmlns("s", NS_SOAP12, Vocab::Soap);
+    w.xmlns("a", NS_WSA10, Vocab::Soap);
+    w.start_element("s", "Header", Vocab::Soap);
+    w.start_element("a", "Action", Vocab::Soap);
+    w.attribute_str("s", "mustUnderstand", Vocab::Soap, "1");
+    w.element_text(NS_WSA10, "Action", action);
+    w.end_element();
+    w.start_element("a", "RelatesTo", Vocab::Soap);
+    w.element_text(NS_WSA10, "RelatesTo", relates_to);
+    w.end_element();
+    w.end_element();
+    w.start_element("s", "Body", Vocab::Soap);
+    w.start_element("z", "anyType", Vocab::Plain);
+    w.xmlns("z", NS_SERIALIZATION, Vocab::Plain);
+    w.end_element();
+    w.end_element();
+    w.end_element();
+    w.finish()
+}
+
 /// The RelayedConnect notice sent to a listener (§3.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -778,6 +810,24 @@ mod tests {
         );
         let inner = Envelope::decode(&back.inner, Limits::DEFAULT).unwrap();
         assert_eq!(Notice::from_envelope(&inner).unwrap(), n);
+    }
+
+    #[test]
+    fn correlated_replies_written_directly_match_the_tree() {
+        let (mut a, mut b) = (
+            crate::nbfx::SessionDictionary::new(2048),
+            crate::nbfx::SessionDictionary::new(2048),
+        );
+        for id in [
+            "urn:uuid:c41af08a-6271-47df-80df-4e129eedd776",
+            "urn:uuid:00000000-0000-0000-0000-000000000001",
+            "not-a-uuid",
+        ] {
+            assert_eq!(
+                correlated_reply_session(ACTION_SEND_REPLY, id, &mut a),
+                correlated_reply(ACTION_SEND_REPLY, id).to_session(&mut b)
+            );
+        }
     }
 
     #[test]

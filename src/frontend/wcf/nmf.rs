@@ -86,11 +86,12 @@ impl Session {
         self.io.flush().await
     }
 
-    /// Queue an envelope, to be written with the next send or before the
-    /// session waits for input: a peer that pipelines gets its replies in
-    /// one write per batch of its messages.
-    pub fn send_later(&mut self, env: &Envelope) {
-        let payload = env.to_session(&mut self.outgoing);
+    /// Queue a correlated reply ([`wcf::relay::correlated_reply`]), to be
+    /// written with the next send or before the session waits for input: a
+    /// peer that pipelines gets its replies in one write per batch of its
+    /// messages.
+    pub fn send_later(&mut self, action: &str, relates_to: &str) {
+        let payload = wcf::relay::correlated_reply_session(action, relates_to, &mut self.outgoing);
         Record::SizedEnvelope(Bytes::from(payload)).encode(&mut self.later);
     }
 

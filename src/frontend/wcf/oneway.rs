@@ -238,7 +238,7 @@ async fn messages(wcf: &Wcf, mut s: Session) {
                 (Some(t), false) => match deliver(wcf, t, msg.doc).await {
                     Ok(()) => {
                         if let Some(r) = relates {
-                            s.send_later(&correlated_reply(ACTION_SEND_REPLY, r));
+                            s.send_later(ACTION_SEND_REPLY, r);
                         }
                         Ok(())
                     }
