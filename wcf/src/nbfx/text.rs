@@ -224,11 +224,18 @@ fn timespan(t: i64, out: &mut String) {
 
 /// Format a GUID stored in .NET byte layout (first three groups little-endian).
 pub fn guid(b: &[u8; 16], out: &mut String) {
-    let _ = write!(
-        out,
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    );
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // .NET's Guid layout: the first three groups are little-endian.
+    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    for (i, &at) in order.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let byte = b.get(at).copied().unwrap_or(0);
+        for nibble in [byte >> 4, byte & 0x0f] {
+            out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+        }
+    }
 }
 
 /// Parse a GUID's text form into .NET byte layout.
