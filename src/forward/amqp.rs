@@ -165,7 +165,7 @@ impl Listener {
     /// Wait for the next delivery; returns its data section. It is settled
     /// `accepted` when `next` is called again. Heartbeats go out meanwhile.
     pub async fn next(&mut self) -> Result<Vec<u8>, Failure> {
-        let more_buffered = matches!(frame::decode(&self.buf, MAX_FRAME), Ok(Some(_)));
+        let more_buffered = frame::is_complete(&self.buf);
         if let Some((first, last)) = self.unsettled.take_if(|_| !more_buffered) {
             self.send(Performative::Disposition(Disposition {
                 role: Role::Receiver,

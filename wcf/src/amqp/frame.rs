@@ -73,6 +73,18 @@ pub struct Frame {
     pub body: Body,
 }
 
+/// Whether `buf` starts with a whole frame (by its size field alone; the
+/// frame itself is checked by [`decode`]).
+pub fn is_complete(buf: &[u8]) -> bool {
+    match buf.get(..4) {
+        Some(&[s0, s1, s2, s3]) => {
+            let size = u32::from_be_bytes([s0, s1, s2, s3]) as usize;
+            buf.len() >= size.max(8)
+        }
+        _ => false,
+    }
+}
+
 /// Decode one frame from the front of `buf`: `Ok(None)` until it is whole,
 /// else the frame and the bytes it used. A frame larger than `max_frame` is an
 /// error before it is buffered.

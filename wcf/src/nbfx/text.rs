@@ -233,7 +233,9 @@ pub fn guid(b: &[u8; 16], out: &mut String) {
         }
         let byte = b.get(at).copied().unwrap_or(0);
         for nibble in [byte >> 4, byte & 0x0f] {
-            out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
         }
     }
 }
