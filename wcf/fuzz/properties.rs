@@ -84,3 +84,60 @@ pub fn xml_to_nbfx(data: &[u8]) {
             .expect("our own session encoding must decode");
     }
 }
+
+/// What `Incoming` made of a document fed in `pieces`: the head, the body
+/// bytes, and whether it failed.
+fn read_web(data: &[u8], pieces: &[usize]) -> (Option<wcf::soap::Envelope>, Vec<u8>, bool) {
+    use wcf::web::{Event, Incoming};
+    let mut inc = Incoming::new(Limits::DEFAULT.with_max_message(1 << 16), 4096);
+    let (mut head, mut body) = (None, Vec::new());
+    let mut at = 0;
+    for (i, &len) in pieces.iter().enumerate() {
+        let end = (at + len).min(data.len());
+        inc.push(&data[at..end]);
+        at = end;
+        if i + 1 == pieces.len() {
+            inc.finish();
+        }
+        loop {
+            match inc.next() {
+                Ok(Some(Event::Head(h))) => head = Some(h),
+                Ok(Some(Event::Data(d))) => body.extend_from_slice(&d),
+                Ok(Some(Event::End)) => return (head, body, false),
+                Ok(None) => break,
+                Err(_) => return (head, body, true),
+            }
+        }
+    }
+    (head, body, !inc.is_done())
+}
+
+/// Relayed web envelopes: the streaming reader never panics and reads the
+/// same head and body whether the document comes whole, in two pieces or
+/// (for short inputs) a byte at a time.
+pub fn web_incoming(data: &[u8]) {
+    let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    let whole = read_web(data, &[data.len()]);
+    let two = read_web(data, &[split, data.len() - split]);
+    assert_eq!(whole, two);
+    if data.len() <= 2048 {
+        let bytes = read_web(data, &vec![1; data.len().max(1)]);
+        assert_eq!(whole, bytes);
+    }
+}
+
+/// Session to msbin1 in one pass: never panics, and what it writes reads
+/// as the same XML the session document renders to.
+pub fn session_transcode(data: &[u8]) {
+    let limits = Limits::DEFAULT;
+    let mut a = SessionDictionary::new(limits.max_session);
+    let Ok(t) = nbfx::transcode::session_to_msbin1(data, &mut a, limits) else {
+        return;
+    };
+    let mut b = SessionDictionary::new(limits.max_session);
+    let expected = nbfx::session_to_xml(data, &mut b, limits, false).expect("it read once");
+    assert_eq!(
+        nbfx::to_xml(&t.doc, limits, false).expect("msbin1 reads"),
+        expected
+    );
+}

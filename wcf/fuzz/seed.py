@@ -20,7 +20,7 @@ def streams(path):
     return out
 
 
-for t in ("framing", "nbfx_reader", "xml_to_nbfx"):
+for t in ("framing", "nbfx_reader", "xml_to_nbfx", "web_incoming", "session_transcode"):
     os.makedirs(f"corpus/{t}", exist_ok=True)
 for path in glob.glob(f"{ROOT}/*.hex.txt") + glob.glob(f"{ROOT}/invalid/*.hex.txt"):
     for d, data in streams(path).items():
@@ -37,3 +37,24 @@ for path in glob.glob(f"{ROOT}/xml/*.xml"):
 for path in glob.glob(f"{ROOT}/fuzz/*.bin"):
     target = os.path.basename(path).split("-")[0]
     open(f"corpus/{target}/{os.path.basename(path)}", "wb").write(open(path, "rb").read())
+# Relayed web envelopes (the captures' UnsizedEnvelope payloads) for
+# web_incoming; session payloads from the net.tcp captures for session_transcode.
+for path in glob.glob(f"{ROOT}/http/*.txt"):
+    data = bytearray()
+    for line in open(path):
+        m = re.match(r"^    msbin1 envelope", line)
+        m2 = re.match(r"^  [0-9a-f]{6}  (.{0,47})", line)
+        if m2:
+            data += bytes.fromhex(m2.group(1).replace(" ", ""))
+    start = 0
+    while True:
+        i = data.find(b"\x56\x02\x0b", start)
+        if i < 0:
+            break
+        open(f"corpus/web_incoming/{os.path.basename(path)}-{i}", "wb").write(data[i:])
+        start = i + 1
+for path in glob.glob(f"{ROOT}/*session*.hex.txt") + glob.glob(f"{ROOT}/mono-nettcp-*.hex.txt"):
+    for d, data in streams(path).items():
+        i = data.find(b"\x06")
+        if i >= 0:
+            open(f"corpus/session_transcode/{os.path.basename(path)}{d}", "wb").write(data[i + 2:])

@@ -23,6 +23,8 @@ fn fuzz_crashes_stay_fixed() {
             Some("framing") => properties::framing(&data),
             Some("nbfx_reader") => properties::nbfx_reader(&data),
             Some("xml_to_nbfx") => properties::xml_to_nbfx(&data),
+            Some("web_incoming") => properties::web_incoming(&data),
+            Some("session_transcode") => properties::session_transcode(&data),
             _ => continue,
         }
         seen += 1;
