@@ -47,11 +47,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Resume reading inside `depth` open elements, at a record boundary
-    /// that is not inside a start tag (an incremental caller's restart point).
+    /// that is neither inside a start tag nor inside a list (an incremental
+    /// caller's restart point).
     #[must_use]
     pub fn at_depth(mut self, depth: usize) -> Self {
         self.depth = depth;
         self
+    }
+
+    /// Whether a StartListText is open (an incremental caller must not
+    /// restart inside a list).
+    pub fn in_list(&self) -> bool {
+        self.in_list
     }
 
     /// Current element depth.

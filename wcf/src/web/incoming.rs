@@ -431,7 +431,7 @@ fn head_end(buf: &[u8], limits: Limits, scan: &mut Scan) -> Result<Option<usize>
                 return attributes_end(&mut reader, 0);
             }
             Ok(Some(_)) => {
-                if !matches!(reader.peek_type(), None | Some(0x04..=0x3F)) {
+                if !reader.in_list() && !matches!(reader.peek_type(), None | Some(0x04..=0x3F)) {
                     *scan = Scan {
                         pos: reader.offset(),
                         depth: reader.depth(),
