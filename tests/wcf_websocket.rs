@@ -3,7 +3,9 @@
 //! client and a dial-back over `wsrelayedconnection` with no preamble, where
 //! every length prefix and envelope the gateway sends is its own binary
 //! message; then the spliced messages, a Close passed on, and a probe (an
-//! upgrade closed without frames) that disturbs nothing.
+//! upgrade closed without frames) that disturbs nothing. And an HTTP relay
+//! request whose listener runs entirely over WebSocket: the NMF exchange
+//! of §11.3 carried in the dial-back's messages.
 
 #![allow(
     clippy::unwrap_used,
@@ -130,6 +132,109 @@ async fn websocket_listener_and_client_meet_with_message_boundaries_kept() {
     let end = next(&mut listener, WAIT).await;
     assert!(matches!(end, None | Some((OpCode::Close, _, _))), "{end:?}");
     drop((rhea, client, listener));
+    tokio::task::spawn_blocking(move || gw.stop_clean())
+        .await
+        .unwrap();
+}
+
+/// Bytes from WebSocket messages until `want` says the stream holds enough.
+async fn read_until(
+    sock: &mut WebSocket<TcpStream>,
+    buf: &mut Vec<u8>,
+    want: impl Fn(&[u8]) -> bool,
+) {
+    while !want(buf) {
+        let (op, _, data) = next(sock, WAIT).await.expect("more bytes");
+        assert_eq!(op, OpCode::Binary);
+        buf.extend_from_slice(&data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_relay_request_runs_over_a_websocket_dial_back() {
+    use wcf::web::{open_envelope, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, Unframe};
+    let gw = Gateway::start("");
+    // As a WebHttpRelayBinding service with ConnectivityMode.Https and an
+    // http endpoint registers (§11.3, §11.5).
+    let rhea = Rhea::over_websocket(
+        gw.https,
+        &gw.ca(),
+        "sb://localhost/wsweb/",
+        &token("wsweb", ROOT, 600),
+        json!({
+            "com.microsoft:listener-type": "RelayedHttp",
+            "com.microsoft:transport-security-required": false,
+            "com.microsoft:client-authentication-required": false,
+        }),
+    );
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let url = format!("http://localhost:{}/wsweb/hello?x=1", gw.http.port());
+    let curl = std::thread::spawn(move || {
+        std::process::Command::new("curl")
+            .args(["-s", "-i", "--max-time", "20", &url])
+            .output()
+            .unwrap()
+    });
+    let notice = tokio::task::spawn_blocking(move || {
+        let n = relayed::notice(&rhea.next_message());
+        (rhea, n)
+    });
+    let (rhea, notice) = notice.await.unwrap();
+    let mut listener = open(gw.http).await;
+    let reply = hello(
+        &mut listener,
+        &RelayedAccept { id: notice.id }.to_envelope(),
+    )
+    .await;
+    assert_eq!(reply.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
+
+    // The NMF exchange, carried in WebSocket messages.
+    let mut buf = Vec::new();
+    read_until(&mut listener, &mut buf, |b| b.last() == Some(&0x0C)).await;
+    assert_eq!(
+        &buf[..5],
+        [0x00, 0x01, 0x00, 0x01, 0x01],
+        "singleton-unsized"
+    );
+    assert!(buf.ends_with(b"sb://localhost/wsweb/\x03\x07\x0c"));
+    send(&mut listener, true, OpCode::Binary, b"\x0b").await;
+    buf.clear();
+    read_until(&mut listener, &mut buf, |b| b.ends_with(&[0x00, 0x07])).await;
+    let mut incoming = Incoming::new(wcf::Limits::DEFAULT, 1 << 16);
+    let mut bytes = bytes::BytesMut::from(&buf[..]);
+    let mut unframe = Unframe::default();
+    while !unframe.take(&mut bytes, &mut incoming).unwrap() {
+        assert!(!bytes.is_empty(), "the envelope ends inside what was read");
+    }
+    let Some(Event::Head(env)) = incoming.next().unwrap() else {
+        panic!("a head")
+    };
+    assert_eq!(env.action().as_deref(), Some("GET"));
+    assert_eq!(
+        wcf::web::RequestHead::from_envelope(&env).unwrap().address,
+        format!("http://localhost:{}/wsweb/hello?x=1", gw.http.port())
+    );
+
+    let head = ReplyHead {
+        action: Some("GETResponse".into()),
+        status: Some(200),
+        reason: None,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        format: Some(BodyFormat::Raw),
+    };
+    let mut out = vec![0x05];
+    wcf::web::chunk(&open_envelope(&head.to_envelope()).unwrap(), &mut out);
+    let mut w = BodyWriter::new(BodyFormat::Raw);
+    w.data_chunk(b"hi over websocket", &mut out);
+    w.finish_framed(&mut out);
+    send(&mut listener, true, OpCode::Binary, &out).await;
+    let out = tokio::task::spawn_blocking(move || curl.join().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.ends_with("hi over websocket"), "{text}");
+    drop((rhea, listener));
     tokio::task::spawn_blocking(move || gw.stop_clean())
         .await
         .unwrap();
