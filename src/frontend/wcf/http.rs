@@ -224,6 +224,7 @@ async fn relay(
         upload,
         max_head: s.limits.max_header_bytes.max(64 * 1024),
         max_buffered: max,
+        idle: Duration::from_secs(s.limits.response_idle_timeout),
     };
     match tokio::time::timeout(timeout, exchange.start(conn)).await {
         Ok(Ok((reply, rx))) => respond(reply, rx, is_head, s.limits.response_idle_timeout),
@@ -284,6 +285,8 @@ fn buffered_body(
 
 /// One request's NMF exchange on a listener's dial-back.
 struct Exchange {
+    /// How long the listener may stay silent mid-reply.
+    idle: Duration,
     via: String,
     head: RequestHead,
     upload: Upload,
@@ -334,7 +337,7 @@ impl Exchange {
         let incoming = Incoming::new(limits, self.max_head);
         tokio::spawn(
             async move {
-                let r = read_reply(rd, buf, incoming, head_tx, &body_tx).await;
+                let r = read_reply(rd, buf, incoming, head_tx, &body_tx, self.idle).await;
                 upload.abort();
                 if let Err(e) = r {
                     debug!(reason = %e, "HTTP relay reply ended with an error");
@@ -397,6 +400,7 @@ async fn read_reply(
     mut incoming: Incoming,
     head_tx: oneshot::Sender<Result<ReplyHead, String>>,
     body_tx: &mpsc::Sender<std::io::Result<Bytes>>,
+    idle: Duration,
 ) -> Result<(), String> {
     let mut unframe = Unframe::default();
     let mut head_tx = Some(head_tx);
@@ -457,10 +461,22 @@ async fn read_reply(
         }
         if buf.len() == before || buf.is_empty() {
             buf.reserve(CHUNK);
-            match rd.read_buf(&mut buf).await {
-                Ok(0) => return Err(fail(&mut head_tx, "the listener closed mid-reply".into())),
-                Ok(_) => {}
-                Err(e) => return Err(fail(&mut head_tx, e.to_string())),
+            // Nobody waits for the reply any more: the client went away.
+            if body_tx.is_closed() {
+                return Ok(());
+            }
+            match tokio::time::timeout(idle, rd.read_buf(&mut buf)).await {
+                Ok(Ok(0)) => {
+                    return Err(fail(&mut head_tx, "the listener closed mid-reply".into()))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(fail(&mut head_tx, e.to_string())),
+                Err(_) => {
+                    return Err(fail(
+                        &mut head_tx,
+                        "the listener went quiet mid-reply".into(),
+                    ))
+                }
             }
         }
     }
