@@ -35,8 +35,11 @@ use crate::frontend::wcf::stream::BoxIo;
 const CHUNK: usize = 64 * 1024;
 /// Bound on a request envelope's head.
 const MAX_HEAD: usize = 256 * 1024;
-/// Seconds a body may stall.
+/// Seconds a body (or the gateway) may stall.
 const IDLE: u64 = 60;
+/// Seconds the local server has to start its answer (the gateway's own
+/// `request_timeout` usually ends the wait sooner).
+const LOCAL_ANSWER: u64 = 300;
 
 /// The local web server: its authority and base path.
 #[derive(Clone)]
@@ -147,10 +150,18 @@ async fn preamble(rd: &mut ReadHalf<BoxIo>, wr: &mut WriteHalf<BoxIo>) -> anyhow
             Ok(None) => {}
             Err(e) => return Err(e.into()),
         }
-        if rd.read_buf(&mut buf).await? == 0 {
+        if read_some(rd, &mut buf).await? == 0 {
             return Err(anyhow!("the gateway closed during the preamble"));
         }
     }
+}
+
+/// Read more from the gateway, failing after [`IDLE`] seconds of silence.
+async fn read_some(rd: &mut ReadHalf<BoxIo>, buf: &mut BytesMut) -> anyhow::Result<usize> {
+    tokio::time::timeout(std::time::Duration::from_secs(IDLE), rd.read_buf(buf))
+        .await
+        .map_err(|_| anyhow!("the gateway went quiet"))?
+        .map_err(Into::into)
 }
 
 type HeadTx = oneshot::Sender<anyhow::Result<RequestHead>>;
@@ -187,7 +198,7 @@ async fn read_request(
             }
             if buf.len() == before || buf.is_empty() {
                 buf.reserve(CHUNK);
-                if rd.read_buf(&mut buf).await? == 0 {
+                if read_some(&mut rd, &mut buf).await? == 0 {
                     return Err(anyhow!("the gateway closed mid-request"));
                 }
             }
@@ -272,7 +283,12 @@ async fn call(
             debug!(error = %e, "local connection ended with an error");
         }
     });
-    let resp = sender.send_request(req).await?;
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(LOCAL_ANSWER),
+        sender.send_request(req),
+    )
+    .await
+    .map_err(|_| anyhow!("the local server did not answer in {LOCAL_ANSWER} s"))??;
     let (parts, body) = resp.into_parts();
     let reason = parts
         .extensions
