@@ -148,6 +148,10 @@ pub struct WcfRelay {
     /// Entity-level rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
+    /// HTTP relays: add a SOAP 1.1 request's `SOAPAction` to its envelope
+    /// (the `inject-soap11-action` behaviour, `spec/wcf-relay.md` §11.3).
+    #[serde(default = "yes")]
+    pub inject_soap11_action: bool,
 }
 
 fn yes() -> bool {

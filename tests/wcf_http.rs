@@ -723,3 +723,50 @@ fn malformed_replies_are_bad_gateway_and_leak_nothing() {
     );
     gw.stop_clean();
 }
+
+#[test]
+fn inject_soap11_action_can_be_turned_off_per_relay() {
+    let gw = Gateway::start(
+        r#"
+[[wcf_relay]]
+path = "soap"
+type = "Http"
+inject_soap11_action = false
+"#,
+    );
+    let rhea = Rhea::start(
+        gw.amqps.unwrap(),
+        &gw.ca(),
+        "sb://localhost/soap/",
+        &token("soap", ROOT, 600),
+        1,
+        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
+    );
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let soap11 = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Echo xmlns="urn:relaytest"><s>hi</s></Echo></s:Body></s:Envelope>"#;
+    let (a, ca, gw_url) = (auth("soap"), gw.ca(), url(&gw, "soap/"));
+    let handle = std::thread::spawn(move || {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-i", "--max-time", "30", "--cacert"])
+            .arg(ca)
+            .args(["-H", &a, "-H", "Content-Type: text/xml; charset=utf-8"])
+            .args([
+                "-H",
+                "SOAPAction: \"urn:relaytest/IBasic/Echo\"",
+                "--data-binary",
+                soap11,
+                &gw_url,
+            ]);
+        run_with_timeout(&mut c, Duration::from_secs(40))
+    });
+    let reply = recorded_reply("sdk5-http-basic-wrappedsoap11.txt");
+    let (head, body) = sdk_listener(&rhea, &gw.ca(), &reply);
+    assert_eq!(parse(&handle.join().unwrap()).0, "200 OK");
+    assert_eq!(head.format, BodyFormat::WrappedSoap11);
+    assert_eq!(body, soap11.as_bytes(), "the envelope passes untouched");
+    assert!(head
+        .headers
+        .iter()
+        .any(|(n, v)| n == "SOAPAction" && v == "\"urn:relaytest/IBasic/Echo\""));
+    gw.stop_clean();
+}

@@ -286,6 +286,8 @@ fn request_formats_follow_the_content_type() {
     assert_eq!(f(Some("application/json"), false), BodyFormat::Json);
     assert_eq!(f(Some("image/png"), false), BodyFormat::Raw);
     assert_eq!(f(None, false), BodyFormat::Raw);
+    assert_eq!(wcf::web::title_case("content-type"), "Content-Type");
+    assert_eq!(wcf::web::title_case("soapaction"), "SOAPAction");
     assert!(wcf::web::is_xml_name("X-Custom_1.a"));
     assert!(
         !wcf::web::is_xml_name("1abc")

@@ -234,6 +234,7 @@ mod tests {
                 kind: config::WcfRelayType::NetTcp,
                 requires_client_authorization: true,
                 rule: Vec::new(),
+                inject_soap11_action: true,
             }],
             dynamic,
             limits: config::Limits::default(),

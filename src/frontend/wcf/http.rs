@@ -16,7 +16,8 @@
 //! unverified on .NET Framework): a SOAP 1.1 request (`text/xml` with a
 //! `SOAPAction`) gets the action as an `Action` header of the
 //! `AddressingVersion.None` namespace inside its envelope, because the SDK
-//! listener dispatched nothing without it.
+//! listener dispatched nothing without it. On by default; a configured
+//! relay turns it off with `inject_soap11_action = false`.
 
 use std::time::{Duration, Instant};
 
@@ -191,7 +192,13 @@ async fn relay(
                 }
                 Err(e) => return refuse(400, &format!("The request body failed: {e}")),
             };
-            match buffered_body(format, &whole, soap_action.as_deref()) {
+            let inject = s
+                .entities
+                .iter()
+                .find(|e| e.path.trim_matches('/').eq_ignore_ascii_case(&entity.path))
+                .is_none_or(|e| e.inject_soap11_action);
+            let action = soap_action.as_deref().filter(|_| inject);
+            match buffered_body(format, &whole, action) {
                 Ok((records, writer)) => Upload::Records(records, writer),
                 Err(e) => return refuse(400, &e),
             }

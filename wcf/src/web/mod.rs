@@ -129,8 +129,19 @@ pub fn is_xml_name(name: &str) -> bool {
 }
 
 /// A header name in the case HTTP/1.1 usually shows (`content-type` as
-/// `Content-Type`), for element names read by case-sensitive peers.
+/// `Content-Type`, `soapaction` as `SOAPAction`), for element names read
+/// by case-sensitive peers.
 pub fn title_case(name: &str) -> String {
+    const IRREGULAR: [&str; 5] = [
+        "SOAPAction",
+        "ETag",
+        "WWW-Authenticate",
+        "Content-MD5",
+        "DNT",
+    ];
+    if let Some(known) = IRREGULAR.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+        return (*known).to_owned();
+    }
     name.split('-')
         .map(|part| {
             let mut c = part.chars();
