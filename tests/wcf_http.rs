@@ -539,8 +539,8 @@ fn recorded_sdk_replies_become_http_responses() {
             .iter()
             .all(|(n, _)| n != "ServiceBusAuthorization"));
         assert_eq!(
-            head.address,
-            format!("https://localhost:{}/soap/", gw.https.port())
+            head.address, "https://localhost/soap/",
+            "the port is left out: an SDK listener's base address has none"
         );
         match want_format {
             BodyFormat::WrappedSoap11 => {

@@ -91,11 +91,22 @@ fn token(req: &Request<HttpBody>) -> (Option<String>, bool) {
     }
 }
 
-/// The request head: the method, the full URL the client used, and the
-/// headers it may pass on (no hop-by-hop headers, no token, repeated
+/// The request head: the method, the URL the client used (without a port),
+/// and the headers it may pass on (no hop-by-hop headers, no token, repeated
 /// headers joined with ", ", names that are not XML names left out).
 fn request_head(req: &Request<HttpBody>, peer: Peer, format: BodyFormat, sas: bool) -> RequestHead {
-    let host = request_host(req).unwrap_or_else(|| peer.local.to_string());
+    // The address names the host without a port: an SDK listener matches
+    // it against its base address, which never has one.
+    let host = request_host(req).unwrap_or_else(|| peer.local.ip().to_string());
+    let host = match host.rsplit_once(':') {
+        Some((h, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            h.to_owned()
+        }
+        _ => host,
+    };
     let scheme = if peer.tls { "https" } else { "http" };
     let path_query = req
         .uri()
