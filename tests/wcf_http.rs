@@ -222,6 +222,36 @@ fn curl_reaches_a_local_web_server_through_forward_http() {
     assert!(body.is_empty());
     let (status, _, _) = parse(&curl(&gw, &["-H", &a, &url(&gw, "web/nosuch")]));
     assert_eq!(status, "404 Not Found");
+
+    // The metrics count the requests and the bytes of their bodies.
+    let metrics = format!("http://{}/metrics", gw.admin.unwrap());
+    let (_, _, body) = parse(&curl(&gw, &[&metrics]));
+    let text = String::from_utf8(body).unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let labels = r#"namespace="localhost",entity="web",frontend="wcf_http""#;
+    assert!(
+        value(&format!(
+            "relay_bytes_transferred_total{{{labels},direction=\"to_sender\"}}"
+        )) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value(&format!(
+            "relay_bytes_transferred_total{{{labels},direction=\"to_listener\"}}"
+        )) > 0.0,
+        "{text}"
+    );
+    assert!(
+        value(&format!(
+            "relay_sender_connections_total{{{labels},outcome=\"success\"}}"
+        )) >= 5.0,
+        "{text}"
+    );
     gw.stop_clean();
 }
 

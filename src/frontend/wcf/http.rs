@@ -19,6 +19,7 @@
 //! listener dispatched nothing without it. On by default; a configured
 //! relay turns it off with `inject_soap11_action = false`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -243,6 +244,8 @@ async fn relay(
         max_head: s.limits.max_header_bytes.max(64 * 1024),
         max_buffered: max,
         idle: Duration::from_secs(s.limits.response_idle_timeout),
+        metrics: wcf.metrics.clone(),
+        label: label.to_owned(),
     };
     match tokio::time::timeout(timeout, exchange.start(conn)).await {
         Ok(Ok((reply, rx))) => respond(reply, rx, is_head, s.limits.response_idle_timeout),
@@ -305,6 +308,9 @@ fn buffered_body(
 struct Exchange {
     /// How long the listener may stay silent mid-reply.
     idle: Duration,
+    /// Where the bytes each way are counted, and under which entity label.
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    label: String,
     via: String,
     head: RequestHead,
     upload: Upload,
@@ -347,16 +353,34 @@ impl Exchange {
             _ => return Err("the listener did not acknowledge the preamble".into()),
         }
         let mut first = web::open_envelope(&self.head.to_envelope()).map_err(|e| e.to_string())?;
-        let upload =
-            tokio::spawn(upload(wr, std::mem::take(&mut first), self.upload).in_current_span());
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let upload = tokio::spawn(
+            upload(wr, std::mem::take(&mut first), self.upload, sent.clone()).in_current_span(),
+        );
         let (head_tx, head_rx) = oneshot::channel();
         let (body_tx, body_rx) = mpsc::channel(8);
         let limits = wcf::Limits::DEFAULT.with_max_message(self.max_buffered);
         let incoming = Incoming::new(limits, self.max_head);
         tokio::spawn(
             async move {
-                let r = read_reply(rd, buf, incoming, head_tx, &body_tx, self.idle).await;
+                let mut received = 0;
+                let r = read_reply(
+                    rd,
+                    buf,
+                    incoming,
+                    head_tx,
+                    &body_tx,
+                    self.idle,
+                    &mut received,
+                )
+                .await;
                 upload.abort();
+                self.metrics.bytes(
+                    &self.label,
+                    FRONTEND_HTTP,
+                    sent.load(Ordering::Relaxed),
+                    received,
+                );
                 if let Err(e) = r {
                     debug!(reason = %e, "HTTP relay reply ended with an error");
                     let _ = body_tx.send(Err(std::io::Error::other(e))).await;
@@ -373,11 +397,17 @@ impl Exchange {
 
 /// Write the request: UnsizedEnvelope start, the head, the body (records or
 /// streamed), the closing records, the empty chunk and End.
-async fn upload(mut wr: WriteHalf<BoxIo>, head: Vec<u8>, body: Upload) -> std::io::Result<()> {
+async fn upload(
+    mut wr: WriteHalf<BoxIo>,
+    head: Vec<u8>,
+    body: Upload,
+    sent: std::sync::Arc<AtomicU64>,
+) -> std::io::Result<()> {
     let mut out = vec![0x05];
     web::chunk(&head, &mut out);
     let writer = match body {
         Upload::Records(records, writer) => {
+            sent.fetch_add(records.len() as u64, Ordering::Relaxed);
             web::chunk(&records, &mut out);
             writer
         }
@@ -387,6 +417,7 @@ async fn upload(mut wr: WriteHalf<BoxIo>, head: Vec<u8>, body: Upload) -> std::i
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
+                sent.fetch_add(data.len() as u64, Ordering::Relaxed);
                 for piece in data.chunks(CHUNK) {
                     writer.data_chunk(piece, &mut out);
                     write(&mut wr, &out).await?;
@@ -419,6 +450,7 @@ async fn read_reply(
     head_tx: oneshot::Sender<Result<ReplyHead, String>>,
     body_tx: &mpsc::Sender<std::io::Result<Bytes>>,
     idle: Duration,
+    received: &mut u64,
 ) -> Result<(), String> {
     let mut unframe = Unframe::default();
     let mut head_tx = Some(head_tx);
@@ -449,6 +481,7 @@ async fn read_reply(
                     }
                 }
                 Event::Data(d) => {
+                    *received += d.len() as u64;
                     let decided = match pending.as_mut() {
                         Some((_, held)) => {
                             held.extend_from_slice(&d);
