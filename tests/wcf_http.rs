@@ -67,6 +67,33 @@ fn curl(gw: &Gateway, args: &[&str]) -> Output {
     run_with_timeout(&mut c, Duration::from_secs(70))
 }
 
+/// [`curl`] on its own thread, for a test that plays the listener meanwhile.
+fn curl_meanwhile(gw: &Gateway, args: &[&str]) -> std::thread::JoinHandle<Output> {
+    let ca = gw.ca();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-S", "-i", "--max-time", "60", "--cacert"])
+            .arg(&ca)
+            .args(&args);
+        run_with_timeout(&mut c, Duration::from_secs(70))
+    })
+}
+
+/// A rhea listener registered as `RelayedHttp` on `path`, attached.
+fn http_listener(gw: &Gateway, path: &str) -> Rhea {
+    let rhea = Rhea::start(
+        gw.amqps.unwrap(),
+        &gw.ca(),
+        &format!("sb://localhost/{path}/"),
+        &token(path, ROOT, 600),
+        1,
+        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
+    );
+    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    rhea
+}
+
 fn url(gw: &Gateway, rest: &str) -> String {
     format!("https://localhost:{}/{rest}", gw.https.port())
 }
@@ -368,15 +395,7 @@ type = "Http"
     assert!(String::from_utf8_lossy(&body).contains("No service is listening"));
 
     // A listener that never dials back: 504 after accept_timeout.
-    let rhea = Rhea::start(
-        gw.amqps.unwrap(),
-        &gw.ca(),
-        "sb://localhost/mute/",
-        &token("mute", ROOT, 600),
-        1,
-        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
-    );
-    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let _mute = http_listener(&gw, "mute");
     let started = Instant::now();
     let (status, _, _) = parse(&curl(&gw, &["-H", &a("mute"), &url(&gw, "mute/x")]));
     assert_eq!(&status[..3], "504");
@@ -501,15 +520,7 @@ fn read_envelope(s: &mut dyn Stream) -> (RequestHead, Vec<u8>) {
 #[test]
 fn recorded_sdk_replies_become_http_responses() {
     let gw = Gateway::start("");
-    let rhea = Rhea::start(
-        gw.amqps.unwrap(),
-        &gw.ca(),
-        "sb://localhost/soap/",
-        &token("soap", ROOT, 600),
-        1,
-        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
-    );
-    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let rhea = http_listener(&gw, "soap");
     let a = auth("soap");
     let soap11 = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Echo xmlns="urn:relaytest"><s>hi basic</s></Echo></s:Body></s:Envelope>"#;
     let soap12 = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><Echo xmlns="urn:relaytest"><s>hi ws2007</s></Echo></s:Body></s:Envelope>"#;
@@ -540,19 +551,10 @@ fn recorded_sdk_replies_become_http_responses() {
     for (capture, args, want_status, want_body, want_format) in cases {
         let reply = recorded_reply(capture);
         let gw_url = url(&gw, "soap/");
-        let handle = {
-            let mut full = vec!["-H".to_owned(), a.clone()];
-            full.extend(args.iter().map(|s| s.to_string()));
-            full.push(gw_url);
-            let ca = gw.ca();
-            std::thread::spawn(move || {
-                let mut c = Command::new("curl");
-                c.args(["-s", "-i", "--max-time", "30", "--cacert"])
-                    .arg(ca)
-                    .args(&full);
-                run_with_timeout(&mut c, Duration::from_secs(40))
-            })
-        };
+        let mut full = vec!["-H", a.as_str()];
+        full.extend(args.iter().copied());
+        full.push(&gw_url);
+        let handle = curl_meanwhile(&gw, &full);
         let (head, body) = sdk_listener(&rhea, &gw.ca(), &reply);
         let out = handle.join().unwrap();
         let (status, h, resp) = parse(&out);
@@ -678,15 +680,7 @@ fn open_fds(pid: u32) -> usize {
 #[test]
 fn malformed_replies_are_bad_gateway_and_leak_nothing() {
     let gw = Gateway::start("");
-    let rhea = Rhea::start(
-        gw.amqps.unwrap(),
-        &gw.ca(),
-        "sb://localhost/soap/",
-        &token("soap", ROOT, 600),
-        1,
-        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
-    );
-    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let rhea = http_listener(&gw, "soap");
     let a = auth("soap");
     let good = recorded_reply("sdk5-http-get-404.txt");
     let bad_status = {
@@ -725,16 +719,7 @@ fn malformed_replies_are_bad_gateway_and_leak_nothing() {
     ];
     let before = open_fds(gw.pid());
     for (what, ack, reply) in cases {
-        let gw_url = url(&gw, "soap/x");
-        let ca = gw.ca();
-        let a = a.clone();
-        let handle = std::thread::spawn(move || {
-            let mut c = Command::new("curl");
-            c.args(["-s", "-i", "--max-time", "30", "--cacert"])
-                .arg(ca)
-                .args(["-H", &a, &gw_url]);
-            run_with_timeout(&mut c, Duration::from_secs(40))
-        });
+        let handle = curl_meanwhile(&gw, &["-H", &a, &url(&gw, "soap/x")]);
         let _ = sdk_listener_with(&rhea, &gw.ca(), &ack, &reply);
         let out = handle.join().unwrap();
         let (status, _, body) = parse(&out);
@@ -764,31 +749,23 @@ type = "Http"
 inject_soap11_action = false
 "#,
     );
-    let rhea = Rhea::start(
-        gw.amqps.unwrap(),
-        &gw.ca(),
-        "sb://localhost/soap/",
-        &token("soap", ROOT, 600),
-        1,
-        serde_json::json!({"com.microsoft:listener-type": "RelayedHttp"}),
-    );
-    assert_eq!(rhea.next_of("attached")["event"], "attached");
+    let rhea = http_listener(&gw, "soap");
     let soap11 = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><Echo xmlns="urn:relaytest"><s>hi</s></Echo></s:Body></s:Envelope>"#;
-    let (a, ca, gw_url) = (auth("soap"), gw.ca(), url(&gw, "soap/"));
-    let handle = std::thread::spawn(move || {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-i", "--max-time", "30", "--cacert"])
-            .arg(ca)
-            .args(["-H", &a, "-H", "Content-Type: text/xml; charset=utf-8"])
-            .args([
-                "-H",
-                "SOAPAction: \"urn:relaytest/IBasic/Echo\"",
-                "--data-binary",
-                soap11,
-                &gw_url,
-            ]);
-        run_with_timeout(&mut c, Duration::from_secs(40))
-    });
+    let (a, gw_url) = (auth("soap"), url(&gw, "soap/"));
+    let handle = curl_meanwhile(
+        &gw,
+        &[
+            "-H",
+            &a,
+            "-H",
+            "Content-Type: text/xml; charset=utf-8",
+            "-H",
+            "SOAPAction: \"urn:relaytest/IBasic/Echo\"",
+            "--data-binary",
+            soap11,
+            &gw_url,
+        ],
+    );
     let reply = recorded_reply("sdk5-http-basic-wrappedsoap11.txt");
     let (head, body) = sdk_listener(&rhea, &gw.ca(), &reply);
     assert_eq!(parse(&handle.join().unwrap()).0, "200 OK");

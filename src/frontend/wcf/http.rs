@@ -36,12 +36,12 @@ use wcf::web::{self, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, Request
 
 use super::entity::{Entity, Kind};
 use super::stream::BoxIo;
-use super::{Answer, ToListener, Wcf};
+use super::Wcf;
 use crate::config::Right;
 use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
 use crate::frontend::hybrid::reply::{self, Body};
 use crate::frontend::hybrid::{request_host, Peer};
-use crate::relay::{CoreError, Filter};
+use crate::relay::CoreError;
 
 /// The `frontend` label of HTTP relay requests.
 pub const FRONTEND_HTTP: &str = "wcf_http";
@@ -218,20 +218,8 @@ async fn relay(
         _ => Upload::Stream(body, BodyWriter::new(format)),
     };
     let started = Instant::now();
-    let filter = Filter {
-        kind: Some(kind.label()),
-        ..Filter::default()
-    };
-    let parked = wcf
-        .relay
-        .connect(&entity.path, &filter, |_| Box::new(ToListener::Rendezvous));
-    let answer = match parked {
-        Ok(mut p) => p.wait(Duration::from_secs(s.limits.accept_timeout)).await,
-        Err(e) => Err(e),
-    };
-    let conn = match answer.map(|a| a.downcast::<Answer>()) {
-        Ok(Ok(a)) => a.0,
-        Ok(Err(_)) => return refuse(500, "unexpected rendezvous answer"),
+    let conn = match wcf.dial_back(&entity.path, &kind).await {
+        Ok(c) => c,
         Err(e) => return core_refusal(wcf, label, &entity.path, &e),
     };
     wcf.metrics

@@ -72,6 +72,30 @@ pub const FRONTEND_AMQP: &str = "wcf_amqp";
 pub const FRONTEND_RELAYED: &str = "wcf_relayed";
 
 impl Wcf {
+    /// Ask one listener of `path` whose kind is `kind` to dial back (a
+    /// notice), and wait up to `accept_timeout` for its dial-back, after its
+    /// RelayedAccept and before any reply (§3.2, §3.3).
+    pub async fn dial_back(
+        &self,
+        path: &str,
+        kind: &entity::Kind,
+    ) -> Result<stream::Conn, crate::relay::CoreError> {
+        let filter = crate::relay::Filter {
+            kind: Some(kind.label()),
+            ..crate::relay::Filter::default()
+        };
+        let wait = std::time::Duration::from_secs(self.settings.limits.accept_timeout);
+        let mut parked = self
+            .relay
+            .connect(path, &filter, |_| Box::new(ToListener::Rendezvous))?;
+        // Only a dial-back answers a WCF rendezvous; anything else is a
+        // listener that did not.
+        match parked.wait(wait).await?.downcast::<Answer>() {
+            Ok(a) => Ok(a.0),
+            Err(_) => Err(crate::relay::CoreError::ListenerGone),
+        }
+    }
+
     /// The entity label for metrics: configured relays and paths with live
     /// listeners, else "unknown" (arbitrary paths create no series).
     pub fn entity_label(&self, path: &str) -> String {

@@ -21,9 +21,9 @@ use wcf::soap::Envelope;
 
 use super::entity::split_address;
 use super::stream::{self, Conn, Rewind};
-use super::{Answer, ToListener, Wcf, FRONTEND_RELAYED};
+use super::{Answer, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
-use crate::relay::{CoreError, Filter, SpliceLimits};
+use crate::relay::{CoreError, SpliceLimits};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {
@@ -186,29 +186,9 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
             return;
         }
     }
-    let filter = Filter {
-        kind: Some(kind.label()),
-        ..Filter::default()
-    };
     let started = Instant::now();
-    let parked = wcf
-        .relay
-        .connect(&entity.path, &filter, |_| Box::new(ToListener::Rendezvous));
-    let answer = match parked {
-        Ok(mut p) => p.wait(Duration::from_secs(s.limits.accept_timeout)).await,
-        Err(e) => Err(e),
-    };
-    let mut listener = match answer.map(|a| a.downcast::<Answer>()) {
-        Ok(Ok(a)) => a.0,
-        Ok(Err(_)) => {
-            let _ = fault(
-                &mut conn,
-                RelayFault::ServerError,
-                "unexpected rendezvous answer",
-            )
-            .await;
-            return;
-        }
+    let mut listener = match wcf.dial_back(&entity.path, &kind).await {
+        Ok(c) => c,
         Err(e) => {
             match e {
                 CoreError::RendezvousFull => {
