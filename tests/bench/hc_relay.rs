@@ -35,6 +35,7 @@ mod common;
 mod support;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -223,6 +224,99 @@ async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
     percentiles(v)
 }
 
+/// websocat as a plain WebSocket-to-WebSocket relay from a free port to
+/// `target` (a `ws://` base; the client's path is appended), when available.
+async fn websocat(target: &str) -> Option<(Proc, u16)> {
+    let bin = tool("websocat")?;
+    let port = free_port();
+    let proc = Proc(
+        Command::new(&bin)
+            .args([
+                "--binary",
+                "-B",
+                "1048576",
+                &format!("ws-l:127.0.0.1:{port}"),
+                &format!("{target}/sink"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port).await;
+    Some((proc, port))
+}
+
+/// One Node.js sender run (`tests/peers/wsnode/sender.js`): Gbit/s.
+fn node_send(dir: &Path, url: &str, token: Option<&str>) -> f64 {
+    let out = Command::new("node")
+        .arg(dir.join("sender.js"))
+        .args([url, &THROUGHPUT_BYTES.to_string()])
+        .args(token)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sender.js {url} failed");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Phase 1 again with Node.js `ws` 8 endpoints (native bufferutil masking),
+/// the WebSocket stack of the Node SDKs' users and, by its websocat
+/// figure, the kind of endpoint behind the reference ratios: the
+/// same sink served directly and as a Hybrid Connections listener, plus the
+/// reference's minimal Node `ws` relay and websocat, alternated runs.
+async fn node_throughput(gw: SocketAddr) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/wsnode");
+    if !dir.join("node_modules/bufferutil").exists() {
+        println!("\n   Node.js endpoints: not installed (run tests/peers/install.sh)");
+        return;
+    }
+    let t = token("bench-node", ROOT, 36000);
+    let (_sink, line, _) = support::spawn_ready(
+        Command::new("node").arg(dir.join("sink.js")).args([
+            &format!("ws://{gw}"),
+            "bench-node",
+            &t,
+        ]),
+        "ready",
+    );
+    let direct = format!("ws://127.0.0.1:{}", &line["ready ".len()..]);
+    let (_relay, line, _) = support::spawn_ready(
+        Command::new("node").arg(dir.join("relay.js")).arg(&direct),
+        "ready",
+    );
+    let relay = format!("ws://127.0.0.1:{}/sink", &line["ready ".len()..]);
+    let gateway = format!("ws://{gw}/$hc/bench-node?sb-hc-action=connect");
+    let (mut gws, mut directs, mut relays) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..THROUGHPUT_RUNS {
+        gws.push(node_send(&dir, &gateway, Some(&t)));
+        directs.push(node_send(&dir, &format!("{direct}/sink"), None));
+        relays.push(node_send(&dir, &relay, None));
+    }
+    let (via_gw, straight, via_relay) = (
+        median(gws.clone()),
+        median(directs.clone()),
+        median(relays.clone()),
+    );
+    println!("\n   The same with Node.js ws 8 + bufferutil endpoints (sender and sink processes):");
+    println!("   direct            {straight:6.2} Gbit/s   (runs {directs:.1?})");
+    println!(
+        "   gateway           {via_gw:6.2} Gbit/s   ratio {:.2}x direct (target >= 0.75x)   (runs {gws:.1?})",
+        via_gw / straight
+    );
+    println!(
+        "   Node ws relay     {via_relay:6.2} Gbit/s   ratio {:.2}x direct   (runs {relays:.1?})",
+        via_relay / straight
+    );
+    if let Some((_w, port)) = websocat(&direct).await {
+        let via_ws = node_send(&dir, &format!("ws://127.0.0.1:{port}/sink"), None);
+        println!(
+            "   websocat relay    {via_ws:6.2} Gbit/s   ratio {:.2}x direct",
+            via_ws / straight
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -255,30 +349,15 @@ async fn main() {
             "   gateway           {via_gw:6.2} Gbit/s   ratio {:.2}x direct (target >= 0.75x)   (runs {gws:.1?})",
             via_gw / straight
         );
-        match tool("websocat") {
-            Some(bin) => {
-                let port = free_port();
-                let _w = Proc(
-                    Command::new(&bin)
-                        .args([
-                            "--binary",
-                            "-B",
-                            "1048576",
-                            &format!("ws-l:127.0.0.1:{port}"),
-                            &format!("ws://{direct}/sink"),
-                        ])
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap(),
-                );
-                wait_port(port).await;
+        match websocat(&format!("ws://{direct}")).await {
+            Some((_w, port)) => {
                 let via_ws =
                     throughput(format!("127.0.0.1:{port}").parse().unwrap(), "/sink", false).await;
                 println!("   websocat relay    {via_ws:6.2} Gbit/s   ratio {:.2}x direct; gateway/websocat {:.2}x", via_ws / straight, via_gw / via_ws);
             }
             None => println!("   websocat relay    (websocat not found: set RELAY_BENCH_TOOLS)"),
         }
+        node_throughput(gw.http).await;
     }
 
     // 2. Round trips.

@@ -2,7 +2,8 @@
 # Install the third-party peers the tests drive (shared/spec/real-peers.md):
 # Mono's WCF (with System.ServiceModel.Web), Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
-# tests/peers/hc) and rhea (npm, tests/peers/amqp); websocat (crates.io, under target/peers/tools).
+# tests/peers/hc), rhea (npm, tests/peers/amqp), ws with bufferutil (npm,
+# tests/peers/wsnode, for a benchmark); websocat (crates.io, under target/peers/tools).
 # Idempotent: what is already there is not fetched again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -53,6 +54,13 @@ fi
 amqp="$root/tests/peers/amqp"
 if [ ! -d "$amqp/node_modules/rhea" ]; then
   (cd "$amqp" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# ws 8 with bufferutil (npm): the Node.js endpoints and relay of the
+# Hybrid Connections throughput benchmark (not needed by the tests).
+wsnode="$root/tests/peers/wsnode"
+if [ ! -d "$wsnode/node_modules/bufferutil" ]; then
+  (cd "$wsnode" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 # websocat (crates.io), a raw WebSocket client used as a Hybrid Connections sender.

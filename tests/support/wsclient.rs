@@ -31,16 +31,29 @@ impl Head {
 }
 
 async fn read_head(s: &mut TcpStream) -> Head {
+    // Peek, then consume no more than the head, so frames the server sends
+    // right after it stay in the socket for the WebSocket reader (a byte per
+    // read would cost a system call per byte on the timed paths).
     let mut buf = Vec::new();
-    let mut b = [0u8; 1];
+    let mut peeked = [0u8; 2048];
     while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut b).await.unwrap();
+        let n = s.peek(&mut peeked).await.unwrap();
         assert!(
-            n == 1,
+            n > 0,
             "connection closed inside the response head: {:?}",
             String::from_utf8_lossy(&buf)
         );
-        buf.push(b[0]);
+        // The head may end inside what is peeked; its "\r\n\r\n" may
+        // straddle what was consumed before.
+        let tail = &buf[buf.len().saturating_sub(3)..];
+        let window: Vec<u8> = tail.iter().chain(&peeked[..n]).copied().collect();
+        let take = window
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(n, |p| p + 4 - tail.len());
+        let start = buf.len();
+        buf.resize(start + take, 0);
+        s.read_exact(&mut buf[start..]).await.unwrap();
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let mut lines = text.split("\r\n");
