@@ -4,8 +4,9 @@
 //! `NODE_EXTRA_CA_CERTS` pointing at the gateway's development CA), balancing
 //! across three hyco-ws listeners, a hyco-https listener serving GET and POST
 //! with small and 1 MiB bodies, and case 47 of the conformance table (a
-//! hyco-ws reconnect storm on a bad token leaves the gateway healthy); and
-//! websocat as a raw sender.
+//! hyco-ws reconnect storm on a bad token leaves the gateway healthy);
+//! websocat as a raw sender; and a burst of pipelined messages through a
+//! hyco-ws echo (the gateway's batched writes against a real parser).
 
 #![allow(
     clippy::unwrap_used,
@@ -369,4 +370,90 @@ fn websocat_as_a_raw_sender() {
     let _ = child.wait();
     assert_eq!(lines, ["msg1", "msg2"]);
     assert_eq!(l.count("accepted raw"), 1);
+}
+
+/// Many messages written back to back (text and binary, every length form,
+/// some in two fragments) reach a hyco-ws echo listener and come back whole
+/// and in order: the gateway reads several frames at once and writes them
+/// in one go, so this checks the batched path against a real peer's parser.
+#[test]
+fn pipelined_messages_come_back_whole_from_a_hyco_ws_echo() {
+    use fastwebsockets::{Frame, OpCode, Payload};
+    let gw = Gateway::start("");
+    let base = format!("ws://{}", gw.http);
+    let l = Node::spawn(
+        "ws-listener.js",
+        &[&base, "burst", ROOT, KEY, "burst"],
+        None,
+    );
+    l.wait_for("listening burst", Duration::from_secs(10));
+    let sizes = [1usize, 125, 126, 65535, 65536, 70000, 3];
+    let messages: Vec<(bool, Vec<u8>)> = (0..140)
+        .map(|i| {
+            let n = sizes[i % sizes.len()];
+            let text = i % 3 == 0;
+            let data = if text {
+                vec![b'a' + (i % 26) as u8; n]
+            } else {
+                (0..n).map(|j| (i * 7 + j) as u8).collect()
+            };
+            (text, data)
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t = support::gateway::token("burst", ROOT, 3600);
+        let (head, ws) = support::wsclient::ws(
+            gw.http,
+            "/$hc/burst?sb-hc-action=connect",
+            &[("ServiceBusAuthorization", &t)],
+        )
+        .await;
+        assert_eq!(head.status, 101);
+        let mut ws = ws.unwrap();
+        for (i, (text, data)) in messages.iter().enumerate() {
+            let op = if *text { OpCode::Text } else { OpCode::Binary };
+            if i % 5 == 0 && data.len() > 1 {
+                let (a, b) = data.split_at(data.len() / 2);
+                ws.write_frame(Frame::new(false, op, None, Payload::Borrowed(a)))
+                    .await
+                    .unwrap();
+                ws.write_frame(Frame::new(
+                    true,
+                    OpCode::Continuation,
+                    None,
+                    Payload::Borrowed(b),
+                ))
+                .await
+                .unwrap();
+            } else {
+                ws.write_frame(Frame::new(true, op, None, Payload::Borrowed(data)))
+                    .await
+                    .unwrap();
+            }
+        }
+        for (i, (text, data)) in messages.iter().enumerate() {
+            let (mut op, mut got) = (None, Vec::new());
+            loop {
+                let f = tokio::time::timeout(Duration::from_secs(20), ws.read_frame())
+                    .await
+                    .expect("an echo in time")
+                    .unwrap();
+                op = op.or(Some(f.opcode));
+                got.extend_from_slice(&f.payload);
+                if f.fin {
+                    break;
+                }
+            }
+            let want = if *text { OpCode::Text } else { OpCode::Binary };
+            assert_eq!(op, Some(want), "message {i}");
+            assert!(
+                got == *data,
+                "message {i}: {} bytes back, {} sent",
+                got.len(),
+                data.len()
+            );
+        }
+    });
+    assert_eq!(l.count("accepted burst"), 1);
 }

@@ -1,9 +1,9 @@
-//! WebSocket connections as relay legs: frames read here (RFC 6455 §5)
-//! with a buffer that stays tiny until data arrives, so idle connections
-//! cost little memory, and written with fastwebsockets (FIN flag kept, no
-//! automatic Close echo); plus the small helpers the front ends share:
-//! accept an upgrade with a chosen sub-protocol, send text, close with a
-//! code and reason.
+//! WebSocket connections as relay legs, server side (RFC 6455 §5): frames
+//! read with a buffer that stays tiny until data arrives, so idle
+//! connections cost little memory, and written unmasked (FIN flag kept, no
+//! automatic Close echo), several frames in one vectored write when a
+//! splice has them at hand; plus the small helpers the front ends share:
+//! send text, ping, close with a code and reason.
 //!
 //! Frames map one to one onto [`Chunk`]s, so message boundaries, text or
 //! binary type and fragmentation survive a splice, and no message is held
@@ -11,13 +11,14 @@
 //! half-close ([`LegEvent::Closed`]) that the splice passes on instead of
 //! echoing.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use fastwebsockets::{after_handshake_split, Frame, OpCode, Payload, Role, WebSocketWrite};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use fastwebsockets::{Frame, OpCode, Payload};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::relay::leg::BoxFuture;
@@ -26,7 +27,7 @@ use crate::relay::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
 /// The stream under an upgraded HTTP connection.
 pub type Io = TokioIo<Upgraded>;
 /// Writing half, shared (pongs are sent from the reading side).
-pub type WsWrite = Arc<Mutex<WebSocketWrite<WriteHalf<Io>>>>;
+pub type WsWrite = Arc<Mutex<FrameWriter>>;
 
 /// A frame that breaks the protocol, with the close code it earns.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +47,15 @@ pub enum FrameError {
 const MAX_HEADER: usize = 14;
 /// Read size before any frame has been seen: just a header's worth.
 const FIRST_READ: usize = 64;
-/// Cap on the read size learnt from earlier frames.
-const MAX_READ: usize = 64 * 1024;
+/// Cap on the read size learnt from earlier frames: a few 64 KiB frames,
+/// so that a busy splice reads and writes several at a time.
+const MAX_READ: usize = 256 * 1024;
 
 /// Reading half: parses frames off the stream. Its buffer starts empty and
 /// grows to the frames it sees (up to [`MAX_READ`] ahead).
 pub struct WsRead {
     io: ReadHalf<Io>,
     buf: BytesMut,
-    unmask: bool,
     max_message: usize,
     /// How much to ask for when the buffer is empty.
     read_size: usize,
@@ -100,10 +101,33 @@ impl WsRead {
     /// The next frame off the wire (pings included). Nothing is consumed
     /// until the whole frame is buffered, so a cancelled call loses nothing.
     async fn next_frame(&mut self) -> std::io::Result<WsFrame> {
-        self.fill(2).await?;
+        loop {
+            match self.parse()? {
+                Parsed::Frame(f) => return Ok(f),
+                Parsed::Need(n) => self.fill(n).await?,
+            }
+        }
+    }
+
+    /// A data or Close frame already whole in the buffer, taken without
+    /// reading (pings, which need an answer written, are left in place).
+    fn buffered_frame(&mut self) -> Option<std::io::Result<WsFrame>> {
+        if self.buf.first().is_some_and(|b| b & 0x0F == 0x9) {
+            return None;
+        }
+        match self.parse() {
+            Ok(Parsed::Frame(f)) => Some(Ok(f)),
+            Ok(Parsed::Need(_)) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Take the frame at the head of the buffer if it is whole, or say how
+    /// many bytes it needs; protocol errors as soon as the header shows them.
+    fn parse(&mut self) -> std::io::Result<Parsed> {
         let (b0, b1) = match self.buf.get(..2) {
             Some(&[b0, b1]) => (b0, b1),
-            _ => return Err(protocol("frame header")),
+            _ => return Ok(Parsed::Need(2)),
         };
         if b0 & 0x70 != 0 {
             return Err(protocol("reserved bits are set"));
@@ -125,8 +149,9 @@ impl WsRead {
             _ => 0,
         };
         let header = 2 + extra + if masked { 4 } else { 0 };
-        self.fill(header).await?;
-        let mut head = self.buf.get(2..header).unwrap_or_default();
+        let Some(mut head) = self.buf.get(2..header) else {
+            return Ok(Parsed::Need(header));
+        };
         let len: u64 = match extra {
             2 => u64::from(head.get_u16()),
             8 => head.get_u64(),
@@ -149,10 +174,12 @@ impl WsRead {
             }
         };
         self.read_size = (len + MAX_HEADER).clamp(FIRST_READ, MAX_READ);
-        self.fill(header + len).await?;
+        if self.buf.len() < header + len {
+            return Ok(Parsed::Need(header + len));
+        }
         self.buf.advance(header);
         let mut payload = self.buf.split_to(len);
-        if let (Some(m), true) = (mask, self.unmask) {
+        if let Some(m) = mask {
             unmask(&mut payload, m);
         }
         if opcode == OpCode::Text && fin && std::str::from_utf8(&payload).is_err() {
@@ -161,35 +188,96 @@ impl WsRead {
                 FrameError::InvalidUtf8,
             ));
         }
-        Ok(WsFrame {
+        Ok(Parsed::Frame(WsFrame {
             fin,
             opcode,
             data: payload.freeze(),
-        })
+        }))
     }
 }
 
-/// Split an upgraded connection into halves: Close frames are passed on,
-/// not echoed; pings are answered; frames are bounded by `max_message`.
-pub fn split(io: Io, role: Role, max_message: usize) -> (WsRead, WsWrite) {
+/// What the buffer holds: a whole frame, or not yet this many bytes.
+enum Parsed {
+    Frame(WsFrame),
+    Need(usize),
+}
+
+/// Writing half: frames go out unmasked, as a server sends them; after a
+/// Close nothing more is sent.
+pub struct FrameWriter {
+    io: WriteHalf<Io>,
+    closed: bool,
+}
+
+/// A frame header for an unmasked frame (at most 10 bytes).
+fn header(fin: bool, opcode: OpCode, len: usize) -> BytesMut {
+    let mut h = BytesMut::with_capacity(10);
+    h.put_u8(u8::from(fin) << 7 | opcode as u8);
+    match len {
+        0..=125 => h.put_u8(len as u8),
+        126..=0xFFFF => {
+            h.put_u8(126);
+            h.put_u16(len as u16);
+        }
+        _ => {
+            h.put_u8(127);
+            h.put_u64(len as u64);
+        }
+    }
+    h
+}
+
+impl FrameWriter {
+    /// Send one frame.
+    pub async fn write_frame(&mut self, frame: Frame<'_>) -> std::io::Result<()> {
+        self.write_frames(&[(frame.fin, frame.opcode, &frame.payload[..])])
+            .await
+    }
+
+    /// Send frames (FIN flag, opcode, payload) in as few writes as the
+    /// socket takes.
+    async fn write_frames(&mut self, frames: &[(bool, OpCode, &[u8])]) -> std::io::Result<()> {
+        if self.closed {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.closed = frames.iter().any(|f| f.1 == OpCode::Close);
+        let heads: Vec<BytesMut> = frames
+            .iter()
+            .map(|&(fin, op, p)| header(fin, op, p.len()))
+            .collect();
+        let mut slices: Vec<IoSlice<'_>> = heads
+            .iter()
+            .zip(frames)
+            .flat_map(|(h, f)| [IoSlice::new(h), IoSlice::new(f.2)])
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self.io.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+}
+
+/// Split an upgraded connection (the gateway as server) into halves: Close
+/// frames are passed on, not echoed; pings are answered; frames are bounded
+/// by `max_message`.
+pub fn split(io: Io, max_message: usize) -> (WsRead, WsWrite) {
     let (r, w) = tokio::io::split(io);
-    let (_, mut write) = after_handshake_split(tokio::io::empty(), w, role);
-    write.set_auto_apply_mask(true);
     let read = WsRead {
         io: r,
         buf: BytesMut::new(),
-        unmask: role == Role::Server,
         max_message,
         read_size: FIRST_READ,
     };
+    let write = FrameWriter {
+        io: w,
+        closed: false,
+    };
     (read, Arc::new(Mutex::new(write)))
-}
-
-fn io_err(e: fastwebsockets::WebSocketError) -> std::io::Error {
-    match e {
-        fastwebsockets::WebSocketError::IoError(e) => e,
-        other => std::io::Error::other(other),
-    }
 }
 
 /// The close code for a protocol error from [`read_frame`] (1009 for a
@@ -221,7 +309,7 @@ pub async fn read_frame(read: &mut WsRead, write: &WsWrite) -> std::io::Result<W
             return Ok(frame);
         }
         let pong = Frame::pong(Payload::Borrowed(&frame.data));
-        write.lock().await.write_frame(pong).await.map_err(io_err)?;
+        write.lock().await.write_frame(pong).await?;
     }
 }
 
@@ -242,7 +330,6 @@ pub async fn send_text(write: &WsWrite, text: &str) -> std::io::Result<()> {
         .await
         .write_frame(Frame::text(Payload::Borrowed(text.as_bytes())))
         .await
-        .map_err(io_err)
 }
 
 /// Send a Close frame.
@@ -260,7 +347,6 @@ pub async fn send_close(write: &WsWrite, code: u16, reason: &str) -> std::io::Re
             reason.get(..end).unwrap_or_default().as_bytes(),
         ))
         .await
-        .map_err(io_err)
 }
 
 /// Send a Ping.
@@ -270,7 +356,6 @@ pub async fn send_ping(write: &WsWrite) -> std::io::Result<()> {
         .await
         .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
         .await
-        .map_err(io_err)
 }
 
 struct Reader {
@@ -279,27 +364,49 @@ struct Reader {
     text: bool,
 }
 
+impl Reader {
+    /// The leg event a frame makes (`None` for pings and pongs).
+    fn event(&mut self, frame: WsFrame) -> Option<LegEvent> {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if frame.opcode != OpCode::Continuation {
+                    self.text = frame.opcode == OpCode::Text;
+                }
+                Some(LegEvent::Chunk(Chunk {
+                    data: frame.data,
+                    end: frame.fin,
+                    text: self.text,
+                }))
+            }
+            OpCode::Close => Some(LegEvent::Closed(close_info(&frame.data))),
+            OpCode::Ping | OpCode::Pong => None,
+        }
+    }
+}
+
 impl LegReader for Reader {
     fn read(&mut self) -> BoxFuture<'_, std::io::Result<LegEvent>> {
         Box::pin(async move {
             loop {
                 let frame = read_frame(&mut self.read, &self.write).await?;
-                match frame.opcode {
-                    OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                        if frame.opcode != OpCode::Continuation {
-                            self.text = frame.opcode == OpCode::Text;
-                        }
-                        return Ok(LegEvent::Chunk(Chunk {
-                            data: frame.data,
-                            end: frame.fin,
-                            text: self.text,
-                        }));
-                    }
-                    OpCode::Close => return Ok(LegEvent::Closed(close_info(&frame.data))),
-                    OpCode::Ping | OpCode::Pong => {}
+                if let Some(event) = self.event(frame) {
+                    return Ok(event);
                 }
             }
         })
+    }
+
+    fn read_buffered(&mut self) -> Option<std::io::Result<LegEvent>> {
+        loop {
+            match self.read.buffered_frame()? {
+                Ok(frame) => {
+                    if let Some(event) = self.event(frame) {
+                        return Some(Ok(event));
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 
@@ -310,20 +417,24 @@ struct Writer {
 
 impl LegWriter for Writer {
     fn write(&mut self, chunk: Chunk) -> BoxFuture<'_, std::io::Result<()>> {
+        self.write_batch(vec![chunk])
+    }
+
+    fn write_batch(&mut self, chunks: Vec<Chunk>) -> BoxFuture<'_, std::io::Result<()>> {
         Box::pin(async move {
-            let opcode = match (self.in_message, chunk.text) {
-                (true, _) => OpCode::Continuation,
-                (false, true) => OpCode::Text,
-                (false, false) => OpCode::Binary,
-            };
-            self.in_message = !chunk.end;
-            let frame = Frame::new(chunk.end, opcode, None, Payload::Borrowed(&chunk.data));
-            self.write
-                .lock()
-                .await
-                .write_frame(frame)
-                .await
-                .map_err(io_err)
+            let frames: Vec<(bool, OpCode, &[u8])> = chunks
+                .iter()
+                .map(|chunk| {
+                    let opcode = match (self.in_message, chunk.text) {
+                        (true, _) => OpCode::Continuation,
+                        (false, true) => OpCode::Text,
+                        (false, false) => OpCode::Binary,
+                    };
+                    self.in_message = !chunk.end;
+                    (chunk.end, opcode, &chunk.data[..])
+                })
+                .collect();
+            self.write.lock().await.write_frames(&frames).await
         })
     }
 
@@ -333,12 +444,7 @@ impl LegWriter for Writer {
                 Some(i) => Frame::close(i.code, i.reason.as_bytes()),
                 None => Frame::close_raw(Payload::Owned(Vec::new())),
             };
-            self.write
-                .lock()
-                .await
-                .write_frame(frame)
-                .await
-                .map_err(io_err)
+            self.write.lock().await.write_frame(frame).await
         })
     }
 }
@@ -360,7 +466,23 @@ pub fn leg(read: WsRead, write: WsWrite) -> Leg {
 
 #[cfg(test)]
 mod tests {
-    use super::unmask;
+    use super::{header, unmask, OpCode};
+
+    #[test]
+    fn headers_use_the_shortest_length_form() {
+        // RFC 6455 §5.7's unmasked examples, and the 64-bit form.
+        assert_eq!(&header(true, OpCode::Text, 5)[..], [0x81, 0x05]);
+        assert_eq!(
+            &header(true, OpCode::Binary, 256)[..],
+            [0x82, 0x7E, 0x01, 0x00]
+        );
+        assert_eq!(
+            &header(true, OpCode::Binary, 65536)[..],
+            [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+        assert_eq!(&header(false, OpCode::Continuation, 125)[..], [0x00, 125]);
+        assert_eq!(&header(true, OpCode::Close, 0)[..], [0x88, 0x00]);
+    }
 
     #[test]
     fn unmasking_matches_the_byte_by_byte_rule() {

@@ -45,12 +45,28 @@ pub enum LegEvent {
 pub trait LegReader: Send {
     /// The next event; an error means the connection broke (abort).
     fn read(&mut self) -> BoxFuture<'_, io::Result<LegEvent>>;
+
+    /// The next event if it is already at hand (read earlier along with
+    /// others), without waiting or reading; `None` otherwise.
+    fn read_buffered(&mut self) -> Option<io::Result<LegEvent>> {
+        None
+    }
 }
 
 /// The sending half of a leg.
 pub trait LegWriter: Send {
     /// Send a chunk.
     fn write(&mut self, chunk: Chunk) -> BoxFuture<'_, io::Result<()>>;
+
+    /// Send chunks in order, in as few writes as the leg can.
+    fn write_batch(&mut self, chunks: Vec<Chunk>) -> BoxFuture<'_, io::Result<()>> {
+        Box::pin(async move {
+            for chunk in chunks {
+                self.write(chunk).await?;
+            }
+            Ok(())
+        })
+    }
     /// Close the sending direction, passing the close on.
     fn close(&mut self, info: Option<CloseInfo>) -> BoxFuture<'_, io::Result<()>>;
 }

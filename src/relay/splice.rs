@@ -32,6 +32,10 @@ pub struct SpliceStats {
     pub clean: bool,
 }
 
+/// At most this many bytes, or chunks, go out in one batched write.
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_CHUNKS: usize = 64;
+
 async fn pump(
     mut from: Box<dyn LegReader>,
     mut to: Box<dyn LegWriter>,
@@ -40,16 +44,34 @@ async fn pump(
     epoch: Instant,
 ) -> std::io::Result<()> {
     loop {
-        match from.read().await? {
-            LegEvent::Chunk(c) => {
-                bytes.fetch_add(c.data.len() as u64, Ordering::Relaxed);
-                activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-                to.write(c).await?;
+        // Whatever else has already arrived goes out in the same write.
+        let mut event = Some(from.read().await?);
+        let (mut batch, mut size, mut closed) = (Vec::new(), 0, None);
+        while let Some(e) = event {
+            match e {
+                LegEvent::Chunk(c) => {
+                    size += c.data.len();
+                    batch.push(c);
+                }
+                LegEvent::Closed(info) => {
+                    closed = Some(info);
+                    break;
+                }
             }
-            LegEvent::Closed(info) => {
-                to.close(info).await?;
-                return Ok(());
-            }
+            event = if size < BATCH_BYTES && batch.len() < BATCH_CHUNKS {
+                from.read_buffered().transpose()?
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            bytes.fetch_add(size as u64, Ordering::Relaxed);
+            activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            to.write_batch(batch).await?;
+        }
+        if let Some(info) = closed {
+            to.close(info).await?;
+            return Ok(());
         }
     }
 }
@@ -209,6 +231,60 @@ mod tests {
             end,
             text,
         })
+    }
+
+    /// A leg whose events are all at hand from the start.
+    struct ReadyReader(std::collections::VecDeque<LegEvent>);
+    /// Records each write as its batch size, a close as 0.
+    struct BatchWriter(Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl LegReader for ReadyReader {
+        fn read(&mut self) -> BoxFuture<'_, std::io::Result<LegEvent>> {
+            Box::pin(async move {
+                match self.0.pop_front() {
+                    Some(e) => Ok(e),
+                    None => std::future::pending().await,
+                }
+            })
+        }
+        fn read_buffered(&mut self) -> Option<std::io::Result<LegEvent>> {
+            self.0.pop_front().map(Ok)
+        }
+    }
+
+    impl LegWriter for BatchWriter {
+        fn write(&mut self, _: Chunk) -> BoxFuture<'_, std::io::Result<()>> {
+            unreachable!("the pump writes batches")
+        }
+        fn write_batch(&mut self, chunks: Vec<Chunk>) -> BoxFuture<'_, std::io::Result<()>> {
+            self.0.lock().unwrap().push(chunks.len());
+            Box::pin(async { Ok(()) })
+        }
+        fn close(&mut self, _: Option<CloseInfo>) -> BoxFuture<'_, std::io::Result<()>> {
+            self.0.lock().unwrap().push(0);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn events_at_hand_go_out_in_bounded_batches_before_the_close() {
+        let mut events: std::collections::VecDeque<LegEvent> = (0..BATCH_CHUNKS + 6)
+            .map(|_| chunk("x", true, false))
+            .collect();
+        events.push_back(LegEvent::Closed(None));
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let bytes = Arc::new(AtomicU64::new(0));
+        pump(
+            Box::new(ReadyReader(events)),
+            Box::new(BatchWriter(writes.clone())),
+            bytes.clone(),
+            Arc::new(AtomicU64::new(0)),
+            Instant::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(*writes.lock().unwrap(), vec![BATCH_CHUNKS, 6, 0]);
+        assert_eq!(bytes.load(Ordering::Relaxed), (BATCH_CHUNKS + 6) as u64);
     }
 
     const LIMITS: SpliceLimits = SpliceLimits {

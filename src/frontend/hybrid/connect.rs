@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use fastwebsockets::Role;
 use hybrid::address;
 use hybrid::control::{Accept, RemoteEndpoint};
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
@@ -210,7 +209,7 @@ pub async fn connect(
             let _tracked = tracked;
             let _active = metrics.connection_started(&label, FRONTEND_WS);
             let Ok(ws) = upgrade.await else { return };
-            let (sread, swrite) = websocket::split(ws.into_inner(), Role::Server, max);
+            let (sread, swrite) = websocket::split(ws.into_inner(), max);
             let stats = splice(
                 websocket::leg(sread, swrite),
                 websocket::leg(lread, lwrite),
@@ -287,7 +286,7 @@ pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) 
     tokio::spawn(
         async move {
             let Ok(ws) = upgrade.await else { return };
-            let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
             let answer = Answer::Accepted {
                 read,
                 write: write.clone(),

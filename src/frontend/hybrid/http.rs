@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role};
+use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::{BodyExt, Limited};
 use hybrid::address;
 use hybrid::control::{
@@ -241,7 +241,7 @@ pub fn listener_rendezvous(h: &Hybrid, mut req: Request<Incoming>, query: &str) 
     tokio::spawn(
         async move {
             let Ok(ws) = upgrade.await else { return };
-            let (read, write) = websocket::split(ws.into_inner(), Role::Server, usize::MAX);
+            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
             if claim
                 .send(Box::new(Answer::Rendezvous(read, write.clone())))
                 .is_err()

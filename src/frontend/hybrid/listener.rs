@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{OpCode, Role};
+use fastwebsockets::OpCode;
 use hybrid::address;
 use hybrid::control::{parse_command, ListenerCommand};
 use hybrid::sas::Token;
@@ -106,7 +106,7 @@ pub async fn listen(
     tokio::spawn(async move {
         let _tracked = tracked;
         let Ok(ws) = upgrade.await else { return };
-        let (read, write) = websocket::split(ws.into_inner(), Role::Server, h_max(&control.h));
+        let (read, write) = websocket::split(ws.into_inner(), h_max(&control.h));
         info!(path = control.entity.path, identity = control.identity, remote = %peer.remote, "listener connected");
         let metrics = control.h.metrics.clone();
         let entity = control.entity.path.clone();
@@ -276,7 +276,6 @@ impl Control {
                     }
                     (r, _) => r,
                 }
-                .map_err(|e| std::io::Error::other(e.to_string()))
             }
         };
         sent.is_ok()

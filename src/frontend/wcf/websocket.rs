@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role};
+use fastwebsockets::{Frame, OpCode, Payload};
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -73,7 +73,7 @@ pub fn handle(wcf: &Wcf, mut req: Request<hyper::body::Incoming>, peer: Peer) ->
     tokio::spawn(async move {
         let _tracked = tracked;
         let Ok(ws) = upgrade.await else { return };
-        let (read, write) = websocket::split(ws.into_inner(), Role::Server, MAX_IN);
+        let (read, write) = websocket::split(ws.into_inner(), MAX_IN);
         let stream = WsStream::new(read, write);
         match chosen {
             "wsrelayedamqp" => super::amqp::serve(wcf, Box::new(stream), peer.local, true).await,
@@ -99,12 +99,7 @@ pub struct WsStream {
 }
 
 async fn send(write: WsWrite, frame: Frame<'static>) -> io::Result<()> {
-    write
-        .lock()
-        .await
-        .write_frame(frame)
-        .await
-        .map_err(io::Error::other)
+    write.lock().await.write_frame(frame).await
 }
 
 impl WsStream {
