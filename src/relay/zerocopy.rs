@@ -1,6 +1,9 @@
 //! Zero-copy splice of two plain TCP sockets (Linux `splice(2)` through one
 //! pipe per direction): the bytes go socket -> pipe -> socket inside the
-//! kernel and never reach user space. Same rules as [`super::splice`]:
+//! kernel and never reach user space. A direction starts by copying through
+//! a small buffer, which costs less per call for the small messages of
+//! request/response traffic, and moves to the pipe (made then) the first
+//! time a read fills that buffer. Same rules as [`super::splice`]:
 //! end of stream on one side becomes a write shutdown on the other, the
 //! remaining direction then has the linger, idle and shutdown end both.
 //! Used when both legs are plain TCP with nothing read ahead; anything else
@@ -18,9 +21,77 @@ use super::splice::{drive, Activity, SpliceLimits, SpliceStats};
 
 /// Bytes moved per `splice(2)` call (and the pipe's capacity).
 const PIPE_SIZE: usize = 1 << 20;
+/// The copying buffer; a read that fills it switches to the pipe.
+const COPY_SIZE: usize = 4096;
 
 /// Move one direction until end of stream, then shut `to` down for writing.
 async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    count: &AtomicU64,
+    clock: &Activity,
+) -> io::Result<()> {
+    if copy_phase(from, to, count, clock).await? == Phase::Bulk {
+        splice_phase(from, to, count, clock).await?;
+    }
+    // Peers may already have closed; a failed shutdown changes nothing.
+    let _ = rustix::net::shutdown(to, Shutdown::Write);
+    Ok(())
+}
+
+/// How a phase of [`pump`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    /// End of stream.
+    Ended,
+    /// A read filled the copying buffer: bulk traffic.
+    Bulk,
+}
+
+fn note(n: usize, count: &AtomicU64, clock: &Activity) {
+    count.fetch_add(n as u64, Ordering::Relaxed);
+    clock
+        .last
+        .store(clock.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Copy through a small buffer (allocated when data first arrives).
+async fn copy_phase(
+    from: &TcpStream,
+    to: &TcpStream,
+    count: &AtomicU64,
+    clock: &Activity,
+) -> io::Result<Phase> {
+    let mut buf = Vec::new();
+    loop {
+        from.readable().await?;
+        buf.resize(COPY_SIZE, 0);
+        let n = match from.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(Phase::Ended);
+        }
+        note(n, count, clock);
+        let mut rest = buf.get(..n).unwrap_or_default();
+        while !rest.is_empty() {
+            to.writable().await?;
+            match to.try_write(rest) {
+                Ok(w) => rest = rest.get(w..).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == COPY_SIZE {
+            return Ok(Phase::Bulk);
+        }
+    }
+}
+
+/// Move bytes through a pipe in the kernel until end of stream.
+async fn splice_phase(
     from: &TcpStream,
     to: &TcpStream,
     count: &AtomicU64,
@@ -37,14 +108,9 @@ async fn pump(
             })
             .await?;
         if n == 0 {
-            // Peers may already have closed; a failed shutdown changes nothing.
-            let _ = rustix::net::shutdown(to, Shutdown::Write);
             return Ok(());
         }
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        clock
-            .last
-            .store(clock.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        note(n, count, clock);
         let mut left = n;
         while left > 0 {
             left -= to
@@ -104,8 +170,13 @@ mod tests {
             linger: Duration::from_secs(5),
         };
         let task = tokio::spawn(splice_tcp(gw_a, gw_b, limits, std::future::pending()));
-        let big = vec![9u8; 3 << 20];
+        // Small writes first (copied), then bulk (moved to the pipe midway).
+        let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let sent = big.clone();
         let writer = tokio::spawn(async move {
+            for i in 0..100u8 {
+                client.write_all(&[i; 3]).await.unwrap();
+            }
             client.write_all(&big).await.unwrap();
             client.shutdown().await.unwrap();
             let mut back = Vec::new();
@@ -114,14 +185,16 @@ mod tests {
         });
         let mut got = Vec::new();
         server.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got.len(), 3 << 20);
+        let small: Vec<u8> = (0..100u8).flat_map(|i| [i; 3]).collect();
+        assert_eq!(got.len(), small.len() + sent.len());
+        assert!(got[..300] == small[..] && got[300..] == sent[..]);
         server.write_all(b"reply").await.unwrap();
         server.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply");
         let stats = task.await.unwrap();
         assert_eq!(
             (stats.a_to_b, stats.b_to_a, stats.clean),
-            (3 << 20, 5, true)
+            (300 + (3 << 20), 5, true)
         );
     }
 }
