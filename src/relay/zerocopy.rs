@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::net::Shutdown;
 use rustix::pipe::{pipe_with, splice as move_bytes, PipeFlags, SpliceFlags};
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use super::splice::{drive, Activity, SpliceLimits, SpliceStats};
@@ -26,16 +27,16 @@ const COPY_SIZE: usize = 4096;
 
 /// Move one direction until end of stream, then shut `to` down for writing.
 async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
+    mut from: ReadHalf<'_>,
+    mut to: WriteHalf<'_>,
     count: &AtomicU64,
     clock: &Activity,
 ) -> io::Result<()> {
-    if copy_phase(from, to, count, clock).await? == Phase::Bulk {
-        splice_phase(from, to, count, clock).await?;
+    if copy_phase(&mut from, &mut to, count, clock).await? == Phase::Bulk {
+        splice_phase(from.as_ref(), to.as_ref(), count, clock).await?;
     }
     // Peers may already have closed; a failed shutdown changes nothing.
-    let _ = rustix::net::shutdown(to, Shutdown::Write);
+    let _ = rustix::net::shutdown(to.as_ref(), Shutdown::Write);
     Ok(())
 }
 
@@ -55,35 +56,25 @@ fn note(n: usize, count: &AtomicU64, clock: &Activity) {
         .store(clock.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
 }
 
-/// Copy through a small buffer (allocated when data first arrives).
+/// Copy through a small buffer (allocated when data first arrives). A
+/// short read tells the runtime the socket is drained, so a message costs
+/// one read and one write.
 async fn copy_phase(
-    from: &TcpStream,
-    to: &TcpStream,
+    from: &mut ReadHalf<'_>,
+    to: &mut WriteHalf<'_>,
     count: &AtomicU64,
     clock: &Activity,
 ) -> io::Result<Phase> {
     let mut buf = Vec::new();
     loop {
-        from.readable().await?;
+        from.as_ref().readable().await?;
         buf.resize(COPY_SIZE, 0);
-        let n = match from.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
+        let n = from.read(&mut buf).await?;
         if n == 0 {
             return Ok(Phase::Ended);
         }
         note(n, count, clock);
-        let mut rest = buf.get(..n).unwrap_or_default();
-        while !rest.is_empty() {
-            to.writable().await?;
-            match to.try_write(rest) {
-                Ok(w) => rest = rest.get(w..).unwrap_or_default(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
+        to.write_all(buf.get(..n).unwrap_or_default()).await?;
         if n == COPY_SIZE {
             return Ok(Phase::Bulk);
         }
@@ -125,16 +116,17 @@ async fn splice_phase(
 /// Splice `a` and `b` in the kernel until both directions end, or a limit or
 /// `shutdown` ends them.
 pub async fn splice_tcp(
-    a: TcpStream,
-    b: TcpStream,
+    mut a: TcpStream,
+    mut b: TcpStream,
     limits: SpliceLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> SpliceStats {
     let clock = Activity::new();
     let (ab, ba) = (AtomicU64::new(0), AtomicU64::new(0));
+    let ((a_read, a_write), (b_read, b_write)) = (a.split(), b.split());
     let clean = drive(
-        pump(&a, &b, &ab, &clock),
-        pump(&b, &a, &ba, &clock),
+        pump(a_read, b_write, &ab, &clock),
+        pump(b_read, a_write, &ba, &clock),
         limits,
         shutdown,
         &clock,

@@ -12,8 +12,10 @@
 //!    connect-and-echo and a rathole tunnel. Target: p50 no slower than
 //!    rathole's.
 //! 3. 64-byte ping-pong round trips on one connection, every process pinned
-//!    to one core (bench on 0, gateway on 1, listener on 0; rathole server
-//!    on 1, client on 0). Target: p50 no worse than rathole's.
+//!    to the same core (CPU 0), so that no hop is a cross-core wake-up: the
+//!    issue's reference figures (direct 14 us, rathole 56 us) are of that
+//!    kind, and alternating cores made every hop one (rathole ~190 us
+//!    here). Target: p50 no worse than rathole's.
 //!
 //! Run: `cargo bench --bench wcf_relay` (`RELAY_BENCH_PHASES=1,2,3` picks
 //! phases; rathole from `$RELAY_BENCH_TOOLS/bin` or PATH).
@@ -284,12 +286,12 @@ async fn main() {
 
     if run("3") {
         pin(std::process::id(), "0");
-        pin(gw.pid(), "1");
+        pin(gw.pid(), "0");
         for f in &fw {
             pin(f.0.id(), "0");
         }
         if let Some((s, c, _)) = &rh_echo {
-            pin(s.0.id(), "1");
+            pin(s.0.id(), "0");
             pin(c.0.id(), "0");
         }
         // One connection per contender; rounds of TRIPS / ROUNDS trips
@@ -320,7 +322,7 @@ async fn main() {
             }
         }
         let m: Vec<f64> = p50s.iter().map(|v| median(v.clone())).collect();
-        println!("\n3. 64-byte ping-pong on one connection per contender, processes pinned, median p50 of {ROUNDS} alternated rounds of {} trips:", TRIPS / ROUNDS);
+        println!("\n3. 64-byte ping-pong on one connection per contender, all processes pinned to CPU 0, median p50 of {ROUNDS} alternated rounds of {} trips:", TRIPS / ROUNDS);
         for (i, (name, _)) in conns.iter().enumerate() {
             let note = match (name.starts_with("rathole"), m.get(1)) {
                 (true, Some(gw)) => format!(
