@@ -58,6 +58,14 @@ impl Node {
         Node { child, lines }
     }
 
+    /// A hyco-ws echo listener (`ws-listener.js`, root key) on `path`
+    /// at `base`, once its control channel is open.
+    fn echo(base: &str, path: &str, name: &str, ca: Option<&std::path::Path>) -> Node {
+        let l = Node::spawn("ws-listener.js", &[base, path, ROOT, KEY, name], ca);
+        l.wait_for(&format!("listening {name}"), Duration::from_secs(10));
+        l
+    }
+
     fn wait_for(&self, line: &str, limit: Duration) {
         let start = Instant::now();
         while !self.lines.lock().unwrap().iter().any(|l| l == line) {
@@ -104,22 +112,12 @@ fn sender(base: &str, path: &str, rounds: &str, ca: Option<&std::path::Path>) ->
 fn hyco_ws_echo_over_ws_and_wss() {
     let gw = Gateway::start("");
     let ws_base = format!("ws://{}", gw.http);
-    let l = Node::spawn(
-        "ws-listener.js",
-        &[&ws_base, "echo", ROOT, KEY, "plain"],
-        None,
-    );
-    l.wait_for("listening plain", Duration::from_secs(10));
+    let l = Node::echo(&ws_base, "echo", "plain", None);
     assert_eq!(sender(&ws_base, "echo", "3", None), "ok 3");
 
     let wss_base = format!("wss://localhost:{}", gw.https.port());
     let ca = gw.ca();
-    let lt = Node::spawn(
-        "ws-listener.js",
-        &[&wss_base, "secure", ROOT, KEY, "tls"],
-        Some(&ca),
-    );
-    lt.wait_for("listening tls", Duration::from_secs(10));
+    let lt = Node::echo(&wss_base, "secure", "tls", Some(&ca));
     assert_eq!(sender(&wss_base, "secure", "3", Some(&ca)), "ok 3");
     drop((l, lt));
     gw.stop_clean();
@@ -298,8 +296,7 @@ fn case_47_reconnect_storm_leaves_the_gateway_healthy() {
     std::thread::sleep(Duration::from_secs(2));
     let refused = gw.log().matches("listen refused").count();
     assert!(refused > 20, "only {refused} refusals logged");
-    let good = Node::spawn("ws-listener.js", &[&base, "calm", ROOT, KEY, "calm"], None);
-    good.wait_for("listening calm", Duration::from_secs(10));
+    let _good = Node::echo(&base, "calm", "calm", None);
     assert_eq!(sender(&base, "calm", "2", None), "ok 2");
     drop(storm);
     gw.stop_clean();
@@ -311,12 +308,7 @@ fn hyco_ws_listeners_reconnect_after_the_gateway_restarts() {
     let keep = support::gateway::TempDir::new("restart");
     let config = first.restart_config(&keep);
     let base = format!("ws://{}", first.http);
-    let l = Node::spawn(
-        "ws-listener.js",
-        &[&base, "again", ROOT, KEY, "again"],
-        None,
-    );
-    l.wait_for("listening again", Duration::from_secs(10));
+    let l = Node::echo(&base, "again", "again", None);
     assert_eq!(sender(&base, "again", "2", None), "ok 2");
     first.stop_clean();
     let second = Gateway::start_with(&config);
@@ -337,8 +329,7 @@ fn hyco_ws_listeners_reconnect_after_the_gateway_restarts() {
 fn websocat_as_a_raw_sender() {
     let gw = Gateway::start("");
     let base = format!("ws://{}", gw.http);
-    let l = Node::spawn("ws-listener.js", &[&base, "raw", ROOT, KEY, "raw"], None);
-    l.wait_for("listening raw", Duration::from_secs(10));
+    let l = Node::echo(&base, "raw", "raw", None);
     let websocat = support::peers().join("tools/bin/websocat");
     assert!(websocat.exists(), "run tests/peers/install.sh");
     let token = support::gateway::token("raw", ROOT, 3600);
@@ -381,12 +372,7 @@ fn pipelined_messages_come_back_whole_from_a_hyco_ws_echo() {
     use fastwebsockets::{Frame, OpCode, Payload};
     let gw = Gateway::start("");
     let base = format!("ws://{}", gw.http);
-    let l = Node::spawn(
-        "ws-listener.js",
-        &[&base, "burst", ROOT, KEY, "burst"],
-        None,
-    );
-    l.wait_for("listening burst", Duration::from_secs(10));
+    let l = Node::echo(&base, "burst", "burst", None);
     let sizes = [1usize, 125, 126, 65535, 65536, 70000, 3];
     let messages: Vec<(bool, Vec<u8>)> = (0..140)
         .map(|i| {
@@ -402,13 +388,10 @@ fn pipelined_messages_come_back_whole_from_a_hyco_ws_echo() {
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let t = support::gateway::token("burst", ROOT, 3600);
-        let (head, ws) = support::wsclient::ws(
-            gw.http,
-            "/$hc/burst?sb-hc-action=connect",
-            &[("ServiceBusAuthorization", &t)],
-        )
-        .await;
+        let target = "/$hc/burst?sb-hc-action=connect".to_owned();
+        let (head, ws) = support::hc::sender(gw.http, target, support::hc::auth("burst"))
+            .await
+            .unwrap();
         assert_eq!(head.status, 101);
         let mut ws = ws.unwrap();
         for (i, (text, data)) in messages.iter().enumerate() {
