@@ -47,9 +47,9 @@ pub enum FrameError {
 const MAX_HEADER: usize = 14;
 /// Read size before any frame has been seen: just a header's worth.
 const FIRST_READ: usize = 64;
-/// Cap on the read size learnt from earlier frames: a few 64 KiB frames,
-/// so that a busy splice reads and writes several at a time.
-const MAX_READ: usize = 256 * 1024;
+/// Cap on the read size learnt from earlier frames (what a busy
+/// connection's buffer grows to).
+const MAX_READ: usize = 64 * 1024;
 
 /// Reading half: parses frames off the stream. Its buffer starts empty and
 /// grows to the frames it sees (up to [`MAX_READ`] ahead).
