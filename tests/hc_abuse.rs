@@ -1,9 +1,10 @@
 //! Bad input and abuse on the Hybrid Connections endpoints
 //! (issue: malformed upgrades, bad tokens, oversized and malformed control
 //! messages, unknown actions, listeners that never answer, senders that
-//! vanish while parked, thousands of parked senders): each gets the status
-//! or close code the spec gives, other connections keep working, and the
-//! rendezvous table never exceeds its cap.
+//! vanish while parked, thousands of parked senders, a frame that breaks
+//! the protocol mid-splice): each gets the status or close code the spec
+//! gives, other connections keep working, and the rendezvous table never
+//! exceeds its cap.
 
 #![allow(
     clippy::unwrap_used,
@@ -229,4 +230,29 @@ async fn thousands_of_parked_senders_stay_within_the_cap() {
     assert!(parked <= 200, "{counts:?}");
     assert_eq!(parked + busy, 2000, "{counts:?}");
     gw.stop_clean();
+}
+
+/// A frame that breaks the protocol, arriving in the same segment as a good
+/// one, ends the splice, but only after the good one has been passed on;
+/// other connections keep working.
+#[tokio::test]
+async fn a_broken_frame_ends_the_splice_after_what_came_before_it() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "broken").await;
+    let (sws, mut l) = pair(&gw, &mut ctl, "broken").await;
+    let mut raw = sws.into_inner();
+    // A masked binary "ok" (mask 0), then a frame with a reserved bit set.
+    let mut bytes = vec![0x82, 0x82, 0, 0, 0, 0, b'o', b'k'];
+    bytes.extend_from_slice(&[0xC2, 0x82, 0, 0, 0, 0, b'n', b'o']);
+    raw.write_all(&bytes).await.unwrap();
+    let (op, fin, data) = next(&mut l, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (op, fin, data.as_slice()),
+        (OpCode::Binary, true, &b"ok"[..])
+    );
+    assert!(
+        next(&mut l, Duration::from_secs(5)).await.is_none(),
+        "the listener's leg ends after the good frame"
+    );
+    still_works(&gw, "broken-after").await;
 }

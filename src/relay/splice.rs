@@ -46,7 +46,7 @@ async fn pump(
     loop {
         // Whatever else has already arrived goes out in the same write.
         let mut event = Some(from.read().await?);
-        let (mut batch, mut size, mut closed) = (Vec::new(), 0, None);
+        let (mut batch, mut size, mut closed, mut broken) = (Vec::new(), 0, None, None);
         while let Some(e) = event {
             match e {
                 LegEvent::Chunk(c) => {
@@ -58,16 +58,26 @@ async fn pump(
                     break;
                 }
             }
-            event = if size < BATCH_BYTES && batch.len() < BATCH_CHUNKS {
-                from.read_buffered().transpose()?
-            } else {
-                None
+            if size >= BATCH_BYTES || batch.len() >= BATCH_CHUNKS {
+                break;
+            }
+            event = match from.read_buffered() {
+                Some(Ok(e)) => Some(e),
+                // What came before the broken part still goes out.
+                Some(Err(e)) => {
+                    broken = Some(e);
+                    None
+                }
+                None => None,
             };
         }
         if !batch.is_empty() {
             bytes.fetch_add(size as u64, Ordering::Relaxed);
             activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             to.write_batch(batch).await?;
+        }
+        if let Some(e) = broken {
+            return Err(e);
         }
         if let Some(info) = closed {
             to.close(info).await?;
@@ -285,6 +295,40 @@ mod tests {
         .unwrap();
         assert_eq!(*writes.lock().unwrap(), vec![BATCH_CHUNKS, 6, 0]);
         assert_eq!(bytes.load(Ordering::Relaxed), (BATCH_CHUNKS + 6) as u64);
+    }
+
+    /// A leg with chunks at hand and a broken frame behind them.
+    struct BrokenReader(Vec<LegEvent>);
+
+    impl LegReader for BrokenReader {
+        fn read(&mut self) -> BoxFuture<'_, std::io::Result<LegEvent>> {
+            Box::pin(async move { Ok(self.0.remove(0)) })
+        }
+        fn read_buffered(&mut self) -> Option<std::io::Result<LegEvent>> {
+            Some(if self.0.is_empty() {
+                Err(std::io::ErrorKind::InvalidData.into())
+            } else {
+                Ok(self.0.remove(0))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_before_a_broken_frame_still_go_out() {
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = pump(
+            Box::new(BrokenReader(vec![
+                chunk("a", true, false),
+                chunk("b", true, false),
+            ])),
+            Box::new(BatchWriter(writes.clone())),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Instant::now(),
+        )
+        .await;
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(*writes.lock().unwrap(), vec![2]);
     }
 
     const LIMITS: SpliceLimits = SpliceLimits {
