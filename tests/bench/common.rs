@@ -108,19 +108,37 @@ pub async fn round_trips<S: AsyncReadExt + AsyncWriteExt + Unpin>(
     v
 }
 
-/// TCP connect to the first echoed byte, `n` times.
-pub async fn tcp_latency(addr: SocketAddr, n: usize) -> (Duration, Duration) {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(b"x").await.unwrap();
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        v.push(start.elapsed());
+/// One TCP connect to the first echoed byte.
+pub async fn tcp_once(addr: SocketAddr) -> Duration {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    start.elapsed()
+}
+
+/// Connection setup latencies of several contenders, measured interleaved:
+/// each of `rounds` rounds times one connection of every contender, in an
+/// order that rotates from round to round, so that a noisy moment of the
+/// machine falls on all of them alike. Returns each contender's (p50, p99).
+pub async fn interleaved<F>(
+    rounds: usize,
+    contenders: usize,
+    mut once: F,
+) -> Vec<(Duration, Duration)>
+where
+    F: AsyncFnMut(usize) -> Duration,
+{
+    let mut times = vec![Vec::with_capacity(rounds); contenders];
+    for r in 0..rounds {
+        for k in 0..contenders {
+            let c = (r + k) % contenders;
+            times[c].push(once(c).await);
+        }
     }
-    percentiles(v)
+    times.into_iter().map(percentiles).collect()
 }
 
 /// A baseline tool from `$RELAY_BENCH_TOOLS/bin` or PATH.

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    bench_gateway, median, percentiles, rathole, rss_kib, tcp_echo, tcp_latency, tool, wait_port,
+    bench_gateway, interleaved, median, ms, rathole, rss_kib, tcp_echo, tcp_once, tool, wait_port,
 };
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use sha1::Digest;
@@ -208,20 +208,17 @@ async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Sender connect through the gateway to the first echoed byte.
-async fn rendezvous_latency(gw: SocketAddr, n: usize) -> (Duration, Duration) {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
-        w.write_frame(Frame::binary(Payload::Borrowed(b"x")))
-            .await
-            .unwrap();
-        let _ = w.read_frame().await.unwrap();
-        v.push(start.elapsed());
-        let _ = w.write_frame(Frame::close(1000, b"")).await;
-    }
-    percentiles(v)
+/// One sender connect through the gateway to the first echoed byte.
+async fn rendezvous_once(gw: SocketAddr) -> Duration {
+    let start = Instant::now();
+    let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
+    w.write_frame(Frame::binary(Payload::Borrowed(b"x")))
+        .await
+        .unwrap();
+    let _ = w.read_frame().await.unwrap();
+    let took = start.elapsed();
+    let _ = w.write_frame(Frame::close(1000, b"")).await;
+    took
 }
 
 /// websocat as a plain WebSocket-to-WebSocket relay from a free port to
@@ -373,29 +370,44 @@ async fn main() {
         );
     }
 
-    // 3. Rendezvous latency.
+    // 3. Rendezvous latency, the contenders interleaved connection by connection.
     if run("3") {
         let n = 1000;
         let echo = tcp_echo().await;
-        let (gp50, gp99) = rendezvous_latency(gw.http, n).await;
-        let (dp50, dp99) = tcp_latency(echo, n).await;
-        println!("\n3. Connect to first echoed byte, {n} sequential connections:");
+        let rathole = match tool("rathole") {
+            Some(bin) => Some(rathole(&bin, echo, None).await),
+            None => None,
+        };
+        let tunnel: Option<SocketAddr> = rathole
+            .as_ref()
+            .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
+        let contenders = if tunnel.is_some() { 3 } else { 2 };
+        let p = interleaved(n, contenders, async |c| match (c, tunnel) {
+            (0, _) => tcp_once(echo).await,
+            (1, _) => rendezvous_once(gw.http).await,
+            (_, Some(t)) => tcp_once(t).await,
+            _ => unreachable!(),
+        })
+        .await;
         println!(
-            "   direct TCP        p50 {:7.3} ms  p99 {:7.3} ms",
-            dp50.as_secs_f64() * 1e3,
-            dp99.as_secs_f64() * 1e3
+            "\n3. Connect to first echoed byte, {n} sequential connections each, interleaved:"
         );
-        println!(
-            "   gateway rendezvous p50 {:7.3} ms  p99 {:7.3} ms",
-            gp50.as_secs_f64() * 1e3,
-            gp99.as_secs_f64() * 1e3
-        );
-        match tool("rathole") {
-            Some(bin) => {
-                let (_s, _c, port) = rathole(&bin, echo, None).await;
-                let (rp50, rp99) =
-                    tcp_latency(format!("127.0.0.1:{port}").parse().unwrap(), n).await;
-                println!("   rathole tunnel    p50 {:7.3} ms  p99 {:7.3} ms   gateway p50 / rathole p50 = {:.2} (target <= 1)", rp50.as_secs_f64() * 1e3, rp99.as_secs_f64() * 1e3, gp50.as_secs_f64() / rp50.as_secs_f64());
+        let row = |name: &str, (p50, p99): (Duration, Duration)| {
+            println!(
+                "   {name:<18} p50 {:7.3} ms  p99 {:7.3} ms",
+                ms(p50),
+                ms(p99)
+            )
+        };
+        row("direct TCP", p[0]);
+        row("gateway rendezvous", p[1]);
+        match p.get(2) {
+            Some(&r) => {
+                row("rathole tunnel", r);
+                println!(
+                    "   gateway p50 / rathole p50 = {:.2} (target <= 1)",
+                    ms(p[1].0) / ms(r.0)
+                );
             }
             None => println!("   rathole tunnel    (rathole not found: set RELAY_BENCH_TOOLS)"),
         }

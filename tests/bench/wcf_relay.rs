@@ -39,8 +39,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    bench_gateway, forward_listener, median, ms, percentiles, pin, pump, rathole, round_trips,
-    tcp_echo, tcp_latency, tcp_sink, tool, RatholeTls,
+    bench_gateway, forward_listener, interleaved, median, ms, percentiles, pin, pump, rathole,
+    round_trips, tcp_echo, tcp_once, tcp_sink, tool, RatholeTls,
 };
 use support::gateway::{token, Gateway, ROOT};
 use support::Proc;
@@ -221,62 +221,61 @@ async fn main() {
         _ => None,
     };
     if run("2") {
-        // Each connection's total, and its part up to the RelayedConnectReply
-        // (notice, dial-back, replies); the rest is the first byte's trip.
-        let setup = |secure: bool| {
-            let tls = tls.clone();
-            async move {
-                let mut v = Vec::with_capacity(CONNECTIONS);
-                let mut to_reply = Vec::with_capacity(CONNECTIONS);
-                for _ in 0..CONNECTIONS {
-                    let start = Instant::now();
-                    let (path, t) = if secure {
-                        ("echo-tls", Some(&tls))
-                    } else {
-                        ("echo-plain", None)
-                    };
-                    let mut s = relayed(relay, path, t).await;
-                    to_reply.push(start.elapsed());
-                    s.write_all(b"x").await.unwrap();
-                    s.flush().await.unwrap();
-                    let mut b = [0u8; 1];
-                    s.read_exact(&mut b).await.unwrap();
-                    v.push(start.elapsed());
-                }
-                (percentiles(v), percentiles(to_reply).0)
+        // Contenders interleaved connection by connection; for the gateway,
+        // also the part up to the RelayedConnectReply (notice, dial-back,
+        // replies); the rest is the first byte's trip.
+        let tunnel: Option<SocketAddr> = rh_echo
+            .as_ref()
+            .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
+        let mut to_reply = [Vec::new(), Vec::new()];
+        let contenders = if tunnel.is_some() { 4 } else { 3 };
+        let p = interleaved(CONNECTIONS, contenders, async |c| match (c, tunnel) {
+            (0, _) => tcp_once(echo).await,
+            (1 | 2, _) => {
+                let start = Instant::now();
+                let (path, t) = if c == 2 {
+                    ("echo-tls", Some(&tls))
+                } else {
+                    ("echo-plain", None)
+                };
+                let mut s = relayed(relay, path, t).await;
+                to_reply[c - 1].push(start.elapsed());
+                s.write_all(b"x").await.unwrap();
+                s.flush().await.unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).await.unwrap();
+                start.elapsed()
             }
+            (_, Some(t)) => tcp_once(t).await,
+            _ => unreachable!(),
+        })
+        .await;
+        let [g_reply, t_reply] = to_reply.map(|v| percentiles(v).0);
+        println!(
+            "\n2. Relay setup, connect to first echoed byte, {CONNECTIONS} sequential connections each, interleaved:"
+        );
+        let row = |name: &str, (p50, p99): (Duration, Duration)| {
+            println!(
+                "   {name:<23} p50 {:7.3} ms  p99 {:7.3} ms",
+                ms(p50),
+                ms(p99)
+            )
         };
-        let (dp50, dp99) = tcp_latency(echo, CONNECTIONS).await;
-        let ((gp50, gp99), g_reply) = setup(false).await;
-        let ((tp50, tp99), t_reply) = setup(true).await;
-        println!(
-            "\n2. Relay setup, connect to first echoed byte, {CONNECTIONS} sequential connections:"
-        );
-        println!(
-            "   direct TCP              p50 {:7.3} ms  p99 {:7.3} ms",
-            ms(dp50),
-            ms(dp99)
-        );
-        println!(
-            "   gateway, TLS off        p50 {:7.3} ms  p99 {:7.3} ms",
-            ms(gp50),
-            ms(gp99)
-        );
-        println!(
-            "   gateway, TLS on         p50 {:7.3} ms  p99 {:7.3} ms",
-            ms(tp50),
-            ms(tp99)
-        );
+        row("direct TCP", p[0]);
+        row("gateway, TLS off", p[1]);
+        row("gateway, TLS on", p[2]);
         println!(
             "   of which up to the RelayedConnectReply (p50): TLS off {:.3} ms, TLS on {:.3} ms",
             ms(g_reply),
             ms(t_reply)
         );
-        match &rh_echo {
-            Some((_, _, port)) => {
-                let (rp50, rp99) =
-                    tcp_latency(format!("127.0.0.1:{port}").parse().unwrap(), CONNECTIONS).await;
-                println!("   rathole tunnel          p50 {:7.3} ms  p99 {:7.3} ms   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)", ms(rp50), ms(rp99), gp50.as_secs_f64() / rp50.as_secs_f64());
+        match p.get(3) {
+            Some(&r) => {
+                row("rathole tunnel", r);
+                println!(
+                    "   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)",
+                    ms(p[1].0) / ms(r.0)
+                );
             }
             None => {
                 println!("   rathole tunnel          (rathole not found: set RELAY_BENCH_TOOLS)")
