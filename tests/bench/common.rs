@@ -123,13 +123,14 @@ pub async fn tcp_once(addr: SocketAddr) -> Duration {
 /// each of `rounds` rounds times one connection of every contender, in an
 /// order that rotates from round to round, so that a noisy moment of the
 /// machine falls on all of them alike. Returns each contender's (p50, p99).
-pub async fn interleaved<F>(
+pub async fn interleaved<F, Fut>(
     rounds: usize,
     contenders: usize,
     mut once: F,
 ) -> Vec<(Duration, Duration)>
 where
-    F: AsyncFnMut(usize) -> Duration,
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Duration>,
 {
     let mut times = vec![Vec::with_capacity(rounds); contenders];
     for r in 0..rounds {

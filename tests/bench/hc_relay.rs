@@ -382,13 +382,22 @@ async fn main() {
             .as_ref()
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
         let contenders = if tunnel.is_some() { 3 } else { 2 };
-        let p = interleaved(n, contenders, async |c| match (c, tunnel) {
-            (0, _) => tcp_once(echo).await,
-            (1, _) => rendezvous_once(gw.http).await,
-            (_, Some(t)) => tcp_once(t).await,
-            _ => unreachable!(),
+        // The clients run in a task (not on the runtime's blocked main
+        // thread, which every readiness would have to wake).
+        let gw_http = gw.http;
+        let p = tokio::spawn(async move {
+            interleaved(n, contenders, |c| async move {
+                match (c, tunnel) {
+                    (0, _) => tcp_once(echo).await,
+                    (1, _) => rendezvous_once(gw_http).await,
+                    (_, Some(t)) => tcp_once(t).await,
+                    _ => unreachable!(),
+                }
+            })
+            .await
         })
-        .await;
+        .await
+        .unwrap();
         println!(
             "\n3. Connect to first echoed byte, {n} sequential connections each, interleaved:"
         );

@@ -227,29 +227,42 @@ async fn main() {
         let tunnel: Option<SocketAddr> = rh_echo
             .as_ref()
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
-        let mut to_reply = [Vec::new(), Vec::new()];
+        let to_reply = std::sync::Arc::new(std::sync::Mutex::new([Vec::new(), Vec::new()]));
         let contenders = if tunnel.is_some() { 4 } else { 3 };
-        let p = interleaved(CONNECTIONS, contenders, async |c| match (c, tunnel) {
-            (0, _) => tcp_once(echo).await,
-            (1 | 2, _) => {
-                let start = Instant::now();
-                let (path, t) = if c == 2 {
-                    ("echo-tls", Some(&tls))
-                } else {
-                    ("echo-plain", None)
-                };
-                let mut s = relayed(relay, path, t).await;
-                to_reply[c - 1].push(start.elapsed());
-                s.write_all(b"x").await.unwrap();
-                s.flush().await.unwrap();
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).await.unwrap();
-                start.elapsed()
-            }
-            (_, Some(t)) => tcp_once(t).await,
-            _ => unreachable!(),
+        // The clients run in a task (not on the runtime's blocked main
+        // thread, which every readiness would have to wake).
+        let (tls, replies) = (tls.clone(), to_reply.clone());
+        let p = tokio::spawn(async move {
+            interleaved(CONNECTIONS, contenders, |c| {
+                let (tls, replies) = (tls.clone(), replies.clone());
+                async move {
+                    match (c, tunnel) {
+                        (0, _) => tcp_once(echo).await,
+                        (1 | 2, _) => {
+                            let start = Instant::now();
+                            let (path, t) = if c == 2 {
+                                ("echo-tls", Some(&tls))
+                            } else {
+                                ("echo-plain", None)
+                            };
+                            let mut s = relayed(relay, path, t).await;
+                            replies.lock().unwrap()[c - 1].push(start.elapsed());
+                            s.write_all(b"x").await.unwrap();
+                            s.flush().await.unwrap();
+                            let mut b = [0u8; 1];
+                            s.read_exact(&mut b).await.unwrap();
+                            start.elapsed()
+                        }
+                        (_, Some(t)) => tcp_once(t).await,
+                        _ => unreachable!(),
+                    }
+                }
+            })
+            .await
         })
-        .await;
+        .await
+        .unwrap();
+        let to_reply = std::mem::take(&mut *to_reply.lock().unwrap());
         let [g_reply, t_reply] = to_reply.map(|v| percentiles(v).0);
         println!(
             "\n2. Relay setup, connect to first echoed byte, {CONNECTIONS} sequential connections each, interleaved:"
