@@ -307,3 +307,58 @@ fn a_mono_event_reaches_every_subscribed_mono_service_over_the_tls_upgrade() {
     drop(_fw);
     gw.stop_clean();
 }
+
+/// `forward --listen` answers a notice on a dial-back it opened beforehand
+/// (`src/forward/spare.rs`); a spare the gateway has closed meanwhile (its
+/// handshake timeout here 1 s, under the spare's 4 s) costs a fresh dial,
+/// not the client's connection.
+#[test]
+fn rendezvous_use_spare_dial_backs_and_survive_ones_the_gateway_closed() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start("[limits]\nhandshake_timeout = 1\n");
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = echo.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (amqps, relayed, ca) = (gw.amqps.unwrap(), gw.relayed.unwrap(), gw.ca());
+    let uri = "sb://localhost/spare";
+    let _listen = spawn_ready(
+        &mut forward(
+            amqps,
+            relayed,
+            &ca,
+            &["--listen", uri, "--to", &to, "--plain"],
+        ),
+        "attached",
+    );
+    let round = |n: u8| {
+        let token = support::gateway::token("spare", support::gateway::ROOT, 60);
+        let (mut s, reply) =
+            support::relayed::connect(relayed, None, &format!("{uri}/"), Some(token));
+        assert_eq!(support::relayed::fault_code(&reply), None, "round {n}");
+        s.write_all(&[n; 3]).unwrap();
+        let mut back = [0u8; 3];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, [n; 3], "round {n}");
+    };
+    round(1);
+    round(2);
+    // The spare opened after round 2 outlives the gateway's patience.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(gw
+        .log()
+        .contains("relayed connection sent no message in time"));
+    round(3);
+    round(4);
+    gw.stop_clean();
+}

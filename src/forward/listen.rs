@@ -10,7 +10,7 @@ use anyhow::{anyhow, Context};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
-use wcf::relay::{Notice, OnewaySend, RelayedAccept};
+use wcf::relay::{Notice, OnewaySend, RelayedAccept, MAX_PREFIXED_MESSAGE};
 use wcf::soap::Envelope;
 
 use super::amqp::{self, Failure};
@@ -92,6 +92,21 @@ pub async fn dial_back(relay: &Relay, data: &[u8]) -> anyhow::Result<Conn> {
     let notice = Notice::from_envelope(&Envelope::decode(&wrapper.inner, limits)?)?;
     let addr = format!("{}:{}", notice.ip, notice.ip_port);
     let hello = RelayedAccept { id: notice.id }.to_envelope();
+    let spare = relay.spares.take(&addr);
+    relay.spares.refill(relay, addr.clone());
+    if let Some(mut conn) = spare {
+        let msg = hello.to_msbin1();
+        let sent = async {
+            conn.write_message(&msg).await?;
+            conn.read_message(MAX_PREFIXED_MESSAGE).await
+        }
+        .await;
+        match sent {
+            Ok(reply) => return super::check_reply(conn, &reply),
+            // Closed by the gateway before it read the RelayedAccept.
+            Err(e) => debug!(error = %e, "the spare dial-back was closed; dialing anew"),
+        }
+    }
     relay.relayed_hello(&addr, &hello).await
 }
 

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod http;
 pub mod listen;
 pub mod oneway;
+pub mod spare;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,6 +123,8 @@ pub struct Relay {
     pub plain: bool,
     /// Whether the listener asks the gateway to require client tokens.
     pub client_auth: bool,
+    /// The listener's dial-back opened ahead of need.
+    pub spares: spare::Spares,
     tokens: Tokens,
 }
 
@@ -167,6 +170,15 @@ impl Relay {
     /// or RelayedAccept); returns the connection once the gateway's reply is
     /// not a fault.
     pub async fn relayed_hello(&self, addr: &str, hello: &Envelope) -> anyhow::Result<Conn> {
+        let msg = hello.to_msbin1();
+        let mut conn = self.open_relayed(addr, Some(&msg)).await?;
+        let reply = conn.read_message(MAX_PREFIXED_MESSAGE).await?;
+        check_reply(conn, &reply)
+    }
+
+    /// Open a relayed connection to `addr`: TCP, the preamble, TLS unless
+    /// plain, then `msg` if given (when plain, in the preamble's write).
+    pub async fn open_relayed(&self, addr: &str, msg: Option<&[u8]>) -> anyhow::Result<Conn> {
         let mut tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -177,28 +189,32 @@ impl Relay {
             tls: !self.plain,
         }
         .encode(&mut pre);
-        let msg = hello.to_msbin1();
-        let mut conn = if self.plain {
-            // Preamble and message in one write.
-            wcf::relay::write_prefixed(&msg, &mut pre);
+        if self.plain {
+            if let Some(msg) = msg {
+                wcf::relay::write_prefixed(msg, &mut pre);
+            }
             tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
-            Conn::tcp(tcp, BytesMut::new())
-        } else {
-            tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
-            let tls = self.tls_to(tcp).await.context("TLS to the gateway")?;
-            let mut conn = Conn::new(Box::new(tls), BytesMut::new());
-            conn.write_message(&msg).await?;
-            conn
-        };
-        let reply = conn.read_message(MAX_PREFIXED_MESSAGE).await?;
-        let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT)?;
-        if let Some(f) = reply.fault() {
-            let code = RelayFault::from_code(&f.code.0, &f.code.1)
-                .map_or_else(|| f.code.1.clone(), |c| c.code().to_owned());
-            return Err(anyhow!("the gateway refused: {code}: {}", f.reason));
+            return Ok(Conn::tcp(tcp, BytesMut::new()));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &pre).await?;
+        let tls = self.tls_to(tcp).await.context("TLS to the gateway")?;
+        let mut conn = Conn::new(Box::new(tls), BytesMut::new());
+        if let Some(msg) = msg {
+            conn.write_message(msg).await?;
         }
         Ok(conn)
     }
+}
+
+/// `conn` if the gateway's `reply` to a hello is not a fault.
+pub fn check_reply(conn: Conn, reply: &[u8]) -> anyhow::Result<Conn> {
+    let reply = Envelope::decode(reply, wcf::Limits::DEFAULT)?;
+    if let Some(f) = reply.fault() {
+        let code = RelayFault::from_code(&f.code.0, &f.code.1)
+            .map_or_else(|| f.code.1.clone(), |c| c.code().to_owned());
+        return Err(anyhow!("the gateway refused: {code}: {}", f.reason));
+    }
+    Ok(conn)
 }
 
 fn client_tls(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
@@ -247,6 +263,7 @@ pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<R
         tls: client_tls(&ca)?,
         plain: opts.plain,
         client_auth: !opts.no_client_auth,
+        spares: spare::Spares::default(),
         host,
         path,
         tokens,
