@@ -142,6 +142,18 @@ where
     times.into_iter().map(percentiles).collect()
 }
 
+/// Print setup latencies, a row per contender, names aligned.
+pub fn latency_rows(rows: &[(&str, (Duration, Duration))]) {
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (name, (p50, p99)) in rows {
+        println!(
+            "   {name:<width$} p50 {:7.3} ms  p99 {:7.3} ms",
+            ms(*p50),
+            ms(*p99)
+        );
+    }
+}
+
 /// A baseline tool from `$RELAY_BENCH_TOOLS/bin` or PATH.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let from_env =

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    bench_gateway, interleaved, median, ms, rathole, rss_kib, tcp_echo, tcp_once, tool, wait_port,
+    bench_gateway, interleaved, latency_rows, median, ms, rathole, rss_kib, tcp_echo, tcp_once,
+    tool, wait_port,
 };
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use sha1::Digest;
@@ -401,24 +402,15 @@ async fn main() {
         println!(
             "\n3. Connect to first echoed byte, {n} sequential connections each, interleaved:"
         );
-        let row = |name: &str, (p50, p99): (Duration, Duration)| {
-            println!(
-                "   {name:<18} p50 {:7.3} ms  p99 {:7.3} ms",
-                ms(p50),
-                ms(p99)
-            )
-        };
-        row("direct TCP", p[0]);
-        row("gateway rendezvous", p[1]);
+        let mut rows = vec![("direct TCP", p[0]), ("gateway rendezvous", p[1])];
+        rows.extend(p.get(2).map(|&r| ("rathole tunnel", r)));
+        latency_rows(&rows);
         match p.get(2) {
-            Some(&r) => {
-                row("rathole tunnel", r);
-                println!(
-                    "   gateway p50 / rathole p50 = {:.2} (target <= 1)",
-                    ms(p[1].0) / ms(r.0)
-                );
-            }
-            None => println!("   rathole tunnel    (rathole not found: set RELAY_BENCH_TOOLS)"),
+            Some(r) => println!(
+                "   gateway p50 / rathole p50 = {:.2} (target <= 1)",
+                ms(p[1].0) / ms(r.0)
+            ),
+            None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
     }
 

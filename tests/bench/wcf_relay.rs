@@ -39,8 +39,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    bench_gateway, forward_listener, interleaved, median, ms, percentiles, pin, pump, rathole,
-    round_trips, tcp_echo, tcp_once, tcp_sink, tool, RatholeTls,
+    bench_gateway, forward_listener, interleaved, latency_rows, median, ms, percentiles, pin, pump,
+    rathole, round_trips, tcp_echo, tcp_once, tcp_sink, tool, RatholeTls,
 };
 use support::gateway::{token, Gateway, ROOT};
 use support::Proc;
@@ -267,32 +267,24 @@ async fn main() {
         println!(
             "\n2. Relay setup, connect to first echoed byte, {CONNECTIONS} sequential connections each, interleaved:"
         );
-        let row = |name: &str, (p50, p99): (Duration, Duration)| {
-            println!(
-                "   {name:<23} p50 {:7.3} ms  p99 {:7.3} ms",
-                ms(p50),
-                ms(p99)
-            )
-        };
-        row("direct TCP", p[0]);
-        row("gateway, TLS off", p[1]);
-        row("gateway, TLS on", p[2]);
+        let mut rows = vec![
+            ("direct TCP", p[0]),
+            ("gateway, TLS off", p[1]),
+            ("gateway, TLS on", p[2]),
+        ];
+        rows.extend(p.get(3).map(|&r| ("rathole tunnel", r)));
+        latency_rows(&rows);
         println!(
             "   of which up to the RelayedConnectReply (p50): TLS off {:.3} ms, TLS on {:.3} ms",
             ms(g_reply),
             ms(t_reply)
         );
         match p.get(3) {
-            Some(&r) => {
-                row("rathole tunnel", r);
-                println!(
-                    "   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)",
-                    ms(p[1].0) / ms(r.0)
-                );
-            }
-            None => {
-                println!("   rathole tunnel          (rathole not found: set RELAY_BENCH_TOOLS)")
-            }
+            Some(r) => println!(
+                "   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)",
+                ms(p[1].0) / ms(r.0)
+            ),
+            None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
     }
 
