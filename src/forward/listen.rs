@@ -103,7 +103,9 @@ pub async fn dial_back(relay: &Relay, data: &[u8]) -> anyhow::Result<Conn> {
         .await;
         match sent {
             Ok(reply) => return super::check_reply(conn, &reply),
-            // Closed by the gateway before it read the RelayedAccept.
+            // No reply: the gateway closed the spare before reading it (or
+            // read it for a client that had left; the fresh dial is then
+            // refused as an unknown rendezvous, as it would have been).
             Err(e) => debug!(error = %e, "the spare dial-back was closed; dialing anew"),
         }
     }
