@@ -31,6 +31,8 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "floor.rs"]
+mod floor;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -320,6 +322,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    floor::serve_if_asked().await;
     let gw = bench_gateway(
         "listeners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
     );
@@ -382,7 +385,9 @@ async fn main() {
         let tunnel: Option<SocketAddr> = rathole
             .as_ref()
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
-        let contenders = if tunnel.is_some() { 3 } else { 2 };
+        let (_floor, floor_addr) = floor::start().await;
+        floor::listener(floor_addr).await;
+        let contenders = if tunnel.is_some() { 4 } else { 3 };
         // The clients run in a task (not on the runtime's blocked main
         // thread, which every readiness would have to wake).
         let gw_http = gw.http;
@@ -391,6 +396,7 @@ async fn main() {
                 match (c, tunnel) {
                     (0, _) => tcp_once(echo).await,
                     (1, _) => rendezvous_once(gw_http).await,
+                    (2, _) => floor::once(floor_addr).await,
                     (_, Some(t)) => tcp_once(t).await,
                     _ => unreachable!(),
                 }
@@ -402,13 +408,18 @@ async fn main() {
         println!(
             "\n3. Connect to first echoed byte, {n} sequential connections each, interleaved:"
         );
-        let mut rows = vec![("direct TCP", p[0]), ("gateway rendezvous", p[1])];
-        rows.extend(p.get(2).map(|&r| ("rathole tunnel", r)));
+        let mut rows = vec![
+            ("direct TCP", p[0]),
+            ("gateway rendezvous", p[1]),
+            ("protocol-shape floor", p[2]),
+        ];
+        rows.extend(p.get(3).map(|&r| ("rathole tunnel", r)));
         latency_rows(&rows);
-        match p.get(2) {
+        match p.get(3) {
             Some(r) => println!(
-                "   gateway p50 / rathole p50 = {:.2} (target <= 1)",
-                ms(p[1].0) / ms(r.0)
+                "   gateway p50 / rathole p50 = {:.2} (target <= 1); floor p50 / rathole p50 = {:.2}",
+                ms(p[1].0) / ms(r.0),
+                ms(p[2].0) / ms(r.0)
             ),
             None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
