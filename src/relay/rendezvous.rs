@@ -37,11 +37,9 @@ impl Table {
 pub struct Claim(oneshot::Sender<Payload>);
 
 impl Claim {
-    /// Deliver the answer; fails when the client has gone.
-    pub fn send(self, answer: Payload) -> Result<(), CoreError> {
-        self.0
-            .send(answer)
-            .map_err(|_| CoreError::UnknownRendezvous)
+    /// Deliver the answer; when the client has gone, the answer comes back.
+    pub fn send(self, answer: Payload) -> Result<(), Payload> {
+        self.0.send(answer)
     }
 }
 
@@ -124,6 +122,7 @@ impl Rendezvous {
         self.take(id)
             .ok_or(CoreError::UnknownRendezvous)?
             .send(answer)
+            .map_err(|_| CoreError::UnknownRendezvous)
     }
 
     /// Claim the rendezvous `id` now, to answer it later: no one else can

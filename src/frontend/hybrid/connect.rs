@@ -1,11 +1,13 @@
 //! Sender WebSocket connections and the listener's accept rendezvous
 //! (`spec/hybrid-connections.md` §3): the sender's upgrade is held (no 101)
-//! while an `accept` goes to one listener; the listener's rendezvous on the
-//! single-use address is completed first, echoing the sub-protocol it asked
-//! for; then the sender gets its 101 with the same sub-protocol, if the
-//! sender offered it, and the two are spliced. A listener that rejects gets
-//! 410 and the sender its status and description; a listener that never
-//! comes leaves the sender with 504.
+//! while an `accept` goes to one listener; once the listener opens its
+//! rendezvous on the single-use address, both get their 101 at once (the
+//! listener's echoing the sub-protocol it asked for, the sender's with the
+//! same sub-protocol if the sender offered it) and the two are spliced. A
+//! listener that rejects gets 410 and the sender its status and
+//! description; a listener that never comes leaves the sender with 504; one
+//! that leaves between its rendezvous request and its 101 leaves the sender
+//! with a 1011 close.
 
 use std::collections::BTreeMap;
 
@@ -171,15 +173,11 @@ pub async fn connect(
             return reply::status(code, &text);
         }
     };
-    let (lread, lwrite, protocol) = match answer {
-        Answer::Accepted {
-            read,
-            write,
-            protocol,
-        } => {
+    let (listener, protocol) = match answer {
+        Answer::Accepted { upgrade, protocol } => {
             h.metrics
                 .rendezvous(&entity.path, FRONTEND_WS, started.elapsed().as_secs_f64());
-            (read, write, protocol)
+            (upgrade, protocol)
         }
         Answer::Rejected(code, text) => {
             info!(path = entity.path, code, "connect rejected by the listener");
@@ -208,7 +206,23 @@ pub async fn connect(
         async move {
             let _tracked = tracked;
             let _active = metrics.connection_started(&label, FRONTEND_WS);
-            let Ok(ws) = upgrade.await else { return };
+            // Both 101s are written at once, each by its connection.
+            let (sender, listener) = tokio::join!(upgrade, listener);
+            let (lread, lwrite) = match listener {
+                Ok(ws) => websocket::split(ws.into_inner(), max),
+                Err(e) => {
+                    debug!(error = %e, "the listener left before its upgrade");
+                    if let Ok(ws) = sender {
+                        let (_, w) = websocket::split(ws.into_inner(), max);
+                        let _ = websocket::send_close(&w, 1011, "The listener went away").await;
+                    }
+                    return;
+                }
+            };
+            let Ok(ws) = sender else {
+                let _ = websocket::send_close(&lwrite, 1001, "The sender went away").await;
+                return;
+            };
             let (sread, swrite) = websocket::split(ws.into_inner(), max);
             let stats = splice(
                 websocket::leg(sread, swrite),
@@ -283,20 +297,17 @@ pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) 
     {
         response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
     }
-    tokio::spawn(
-        async move {
-            let Ok(ws) = upgrade.await else { return };
-            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
-            let answer = Answer::Accepted {
-                read,
-                write: write.clone(),
-                protocol,
-            };
-            if claim.send(Box::new(answer)).is_err() {
-                let _ = websocket::send_close(&write, 1001, "The sender went away").await;
-            }
+    if let Err(gone) = claim.send(Box::new(Answer::Accepted { upgrade, protocol })) {
+        if let Ok(Answer::Accepted { upgrade, .. }) = gone.downcast::<Answer>().map(|a| *a) {
+            tokio::spawn(
+                async move {
+                    let Ok(ws) = upgrade.await else { return };
+                    let (_, write) = websocket::split(ws.into_inner(), usize::MAX);
+                    let _ = websocket::send_close(&write, 1001, "The sender went away").await;
+                }
+                .in_current_span(),
+            );
         }
-        .in_current_span(),
-    );
+    }
     response.map(|_| reply::empty())
 }

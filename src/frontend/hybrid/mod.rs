@@ -39,12 +39,11 @@ pub enum ToListener {
 
 /// What answers a parked sender (the core's answer payload).
 pub enum Answer {
-    /// The listener opened its accept rendezvous (already upgraded).
+    /// The listener opened its accept rendezvous: its 101 is on its way,
+    /// and the upgrade completes once it is written.
     Accepted {
-        /// The listener's WebSocket, reading half.
-        read: crate::frontend::websocket::WsRead,
-        /// The listener's WebSocket, writing half.
-        write: crate::frontend::websocket::WsWrite,
+        /// The listener's WebSocket, once upgraded.
+        upgrade: fastwebsockets::upgrade::UpgradeFut,
         /// The sub-protocol the listener asked for.
         protocol: Option<String>,
     },
