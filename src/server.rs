@@ -193,7 +193,11 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             let path = req.uri().path();
             let response = if path == wcf::websocket::PATH {
                 wcf::websocket::handle(&fronts.wcf, req, peer)
-            } else if let Some((entity, kind)) = wcf::http::resolve(&fronts.wcf, path) {
+            } else if let Some((entity, kind)) =
+                (!path.starts_with("/$hc/")) // never a WCF relay
+                    .then(|| wcf::http::resolve(&fronts.wcf, path))
+                    .flatten()
+            {
                 wcf::http::handle(&fronts.wcf, req, peer, entity, kind).await
             } else {
                 fronts.hybrid.handle(req, peer).await

@@ -127,8 +127,10 @@ async fn handle(relay: Arc<Relay>, mut s: TcpStream) {
 }
 
 /// The floor's listener, in this process: answers each notice with a dial-
-/// back whose far end echoes what it reads.
-pub async fn listener(relay: SocketAddr) {
+/// back whose far end echoes what it reads, or, with `to`, is a fresh TCP
+/// connection to `to` (as `relay-gateway forward` and rathole's client
+/// connect to their local service).
+pub async fn listener(relay: SocketAddr, to: Option<SocketAddr>) {
     let mut control = TcpStream::connect(relay).await.unwrap();
     control.set_nodelay(true).unwrap();
     control
@@ -148,9 +150,19 @@ pub async fn listener(relay: SocketAddr) {
                 // The sender's first byte may come in the read that ends
                 // the relay's answer.
                 let (_, early) = read_head(&mut s).await.unwrap();
-                s.write_all(&early).await.unwrap();
-                let (mut r, mut w) = s.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
+                match to {
+                    None => {
+                        s.write_all(&early).await.unwrap();
+                        let (mut r, mut w) = s.into_split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                    Some(to) => {
+                        let mut local = TcpStream::connect(to).await.unwrap();
+                        local.set_nodelay(true).unwrap();
+                        local.write_all(&early).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut s, &mut local).await;
+                    }
+                }
             });
         }
     });

@@ -386,7 +386,7 @@ async fn main() {
             .as_ref()
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
         let (_floor, floor_addr) = floor::start().await;
-        floor::listener(floor_addr).await;
+        floor::listener(floor_addr, None).await;
         let contenders = if tunnel.is_some() { 4 } else { 3 };
         // The clients run in a task (not on the runtime's blocked main
         // thread, which every readiness would have to wake).

@@ -34,6 +34,8 @@ mod support;
 
 #[path = "common.rs"]
 mod common;
+#[path = "floor.rs"]
+mod floor;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -124,6 +126,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    floor::serve_if_asked().await;
     let gw =
         bench_gateway("pending_per_path = 8192\npending_total = 16384\nlistener_queue = 1024\n");
     let relay = gw.relayed.unwrap();
@@ -227,8 +230,10 @@ async fn main() {
         let tunnel: Option<SocketAddr> = rh_echo
             .as_ref()
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
+        let (_floor, floor_addr) = floor::start().await;
+        floor::listener(floor_addr, Some(echo)).await;
         let to_reply = std::sync::Arc::new(std::sync::Mutex::new([Vec::new(), Vec::new()]));
-        let contenders = if tunnel.is_some() { 4 } else { 3 };
+        let contenders = if tunnel.is_some() { 5 } else { 4 };
         // The clients run in a task (not on the runtime's blocked main
         // thread, which every readiness would have to wake).
         let (tls, replies) = (tls.clone(), to_reply.clone());
@@ -253,6 +258,7 @@ async fn main() {
                             s.read_exact(&mut b).await.unwrap();
                             start.elapsed()
                         }
+                        (3, _) => floor::once(floor_addr).await,
                         (_, Some(t)) => tcp_once(t).await,
                         _ => unreachable!(),
                     }
@@ -271,18 +277,20 @@ async fn main() {
             ("direct TCP", p[0]),
             ("gateway, TLS off", p[1]),
             ("gateway, TLS on", p[2]),
+            ("protocol-shape floor", p[3]),
         ];
-        rows.extend(p.get(3).map(|&r| ("rathole tunnel", r)));
+        rows.extend(p.get(4).map(|&r| ("rathole tunnel", r)));
         latency_rows(&rows);
         println!(
             "   of which up to the RelayedConnectReply (p50): TLS off {:.3} ms, TLS on {:.3} ms",
             ms(g_reply),
             ms(t_reply)
         );
-        match p.get(3) {
+        match p.get(4) {
             Some(r) => println!(
-                "   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1)",
-                ms(p[1].0) / ms(r.0)
+                "   gateway (TLS off) p50 / rathole p50 = {:.2} (target <= 1); floor p50 / rathole p50 = {:.2}",
+                ms(p[1].0) / ms(r.0),
+                ms(p[3].0) / ms(r.0)
             ),
             None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
