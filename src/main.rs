@@ -150,9 +150,13 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return fail(e),
             };
-            match runtime.block_on(forward::run(*options, ca)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(format_args!("{e:#}")),
+            // Run on a worker, not on this thread: the tasks it spawns for
+            // each notice then start where it runs instead of waking a
+            // worker through the runtime's driver.
+            match runtime.block_on(runtime.spawn(forward::run(*options, ca))) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => fail(format_args!("{e:#}")),
+                Err(e) => fail(e),
             }
         }
         Command::Reload { admin } => match admin::request_reload(&admin) {

@@ -93,28 +93,31 @@ pub async fn dial_back(relay: &Relay, data: &[u8]) -> anyhow::Result<Conn> {
     let addr = format!("{}:{}", notice.ip, notice.ip_port);
     let hello = RelayedAccept { id: notice.id }.to_envelope();
     let spare = relay.spares.take(&addr);
-    relay.spares.refill(relay, addr.clone());
     if let Some(mut conn) = spare {
-        let msg = hello.to_msbin1();
-        let sent = async {
-            conn.write_message(&msg).await?;
-            conn.read_message(MAX_PREFIXED_MESSAGE).await
-        }
-        .await;
-        match sent {
+        let written = conn.write_message(&hello.to_msbin1()).await;
+        // The next spare is opened while the gateway answers this one.
+        relay.spares.refill(relay, addr.clone());
+        let reply = match written {
+            Ok(()) => conn.read_message(MAX_PREFIXED_MESSAGE).await,
+            Err(e) => Err(e),
+        };
+        match reply {
             Ok(reply) => return super::check_reply(conn, &reply),
             // No reply: the gateway closed the spare before reading it (or
             // read it for a client that had left; the fresh dial is then
             // refused as an unknown rendezvous, as it would have been).
             Err(e) => debug!(error = %e, "the spare dial-back was closed; dialing anew"),
         }
+    } else {
+        relay.spares.refill(relay, addr.clone());
     }
     relay.relayed_hello(&addr, &hello).await
 }
 
 async fn splice_to(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> {
-    // The local service and the dial-back are opened together.
-    let (service, conn) = tokio::join!(TcpStream::connect(to), dial_back(relay, data));
+    // The local service and the dial-back are opened together (the
+    // RelayedAccept written first: the client waits for it).
+    let (conn, service) = tokio::join!(dial_back(relay, data), TcpStream::connect(to));
     let service = service.with_context(|| format!("connecting to the local service {to}"))?;
     let _ = service.set_nodelay(true);
     let conn = conn?;
