@@ -214,17 +214,14 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     };
     let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
     let connect_reply = any_type_reply(ACTION_RELAYED_CONNECT_REPLY).to_msbin1();
-    if let Err(e) = listener.write_message(&accept_reply).await {
-        info!(reason = %e, "listener dial-back broke before the reply");
-        let _ = fault(
-            &mut conn,
-            RelayFault::ConnectionFailed,
-            "The listener went away.",
-        )
-        .await;
+    // The client's reply first: its first bytes have the longer way to go.
+    // A listener whose dial-back breaks before its own reply has still
+    // accepted; its client sees the session end, as if it had closed.
+    if conn.write_message(&connect_reply).await.is_err() {
         return;
     }
-    if conn.write_message(&connect_reply).await.is_err() {
+    if let Err(e) = listener.write_message(&accept_reply).await {
+        info!(reason = %e, "listener dial-back broke before its reply");
         return;
     }
     wcf.metrics.sender(&label, FRONTEND_RELAYED, 200);
