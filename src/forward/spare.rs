@@ -4,8 +4,9 @@
 //! handshake. The gateway reads the RelayedAccept whenever it comes within
 //! its handshake timeout (10 s by default), so a spare is used within
 //! [`LIFETIME`] or closed. One is opened for each notice once its
-//! RelayedAccept is written (not while idle), at most one at a time; a spare the gateway has closed meanwhile is
-//! noticed when its RelayedAccept gets no reply, and the caller dials anew.
+//! RelayedAccept is written (not while idle), at most one at a time; a
+//! spare the gateway has closed meanwhile is noticed when its RelayedAccept
+//! gets no reply, and the caller dials anew.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
