@@ -2,7 +2,8 @@
 //! (issue: malformed upgrades, bad tokens, oversized and malformed control
 //! messages, unknown actions, listeners that never answer, senders that
 //! vanish while parked, thousands of parked senders, a frame that breaks
-//! the protocol mid-splice): each gets the status or close code the spec
+//! the protocol mid-splice, a listener that resets its rendezvous right
+//! after asking for it): each gets the status or close code the spec
 //! gives, other connections keep working, and the rendezvous table never
 //! exceeds its cap.
 
@@ -255,4 +256,56 @@ async fn a_broken_frame_ends_the_splice_after_what_came_before_it() {
         "the listener's leg ends after the good frame"
     );
     still_works(&gw, "broken-after").await;
+}
+
+/// A listener that sends its rendezvous request and resets the connection
+/// at once. Nearly always the gateway has read the request but not yet
+/// written the listener's 101: the sender still gets its own 101 (the two
+/// are written together), then a Close with 1011. If the reset comes just
+/// after that 101, the splice aborts the sender as for any TCP error
+/// (spec §3.4); if it comes before the request is read, the listener never
+/// accepted and the sender gets 504 at the accept timeout. Never a hang,
+/// and other connections keep working.
+#[tokio::test]
+async fn a_listener_that_resets_after_its_rendezvous_request_ends_its_sender() {
+    let gw = Gateway::start("[limits]\naccept_timeout = 2\n");
+    let mut ctl = listener(&gw, "reset").await;
+    let s = support::hc::sender(
+        gw.http,
+        "/$hc/reset?sb-hc-action=connect".into(),
+        support::hc::auth("reset"),
+    );
+    let accept = next_json(&mut ctl).await;
+    let (addr, target) = split_url(accept["accept"]["address"].as_str().unwrap());
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    // Closing with a zero linger sends a reset instead of a FIN.
+    rustix::net::sockopt::set_socket_linger(&raw, Some(Duration::ZERO)).unwrap();
+    raw.write_all(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    drop(raw);
+    let (head, sws) = s.await.unwrap();
+    if head.status == 504 {
+        eprintln!("the reset came before the request was read: 504");
+    } else {
+        assert_eq!(head.status, 101, "{head:?}");
+        let told = std::time::Instant::now();
+        match next(&mut sws.unwrap(), Duration::from_secs(10)).await {
+            Some((OpCode::Close, _, data)) => {
+                assert_eq!(data.get(..2), Some(&1011u16.to_be_bytes()[..]), "{data:?}")
+            }
+            None => assert!(
+                told.elapsed() < Duration::from_secs(5),
+                "no Close and no abort"
+            ),
+            other => panic!("expected a Close or an abort, got {other:?}"),
+        }
+    }
+    still_works(&gw, "reset-after").await;
+    gw.stop_clean();
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::gateway::{token, Gateway, ROOT};
 use support::relayed::{self, fault_code, Rhea};
-use wcf::relay::{ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY};
+use wcf::relay::{
+    ConnectPreamble, RelayedAccept, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY,
+};
 
 const LIMITS: &str = "[limits]\naccept_timeout = 3\nhandshake_timeout = 2\n";
 
@@ -301,6 +303,80 @@ fn every_bad_client_or_dial_back_gets_a_relay_fault_and_others_are_undisturbed()
     lst.flush().unwrap();
     cl.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"pong");
+    drop((cl, lst, rhea));
+    gw.stop_clean();
+}
+
+/// A listener that resets its dial-back right after its RelayedAccept has
+/// still accepted: its client gets RelayedConnectReply (written first), then
+/// sees its session end; the gateway goes on serving. (Should the reset
+/// overtake the RelayedAccept before the gateway reads it, the listener
+/// never accepted and the client gets ConnectionFailedFault at the accept
+/// timeout instead.)
+#[test]
+fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
+    let gw = start();
+    let rhea = listener(&gw, "reset", 1, json!({}));
+    rhea.next_of("attached");
+    let tls = relayed::tls_config(&gw.ca());
+    let addr = gw.relayed.unwrap();
+    let t = tls.clone();
+    let client = std::thread::spawn(move || {
+        relayed::connect(
+            addr,
+            Some((&t, "localhost")),
+            "sb://localhost/reset/",
+            Some(token("reset", ROOT, 600)),
+        )
+    });
+    let notice = relayed::notice(&rhea.next_message());
+    // Preamble (no TLS) and RelayedAccept in one write, then a reset: a
+    // zero linger makes the close send RST instead of FIN.
+    let mut bytes = Vec::new();
+    ConnectPreamble {
+        via: "sb://localhost/reset/".into(),
+        tls: false,
+    }
+    .encode(&mut bytes);
+    let accept = RelayedAccept { id: notice.id }.to_envelope().to_msbin1();
+    wcf::relay::write_prefixed(&accept, &mut bytes);
+    let mut raw = TcpStream::connect(addr).unwrap();
+    rustix::net::sockopt::set_socket_linger(&raw, Some(Duration::ZERO)).unwrap();
+    raw.write_all(&bytes).unwrap();
+    drop(raw);
+    let (mut cl, reply) = client.join().unwrap();
+    if fault_code(&reply).as_deref() == Some("ConnectionFailedFault") {
+        eprintln!("the reset came before the RelayedAccept was read");
+    } else {
+        assert_eq!(
+            reply.action().as_deref(),
+            Some(ACTION_RELAYED_CONNECT_REPLY)
+        );
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = cl.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    // The next client and dial-back are spliced as usual.
+    let t = tls.clone();
+    let client = std::thread::spawn(move || {
+        relayed::connect(
+            addr,
+            Some((&t, "localhost")),
+            "sb://localhost/reset/",
+            Some(token("reset", ROOT, 600)),
+        )
+    });
+    let notice = relayed::notice(&rhea.next_message());
+    let (mut lst, _) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/reset/");
+    let (mut cl, _) = client.join().unwrap();
+    cl.write_all(b"ping").unwrap();
+    cl.flush().unwrap();
+    let mut buf = [0u8; 4];
+    lst.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
     drop((cl, lst, rhea));
     gw.stop_clean();
 }
