@@ -6,7 +6,9 @@
 //! connections finish until the grace period ends, then return.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -134,15 +136,17 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
             peer = %remote,
             entity = tracing::field::Empty,
         );
-        let protocol = ep.protocol;
+        // Each protocol's connection future (kilobytes) is made on the heap
+        // once, so spawning moves a pointer rather than the whole state.
+        let serve: Pin<Box<dyn Future<Output = ()> + Send>> = match ep.protocol {
+            Protocol::Http => Box::pin(connection(tcp, remote, tls, fronts, handshake_timeout)),
+            Protocol::Relayed => Box::pin(wcf::relayed::serve(fronts.wcf, tcp)),
+            Protocol::NetTcp(upgrade) => Box::pin(wcf::oneway::serve(fronts.wcf, tcp, upgrade)),
+            Protocol::Amqps => Box::pin(amqps(tcp, tls, fronts.wcf, handshake_timeout)),
+        };
         tokio::spawn(
             async move {
-                match protocol {
-                    Protocol::Http => connection(tcp, remote, tls, fronts, handshake_timeout).await,
-                    Protocol::Relayed => wcf::relayed::serve(fronts.wcf, tcp).await,
-                    Protocol::NetTcp(upgrade) => wcf::oneway::serve(fronts.wcf, tcp, upgrade).await,
-                    Protocol::Amqps => amqps(tcp, tls, fronts.wcf, handshake_timeout).await,
-                }
+                serve.await;
                 drop(tracked);
             }
             .instrument(span),

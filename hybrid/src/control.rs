@@ -36,13 +36,30 @@ pub struct Accept {
 impl Accept {
     /// The JSON text.
     pub fn to_json(&self) -> String {
-        json!({"accept": {
-            "address": self.address,
-            "id": self.id,
-            "connectHeaders": self.connect_headers,
-            "remoteEndpoint": self.remote_endpoint,
-        }})
-        .to_string()
+        // Serialized straight from borrowed fields (no `Value` tree), keys in
+        // the sorted order `json!` gives.
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            address: &'a str,
+            connect_headers: &'a BTreeMap<String, String>,
+            id: &'a str,
+            remote_endpoint: &'a RemoteEndpoint,
+        }
+        #[derive(Serialize)]
+        struct Message<'a> {
+            accept: Body<'a>,
+        }
+        let message = Message {
+            accept: Body {
+                address: &self.address,
+                connect_headers: &self.connect_headers,
+                id: &self.id,
+                remote_endpoint: &self.remote_endpoint,
+            },
+        };
+        // Strings, a string map and a number always serialize.
+        serde_json::to_string(&message).unwrap_or_default()
     }
 }
 
@@ -218,6 +235,10 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(v["accept"]["connectHeaders"]["Sec-WebSocket-Key"], "k");
         assert_eq!(v["accept"]["remoteEndpoint"]["port"], 5);
+        assert_eq!(
+            a.to_json(),
+            r#"{"accept":{"address":"wss://h/$hc/p?sb-hc-action=accept&sb-hc-id=1","connectHeaders":{"Sec-WebSocket-Key":"k"},"id":"1","remoteEndpoint":{"address":"127.0.0.1","port":5}}}"#
+        );
     }
 
     #[test]

@@ -99,7 +99,11 @@ impl Rendezvous {
         let path = normalize(path);
         let mut raw = [0u8; 16];
         rand::rng().fill_bytes(&mut raw);
-        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let id: String = raw
+            .iter()
+            .flat_map(|b| [b >> 4, b & 0x0F])
+            .filter_map(|d| char::from_digit(u32::from(d), 16))
+            .collect();
         let (tx, rx) = oneshot::channel();
         let mut t = lock(&self.table);
         if t.pending.len() >= self.total
@@ -164,6 +168,10 @@ mod tests {
         assert_eq!(r.park("z").err(), Some(CoreError::RendezvousFull));
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id().len(), 32);
+        assert!(a
+            .id()
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
         r.complete(a.id(), Box::new(7u32)).unwrap();
         let got = a.wait(Duration::from_secs(1)).await.unwrap();
         assert_eq!(*got.downcast::<u32>().unwrap(), 7);
