@@ -24,6 +24,7 @@ use support::relayed::{self, fault_code, Rhea};
 use wcf::relay::{
     ConnectPreamble, RelayedAccept, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY,
 };
+use wcf::soap::Envelope;
 
 const LIMITS: &str = "[limits]\naccept_timeout = 3\nhandshake_timeout = 2\n";
 
@@ -42,6 +43,34 @@ fn listener(gw: &Gateway, path: &str, count: usize, extra: serde_json::Value) ->
     )
 }
 
+/// A client's RelayedConnect to `sb://localhost/{path}` over TLS with
+/// `token`, in a thread while the test plays the listener.
+fn client_in_background(
+    gw: &Gateway,
+    path: &str,
+    token: String,
+) -> std::thread::JoinHandle<(Box<dyn relayed::Stream>, Envelope)> {
+    let (addr, tls) = (gw.relayed.unwrap(), relayed::tls_config(&gw.ca()));
+    let uri = format!("sb://localhost/{path}");
+    std::thread::spawn(move || relayed::connect(addr, Some((&tls, "localhost")), &uri, Some(token)))
+}
+
+/// A client of `entity` and the listener's dial-back for it, spliced:
+/// (client, listener).
+fn spliced(
+    gw: &Gateway,
+    rhea: &Rhea,
+    entity: &str,
+) -> (Box<dyn relayed::Stream>, Box<dyn relayed::Stream>) {
+    let client = client_in_background(gw, &format!("{entity}/"), token(entity, ROOT, 600));
+    let notice = relayed::notice(&rhea.next_message());
+    let tls = relayed::tls_config(&gw.ca());
+    let via = format!("sb://localhost/{entity}/");
+    let (lst, _) = relayed::dial_back(&notice, &tls, "localhost", &via);
+    let (cl, _) = client.join().unwrap();
+    (cl, lst)
+}
+
 #[test]
 fn a_client_reaches_an_amqp_listener_through_notice_dial_back_and_splice() {
     let gw = start();
@@ -49,15 +78,7 @@ fn a_client_reaches_an_amqp_listener_through_notice_dial_back_and_splice() {
     assert_eq!(rhea.next()["event"], "attached");
     let tls = relayed::tls_config(&gw.ca());
     let relayed_addr = gw.relayed.unwrap();
-    let client_tls = tls.clone();
-    let client = std::thread::spawn(move || {
-        relayed::connect(
-            relayed_addr,
-            Some((&client_tls, "localhost")),
-            "sb://localhost/echo/",
-            Some(token("echo", "SendOnly", 600)),
-        )
-    });
+    let client = client_in_background(&gw, "echo/", token("echo", "SendOnly", 600));
     let notice = relayed::notice(&rhea.next_message());
     assert_eq!(notice.to, "sb://localhost/echo/");
     assert_eq!(notice.ip, std::net::Ipv4Addr::LOCALHOST);
@@ -179,15 +200,7 @@ fn clients_are_balanced_across_listeners() {
     let tls = relayed::tls_config(&gw.ca());
     let mut per_listener = [0usize; 2];
     for _ in 0..20 {
-        let (addr, t) = (gw.relayed.unwrap(), tls.clone());
-        let client = std::thread::spawn(move || {
-            relayed::connect(
-                addr,
-                Some((&t, "localhost")),
-                "sb://localhost/pool/x",
-                Some(token("pool", ROOT, 600)),
-            )
-        });
+        let client = client_in_background(&gw, "pool/x", token("pool", ROOT, 600));
         let m = rhea.next_of("message");
         per_listener[m["index"].as_u64().unwrap() as usize] += 1;
         let data = base64::Engine::decode(
@@ -227,18 +240,7 @@ fn every_bad_client_or_dial_back_gets_a_relay_fault_and_others_are_undisturbed()
     let rhea = listener(&gw, "svc", 1, json!({}));
     rhea.next_of("attached");
     // An established splice that must survive everything below.
-    let t = tls.clone();
-    let client = std::thread::spawn(move || {
-        relayed::connect(
-            addr,
-            Some((&t, "localhost")),
-            "sb://localhost/svc/",
-            Some(token("svc", ROOT, 600)),
-        )
-    });
-    let notice = relayed::notice(&rhea.next_message());
-    let (mut lst, _) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/svc/");
-    let (mut cl, _) = client.join().unwrap();
+    let (mut cl, mut lst) = spliced(&gw, &rhea, "svc");
 
     let (_, r) = relayed::connect(addr, secure, "sb://localhost/svc/", None);
     assert_eq!(fault_code(&r).as_deref(), Some("AuthorizationFailedFault"));
@@ -318,17 +320,7 @@ fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
     let gw = start();
     let rhea = listener(&gw, "reset", 1, json!({}));
     rhea.next_of("attached");
-    let tls = relayed::tls_config(&gw.ca());
-    let addr = gw.relayed.unwrap();
-    let t = tls.clone();
-    let client = std::thread::spawn(move || {
-        relayed::connect(
-            addr,
-            Some((&t, "localhost")),
-            "sb://localhost/reset/",
-            Some(token("reset", ROOT, 600)),
-        )
-    });
+    let client = client_in_background(&gw, "reset/", token("reset", ROOT, 600));
     let notice = relayed::notice(&rhea.next_message());
     // Preamble (no TLS) and RelayedAccept in one write, then a reset: a
     // zero linger makes the close send RST instead of FIN.
@@ -340,7 +332,7 @@ fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
     .encode(&mut bytes);
     let accept = RelayedAccept { id: notice.id }.to_envelope().to_msbin1();
     wcf::relay::write_prefixed(&accept, &mut bytes);
-    let mut raw = TcpStream::connect(addr).unwrap();
+    let mut raw = TcpStream::connect(gw.relayed.unwrap()).unwrap();
     rustix::net::sockopt::set_socket_linger(&raw, Some(Duration::ZERO)).unwrap();
     raw.write_all(&bytes).unwrap();
     drop(raw);
@@ -360,18 +352,7 @@ fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
     }
 
     // The next client and dial-back are spliced as usual.
-    let t = tls.clone();
-    let client = std::thread::spawn(move || {
-        relayed::connect(
-            addr,
-            Some((&t, "localhost")),
-            "sb://localhost/reset/",
-            Some(token("reset", ROOT, 600)),
-        )
-    });
-    let notice = relayed::notice(&rhea.next_message());
-    let (mut lst, _) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/reset/");
-    let (mut cl, _) = client.join().unwrap();
+    let (mut cl, mut lst) = spliced(&gw, &rhea, "reset");
     cl.write_all(b"ping").unwrap();
     cl.flush().unwrap();
     let mut buf = [0u8; 4];
@@ -458,16 +439,7 @@ fn garbage_on_the_amqp_endpoint_gets_the_protocol_header_or_a_decode_error() {
         String::from_utf8_lossy(&reply)
     );
     // The established listener is undisturbed: a client still reaches it.
-    let t = relayed::tls_config(&gw.ca());
-    let addr = gw.relayed.unwrap();
-    let client = std::thread::spawn(move || {
-        relayed::connect(
-            addr,
-            Some((&t, "localhost")),
-            "sb://localhost/steady/",
-            Some(token("steady", ROOT, 600)),
-        )
-    });
+    let client = client_in_background(&gw, "steady/", token("steady", ROOT, 600));
     let notice = relayed::notice(&rhea.next_message());
     let tls = relayed::tls_config(&gw.ca());
     let (_l, r) = relayed::dial_back(&notice, &tls, "localhost", "sb://localhost/steady/");
