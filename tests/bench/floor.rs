@@ -59,10 +59,16 @@ pub async fn serve_if_asked() {
 
 /// Start the floor relay process; returns it and its address.
 pub async fn start() -> (Proc, SocketAddr) {
+    start_as("RELAY_BENCH_FLOOR").await
+}
+
+/// Re-execute this bench binary with `var` set to a free port (the relay
+/// serving there); returns the process and its address.
+pub async fn start_as(var: &str) -> (Proc, SocketAddr) {
     let port = free_port();
     let proc = Proc(
         Command::new(std::env::current_exe().unwrap())
-            .env("RELAY_BENCH_FLOOR", port.to_string())
+            .env(var, port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

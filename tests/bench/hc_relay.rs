@@ -10,7 +10,9 @@
 //! 3. Rendezvous latency, sender connect to first echoed byte, p50/p99 over
 //!    1,000 sequential connections, vs a direct TCP connect-and-echo and vs
 //!    a rathole TCP tunnel (when `rathole` is available). Target: p50 no
-//!    slower than rathole's.
+//!    slower than rathole's. Also timed: the protocol-shape floor
+//!    (`floor.rs`) and a lean relay doing the real protocol work for the
+//!    same clients as the gateway (`lean.rs`).
 //! 4. Gateway RSS with 5,000 idle spliced connections. Target: under 16 KiB
 //!    per connection.
 //!
@@ -33,6 +35,8 @@
 mod common;
 #[path = "floor.rs"]
 mod floor;
+#[path = "lean.rs"]
+mod lean;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -322,6 +326,9 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::var_os("RELAY_BENCH_LEAN").is_some() {
+        let _ = std::thread::spawn(lean::serve_if_asked).join();
+    }
     floor::serve_if_asked().await;
     let gw = bench_gateway(
         "listeners_per_path = 25\nlistener_queue = 1024\npending_per_path = 8192\npending_total = 16384\n",
@@ -387,7 +394,9 @@ async fn main() {
             .map(|(_, _, port)| format!("127.0.0.1:{port}").parse().unwrap());
         let (_floor, floor_addr) = floor::start().await;
         floor::listener(floor_addr, None).await;
-        let contenders = if tunnel.is_some() { 4 } else { 3 };
+        let (_lean, lean_addr) = lean::start().await;
+        gateway_listener(lean_addr, "bench").await;
+        let contenders = if tunnel.is_some() { 5 } else { 4 };
         // The clients run in a task (not on the runtime's blocked main
         // thread, which every readiness would have to wake).
         let gw_http = gw.http;
@@ -397,6 +406,7 @@ async fn main() {
                     (0, _) => tcp_once(echo).await,
                     (1, _) => rendezvous_once(gw_http).await,
                     (2, _) => floor::once(floor_addr).await,
+                    (3, _) => rendezvous_once(lean_addr).await,
                     (_, Some(t)) => tcp_once(t).await,
                     _ => unreachable!(),
                 }
@@ -412,14 +422,16 @@ async fn main() {
             ("direct TCP", p[0]),
             ("gateway rendezvous", p[1]),
             ("protocol-shape floor", p[2]),
+            ("lean relay", p[3]),
         ];
-        rows.extend(p.get(3).map(|&r| ("rathole tunnel", r)));
+        rows.extend(p.get(4).map(|&r| ("rathole tunnel", r)));
         latency_rows(&rows);
-        match p.get(3) {
+        match p.get(4) {
             Some(r) => println!(
-                "   gateway p50 / rathole p50 = {:.2} (target <= 1); floor p50 / rathole p50 = {:.2}",
+                "   gateway p50 / rathole p50 = {:.2} (target <= 1); floor p50 / rathole p50 = {:.2}; lean relay p50 / rathole p50 = {:.2}",
                 ms(p[1].0) / ms(r.0),
-                ms(p[2].0) / ms(r.0)
+                ms(p[2].0) / ms(r.0),
+                ms(p[3].0) / ms(r.0)
             ),
             None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
