@@ -21,7 +21,7 @@ use std::time::Duration;
 use fastwebsockets::OpCode;
 use support::gateway::{token, Gateway, ROOT};
 use support::hc::{listener, pair};
-use support::wsclient::{http, next, next_json, send, send_text, split_url, ws};
+use support::wsclient::{http, next, next_json, send, send_text, split_url, upgrade_request, ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -280,14 +280,9 @@ async fn a_listener_that_resets_after_its_rendezvous_request_ends_its_sender() {
     let mut raw = TcpStream::connect(addr).await.unwrap();
     // Closing with a zero linger sends a reset instead of a FIN.
     rustix::net::sockopt::set_socket_linger(&raw, Some(Duration::ZERO)).unwrap();
-    raw.write_all(
-        format!(
-            "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    raw.write_all(upgrade_request(addr, &target, &[]).as_bytes())
+        .await
+        .unwrap();
     drop(raw);
     let (head, sws) = s.await.unwrap();
     if head.status == 504 {

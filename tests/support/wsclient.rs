@@ -74,6 +74,18 @@ async fn read_head(s: &mut TcpStream) -> Head {
     }
 }
 
+/// The head of a WebSocket upgrade request to `path_and_query` on `addr`.
+pub fn upgrade_request(addr: SocketAddr, path_and_query: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
 /// Open a WebSocket to `path_and_query` with `headers`; the socket is
 /// returned only on 101.
 pub async fn ws(
@@ -83,14 +95,9 @@ pub async fn ws(
 ) -> (Head, Option<WebSocket<TcpStream>>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
-    let mut req = format!(
-        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(upgrade_request(addr, path_and_query, headers).as_bytes())
+        .await
+        .unwrap();
     let head = read_head(&mut s).await;
     if head.status != 101 {
         return (head, None);
