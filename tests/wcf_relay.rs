@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::gateway::{token, Gateway, ROOT};
 use support::relayed::{self, fault_code, Rhea};
-use wcf::relay::{
-    ConnectPreamble, RelayedAccept, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY,
-};
+use wcf::relay::{ConnectPreamble, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY};
 use wcf::soap::Envelope;
 
 const LIMITS: &str = "[limits]\naccept_timeout = 3\nhandshake_timeout = 2\n";
@@ -330,7 +328,7 @@ fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
         tls: false,
     }
     .encode(&mut bytes);
-    let accept = RelayedAccept { id: notice.id }.to_envelope().to_msbin1();
+    let accept = relayed::sdk_accept(&notice).to_envelope().to_msbin1();
     wcf::relay::write_prefixed(&accept, &mut bytes);
     let mut raw = TcpStream::connect(gw.relayed.unwrap()).unwrap();
     rustix::net::sockopt::set_socket_linger(&raw, Some(Duration::ZERO)).unwrap();
@@ -359,6 +357,89 @@ fn a_dial_back_reset_after_its_relayed_accept_ends_the_clients_session() {
     lst.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ping");
     drop((cl, lst, rhea));
+    gw.stop_clean();
+}
+
+/// The real SDK's listener parses the notice `Id` as a `System.Guid` and
+/// writes it back in a form of its own; the gateway matches ids by value.
+/// First the captured SDK RelayedAccept, byte for byte but for the id, which
+/// carries the gateway's id as `Guid.ToString()` writes it; then the other
+/// forms .NET reads: upper case, 32 digits, braces, parentheses. Each is
+/// spliced; an id the gateway never issued is refused.
+#[test]
+fn a_relayed_accept_matches_the_notice_id_in_every_guid_form() {
+    let gw = start();
+    let rhea = listener(&gw, "forms", 1, json!({}));
+    rhea.next_of("attached");
+    let tls = relayed::tls_config(&gw.ca());
+    let via = "sb://localhost/forms/";
+    let dump = std::fs::read_to_string(
+        support::root().join("fixtures/wcf/sdk5-listener-9352-relayedaccept.hex.txt"),
+    )
+    .unwrap();
+    let chunks = wcf::hexdump::parse(&dump).unwrap();
+    let (captured, _) = wcf::relay::read_prefixed(&chunks[0].bytes, 1 << 16)
+        .unwrap()
+        .unwrap();
+    let captured_id = b"5e854c76-2121-45bd-baf3-04094dc28386";
+    let at = captured
+        .windows(captured_id.len())
+        .position(|w| w == captured_id)
+        .unwrap();
+    type Form = fn(&str) -> String;
+    let forms: [(&str, Form); 5] = [
+        ("the captured SDK message", |d| d.to_owned()),
+        ("upper case", |d| d.to_uppercase()),
+        ("32 digits", |d| d.replace('-', "")),
+        ("braces", |d| format!("{{{d}}}")),
+        ("parentheses", |d| format!("({})", d.to_uppercase())),
+    ];
+    for (i, (what, form)) in forms.iter().enumerate() {
+        let client = client_in_background(&gw, "forms/", token("forms", ROOT, 600));
+        let notice = relayed::notice(&rhea.next_message());
+        let sdk_form = relayed::sdk_accept(&notice).id;
+        let msg = if i == 0 {
+            let mut m = captured.to_vec();
+            m[at..at + captured_id.len()].copy_from_slice(sdk_form.as_bytes());
+            m
+        } else {
+            wcf::relay::RelayedAccept {
+                id: form(&sdk_form),
+            }
+            .to_envelope()
+            .to_msbin1()
+        };
+        let addr = std::net::SocketAddr::from((notice.ip, notice.ip_port));
+        let mut lst = relayed::open(addr, via, Some((&tls, "localhost")));
+        relayed::send(&mut *lst, &msg);
+        let reply = relayed::receive(&mut *lst).unwrap();
+        assert_eq!(
+            reply.action().as_deref(),
+            Some(ACTION_RELAYED_ACCEPT_REPLY),
+            "{what}"
+        );
+        let (mut cl, reply) = client.join().unwrap();
+        assert_eq!(
+            reply.action().as_deref(),
+            Some(ACTION_RELAYED_CONNECT_REPLY),
+            "{what}"
+        );
+        cl.write_all(what.as_bytes()).unwrap();
+        cl.flush().unwrap();
+        let mut buf = vec![0u8; what.len()];
+        lst.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, what.as_bytes());
+    }
+    // A well-formed GUID the gateway never issued is an unknown rendezvous.
+    let addr = gw.relayed.unwrap();
+    let mut lst = relayed::open(addr, via, Some((&tls, "localhost")));
+    let stranger = wcf::relay::RelayedAccept {
+        id: "954138b9-fb45-44a4-2d1c-df7aa347bce3".into(),
+    };
+    relayed::send(&mut *lst, &stranger.to_envelope().to_msbin1());
+    let reply = relayed::receive(&mut *lst).unwrap();
+    assert_eq!(fault_code(&reply).as_deref(), Some("InvalidRequestFault"));
+    drop(rhea);
     gw.stop_clean();
 }
 

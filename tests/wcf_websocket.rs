@@ -25,9 +25,7 @@ use support::gateway::{token, Gateway, ROOT};
 use support::relayed::{self, Rhea};
 use support::wsclient::{next, send, ws};
 use tokio::net::TcpStream;
-use wcf::relay::{
-    RelayedAccept, RelayedConnect, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY,
-};
+use wcf::relay::{RelayedConnect, ACTION_RELAYED_ACCEPT_REPLY, ACTION_RELAYED_CONNECT_REPLY};
 use wcf::soap::Envelope;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -108,11 +106,7 @@ async fn websocket_listener_and_client_meet_with_message_boundaries_kept() {
     let (rhea, notice) = notice.await.unwrap();
     assert_eq!(notice.instance_dns.as_deref(), Some("localhost"));
     let mut listener = open(gw.http).await;
-    let reply = hello(
-        &mut listener,
-        &RelayedAccept { id: notice.id }.to_envelope(),
-    )
-    .await;
+    let reply = hello(&mut listener, &relayed::sdk_accept(&notice).to_envelope()).await;
     assert_eq!(reply.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
     let (mut client, reply) = client_task.await.unwrap();
     assert_eq!(
@@ -181,11 +175,7 @@ async fn an_http_relay_request_runs_over_a_websocket_dial_back() {
     });
     let (rhea, notice) = notice.await.unwrap();
     let mut listener = open(gw.http).await;
-    let reply = hello(
-        &mut listener,
-        &RelayedAccept { id: notice.id }.to_envelope(),
-    )
-    .await;
+    let reply = hello(&mut listener, &relayed::sdk_accept(&notice).to_envelope()).await;
     assert_eq!(reply.action().as_deref(), Some(ACTION_RELAYED_ACCEPT_REPLY));
 
     // The NMF exchange, carried in WebSocket messages.

@@ -261,7 +261,7 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
         format!("{first}-relay.{rest}")
     };
     l.send(Performative::Open(Open {
-        container_id: format!("RelayConnection_{}", crate::frontend::guid()),
+        container_id: format!("RelayConnection_{}", crate::relay::Guid::random()),
         hostname: Some(hostname),
         max_frame_size: MaxFrameSize(65_536),
         channel_max: ChannelMax(8191),
@@ -298,7 +298,7 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
         Performative::Close(c) => return Err(refused(c.error.as_ref(), "closed")),
         _ => return Err(io::Error::other("expected begin").into()),
     }
-    let name = format!("RelayLink_{}", crate::frontend::guid());
+    let name = format!("RelayLink_{}", crate::relay::Guid::random());
     let token = relay.token();
     for (half, handle) in [(Half::Out, OUT), (Half::In, IN)] {
         let a = ListenerAttach {
@@ -313,7 +313,7 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
             transport_security: !relay.plain,
             client_auth: relay.client_auth,
             client_agent: Some(concat!("relay-gateway-forward/", env!("CARGO_PKG_VERSION")).into()),
-            tracking_id: Some(crate::frontend::guid()),
+            tracking_id: Some(crate::relay::Guid::random().to_string()),
             display_name: None,
         };
         l.send(Performative::Attach(a.to_attach())).await?;

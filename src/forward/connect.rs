@@ -32,7 +32,7 @@ pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {
 async fn carry(relay: &Relay, client: TcpStream) -> anyhow::Result<()> {
     let _ = client.set_nodelay(true);
     let hello = RelayedConnect {
-        tracking_id: Some(crate::frontend::guid()),
+        tracking_id: Some(crate::relay::Guid::random().to_string()),
         token: Some(relay.token()),
         uri: relay.uri.clone(),
     }

@@ -16,6 +16,7 @@ use wcf::soap::Envelope;
 use super::amqp::{self, Failure};
 use super::{Backoff, Relay};
 use crate::frontend::wcf::stream::{self, Conn};
+use crate::relay::Guid;
 
 /// Listen until interrupted or refused for good; prints `attached URI` each
 /// time the listener (re)attaches.
@@ -91,7 +92,11 @@ pub async fn dial_back(relay: &Relay, data: &[u8]) -> anyhow::Result<Conn> {
     let wrapper = OnewaySend::from_envelope(&Envelope::decode(data, limits)?)?;
     let notice = Notice::from_envelope(&Envelope::decode(&wrapper.inner, limits)?)?;
     let addr = format!("{}:{}", notice.ip, notice.ip_port);
-    let hello = RelayedAccept { id: notice.id }.to_envelope();
+    // As the SDK: the id is read as a System.Guid and written back with
+    // Guid.ToString(), so a gateway that matched the text would fail here too.
+    let id = Guid::parse(&notice.id)
+        .with_context(|| format!("the notice id {:?} is not a GUID", notice.id))?;
+    let hello = RelayedAccept { id: id.to_string() }.to_envelope();
     let spare = relay.spares.take(&addr);
     if let Some(mut conn) = spare {
         let written = conn.write_message(&hello.to_msbin1()).await;

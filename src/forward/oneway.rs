@@ -214,7 +214,7 @@ async fn publish(relay: &Relay, nettcp: &str, client: TcpStream) -> anyhow::Resu
     let port = nettcp.rsplit_once(':').map_or("9351", |(_, p)| p);
     let via = format!("net.tcp://{}:{port}/{}/", relay.host, relay.path);
     let mut gateway = open(nettcp, &via, (!relay.plain).then_some(relay)).await?;
-    let id = format!("urn:uuid:{}", crate::frontend::guid());
+    let id = format!("urn:uuid:{}", crate::relay::Guid::random());
     let hello = Connect {
         message_id: id.clone(),
         token: Some(relay.token()),

@@ -5,6 +5,7 @@
 //! core never names a protocol type (a test checks that no file here
 //! mentions the protocol crates).
 
+pub mod id;
 pub mod leg;
 pub mod registry;
 pub mod rendezvous;
@@ -14,6 +15,7 @@ pub mod zerocopy;
 
 use std::any::Any;
 
+pub use id::Guid;
 pub use leg::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
 pub use registry::{Filter, ListenerInfo, Registry, Request};
 pub use rendezvous::{Parked, Rendezvous};
@@ -128,7 +130,7 @@ impl Relay {
         &self,
         path: &str,
         filter: &Filter,
-        make: impl FnOnce(&str) -> Payload,
+        make: impl FnOnce(Guid) -> Payload,
     ) -> Result<Parked, CoreError> {
         let parked = self.rendezvous.park(path)?;
         let payload = make(parked.id());
@@ -136,7 +138,7 @@ impl Relay {
             path,
             filter,
             Request {
-                id: parked.id().to_owned(),
+                id: parked.id(),
                 payload,
             },
         )?;

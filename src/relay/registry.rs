@@ -15,7 +15,7 @@ use super::{CoreError, Payload};
 /// Something a listener must act on: a rendezvous to open or a request to serve.
 pub struct Request {
     /// The rendezvous id the answer must carry.
-    pub id: String,
+    pub id: super::Guid,
     /// Front-end data describing what is asked.
     pub payload: Payload,
 }
@@ -302,7 +302,7 @@ mod tests {
         let (_g1, mut r1) = reg.register("p", info("a")).unwrap();
         let (_g2, mut r2) = reg.register("p", info("b")).unwrap();
         let make = || Request {
-            id: "m".into(),
+            id: super::super::Guid::random(),
             payload: Box::new(()),
         };
         let all = Filter::default();
@@ -337,7 +337,7 @@ mod tests {
 
     fn req() -> Request {
         Request {
-            id: "r".into(),
+            id: super::super::Guid::random(),
             payload: Box::new(()),
         }
     }

@@ -2,27 +2,28 @@
 //! unguessable, single-use id; the listener's answer completes it once. The
 //! table is bounded per path and in total; an entry lives exactly as long as
 //! its [`Parked`] (dropped on timeout, on success, or when the client goes
-//! away), so it needs no sweeper.
+//! away), so it needs no sweeper. Ids are [`Guid`]s: a peer's answer is
+//! matched by the id's value, whatever GUID text form the peer wrote it in.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::RngCore;
 use tokio::sync::oneshot;
 
+use super::id::Guid;
 use super::registry::normalize;
 use super::{CoreError, Payload};
 
 #[derive(Default)]
 struct Table {
-    pending: HashMap<String, (String, oneshot::Sender<Payload>)>,
+    pending: HashMap<Guid, (String, oneshot::Sender<Payload>)>,
     per_path: HashMap<String, usize>,
 }
 
 impl Table {
-    fn remove(&mut self, id: &str) -> Option<oneshot::Sender<Payload>> {
-        let (path, tx) = self.pending.remove(id)?;
+    fn remove(&mut self, id: Guid) -> Option<oneshot::Sender<Payload>> {
+        let (path, tx) = self.pending.remove(&id)?;
         if let Some(n) = self.per_path.get_mut(&path) {
             *n -= 1;
             if *n == 0 {
@@ -53,7 +54,7 @@ pub struct Rendezvous {
 
 /// A parked client: its id, and the answer to wait for.
 pub struct Parked {
-    id: String,
+    id: Guid,
     rx: oneshot::Receiver<Payload>,
     table: Arc<Mutex<Table>>,
 }
@@ -63,9 +64,9 @@ fn lock(m: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
 }
 
 impl Parked {
-    /// The rendezvous id (128 random bits, hex).
-    pub fn id(&self) -> &str {
-        &self.id
+    /// The rendezvous id (a random GUID).
+    pub fn id(&self) -> Guid {
+        self.id
     }
 
     /// Wait for the answer, at most `limit`.
@@ -80,7 +81,7 @@ impl Parked {
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        lock(&self.table).remove(&self.id);
+        lock(&self.table).remove(self.id);
     }
 }
 
@@ -97,13 +98,7 @@ impl Rendezvous {
     /// Park a client for `path`.
     pub fn park(&self, path: &str) -> Result<Parked, CoreError> {
         let path = normalize(path);
-        let mut raw = [0u8; 16];
-        rand::rng().fill_bytes(&mut raw);
-        let id: String = raw
-            .iter()
-            .flat_map(|b| [b >> 4, b & 0x0F])
-            .filter_map(|d| char::from_digit(u32::from(d), 16))
-            .collect();
+        let id = Guid::random();
         let (tx, rx) = oneshot::channel();
         let mut t = lock(&self.table);
         if t.pending.len() >= self.total
@@ -112,7 +107,7 @@ impl Rendezvous {
             return Err(CoreError::RendezvousFull);
         }
         *t.per_path.entry(path.clone()).or_default() += 1;
-        t.pending.insert(id.clone(), (path, tx));
+        t.pending.insert(id, (path, tx));
         drop(t);
         Ok(Parked {
             id,
@@ -122,7 +117,7 @@ impl Rendezvous {
     }
 
     /// Complete the rendezvous `id` with the listener's answer (once).
-    pub fn complete(&self, id: &str, answer: Payload) -> Result<(), CoreError> {
+    pub fn complete(&self, id: Guid, answer: Payload) -> Result<(), CoreError> {
         self.take(id)
             .ok_or(CoreError::UnknownRendezvous)?
             .send(answer)
@@ -131,14 +126,13 @@ impl Rendezvous {
 
     /// Claim the rendezvous `id` now, to answer it later: no one else can
     /// use the id once it is taken.
-    pub fn take(&self, id: &str) -> Option<Claim> {
+    pub fn take(&self, id: Guid) -> Option<Claim> {
         lock(&self.table).remove(id).map(Claim)
     }
 
     /// Whether `id` is pending (without consuming it).
-    #[cfg(test)]
-    pub fn is_pending(&self, id: &str) -> bool {
-        lock(&self.table).pending.contains_key(id)
+    pub fn is_pending(&self, id: Guid) -> bool {
+        lock(&self.table).pending.contains_key(&id)
     }
 
     /// Number of pending entries.
@@ -167,11 +161,6 @@ mod tests {
         let _c = r.park("q").unwrap();
         assert_eq!(r.park("z").err(), Some(CoreError::RendezvousFull));
         assert_ne!(a.id(), b.id());
-        assert_eq!(a.id().len(), 32);
-        assert!(a
-            .id()
-            .bytes()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
         r.complete(a.id(), Box::new(7u32)).unwrap();
         let got = a.wait(Duration::from_secs(1)).await.unwrap();
         assert_eq!(*got.downcast::<u32>().unwrap(), 7);
@@ -179,11 +168,11 @@ mod tests {
             r.complete(a.id(), Box::new(8u32)).err(),
             Some(CoreError::UnknownRendezvous)
         );
-        let id = b.id().to_owned();
+        let id = b.id();
         drop(b);
-        assert!(!r.is_pending(&id));
+        assert!(!r.is_pending(id));
         assert_eq!(
-            r.complete(&id, Box::new(())).err(),
+            r.complete(id, Box::new(())).err(),
             Some(CoreError::UnknownRendezvous)
         );
         assert_eq!(r.len(), 1);

@@ -10,6 +10,10 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod gateway;
+/// The gateway's own GUID type, to read and write ids as the SDKs do.
+#[path = "../../src/relay/id.rs"]
+#[allow(unused_imports)] // its unit tests also run here, in microseconds
+pub mod guid;
 pub mod hc;
 pub mod nettcp;
 pub mod relayed;

@@ -20,6 +20,8 @@ use wcf::relay::{ConnectPreamble, Notice, OnewaySend, RelayedAccept, RelayedConn
 use wcf::soap::Envelope;
 use wcf::Limits;
 
+use super::guid::Guid;
+
 /// A blocking stream (plain or TLS).
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
@@ -109,6 +111,15 @@ pub fn notice(data: &[u8]) -> Notice {
     Notice::from_envelope(&Envelope::decode(&wrapper.inner, Limits::DEFAULT).unwrap()).unwrap()
 }
 
+/// The RelayedAccept the real SDK's listener answers `notice` with: it
+/// reads the notice `Id` as a `System.Guid` and writes it back with
+/// `Guid.ToString()` (hyphenated, lower case). An id that is not a GUID
+/// fails the test, as it makes the SDK throw.
+pub fn sdk_accept(notice: &Notice) -> RelayedAccept {
+    let id = Guid::parse(&notice.id).expect("the notice id is a GUID");
+    RelayedAccept { id: id.to_string() }
+}
+
 /// A listener's dial-back for `notice` (TLS for `host`), and the reply.
 pub fn dial_back(
     notice: &Notice,
@@ -118,11 +129,7 @@ pub fn dial_back(
 ) -> (Box<dyn Stream>, Envelope) {
     let addr = SocketAddr::from((notice.ip, notice.ip_port));
     let mut s = open(addr, via, Some((config, host)));
-    let msg = RelayedAccept {
-        id: notice.id.clone(),
-    }
-    .to_envelope()
-    .to_msbin1();
+    let msg = sdk_accept(notice).to_envelope().to_msbin1();
     send(&mut *s, &msg);
     let reply = receive(&mut *s).expect("a reply to RelayedAccept");
     (s, reply)

@@ -23,7 +23,7 @@ use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::config::Right;
 use crate::frontend::websocket;
-use crate::relay::{splice, CoreError, Filter, SpliceLimits};
+use crate::relay::{splice, CoreError, Filter, Guid, SpliceLimits};
 
 /// Headers never passed to a listener.
 const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];
@@ -246,7 +246,7 @@ pub async fn connect(
 
 /// Handle `sb-hc-action=accept`: the listener's rendezvous (or rejection).
 pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) -> Response<Body> {
-    let Some(rid) = address::param(query, "sb-hc-rendezvous") else {
+    let Some(rid) = address::param(query, "sb-hc-rendezvous").and_then(|r| Guid::parse(&r)) else {
         return reply::status(404, "The rendezvous address is not valid.");
     };
     if let Some(code) = address::param(query, "sb-hc-statusCode") {
@@ -265,7 +265,7 @@ pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) 
         return match h
             .relay
             .rendezvous
-            .complete(&rid, Box::new(Answer::Rejected(code, text)))
+            .complete(rid, Box::new(Answer::Rejected(code, text)))
         {
             Ok(()) => reply::status(410, "Gone: the connection was rejected"),
             Err(_) => reply::status(
@@ -274,7 +274,7 @@ pub fn accept(h: &Hybrid, mut req: Request<hyper::body::Incoming>, query: &str) 
             ),
         };
     }
-    let Some(claim) = h.relay.rendezvous.take(&rid) else {
+    let Some(claim) = h.relay.rendezvous.take(rid) else {
         return reply::status(
             403,
             "The rendezvous address is not valid or was already used.",

@@ -31,7 +31,7 @@ use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
-use crate::relay::CoreError;
+use crate::relay::{CoreError, Guid};
 
 /// Largest body sent inline on the control channel.
 pub const INLINE_BODY: usize = 64 * 1024;
@@ -159,13 +159,13 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
             &entity,
             address::filter_query(&query).as_deref(),
             "request",
-            rid,
+            &rid.to_string(),
             rid,
         );
         Box::new(ToListener::Request(
             HcRequest {
                 address,
-                id: rid.to_owned(),
+                id: rid.to_string(),
                 head: inline.then(|| head.clone()),
             },
             inline_body,
@@ -207,7 +207,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
                 (
                     HcRequest {
                         address: String::new(),
-                        id: parked.id().to_owned(),
+                        id: parked.id().to_string(),
                         head: Some(head),
                     },
                     incoming,
@@ -226,8 +226,9 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
 
 /// Handle `sb-hc-action=request`: the listener's request rendezvous.
 pub fn listener_rendezvous(h: &Hybrid, mut req: Request<Incoming>, query: &str) -> Response<Body> {
-    let Some(claim) =
-        address::param(query, "sb-hc-rendezvous").and_then(|rid| h.relay.rendezvous.take(&rid))
+    let Some(claim) = address::param(query, "sb-hc-rendezvous")
+        .and_then(|rid| Guid::parse(&rid))
+        .and_then(|rid| h.relay.rendezvous.take(rid))
     else {
         return reply::status(
             403,

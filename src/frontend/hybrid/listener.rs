@@ -29,7 +29,7 @@ use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
-use crate::relay::{CoreError, ListenerInfo, Request as CoreRequest};
+use crate::relay::{CoreError, Guid, ListenerInfo, Request as CoreRequest};
 
 /// The core's listener kind of Hybrid Connections listeners (so that senders
 /// never reach a WCF relay listener registered on the same path).
@@ -100,6 +100,7 @@ pub async fn listen(
         identity,
         expiry,
         outstanding: HashSet::new(),
+        prune_at: PRUNE_FLOOR,
         body: BodySink::None,
     };
     let tracked = h.shutdown.track();
@@ -142,10 +143,18 @@ struct Control {
     host: Option<String>,
     identity: String,
     expiry: u64,
-    /// Rendezvous ids delivered on this channel and not yet answered.
-    outstanding: HashSet<String>,
+    /// Rendezvous ids delivered on this channel that may still be pending
+    /// (failed at once when the channel ends). Answers usually arrive
+    /// elsewhere (an accept or request rendezvous), so ids the core no longer
+    /// holds are pruned whenever the set reaches `prune_at`: it stays within
+    /// twice the ids still pending, which the core caps per path.
+    outstanding: HashSet<Guid>,
+    prune_at: usize,
     body: BodySink,
 }
+
+/// The smallest `outstanding` size that triggers a prune.
+const PRUNE_FLOOR: usize = 64;
 
 impl Control {
     fn deadline(&self) -> Instant {
@@ -241,7 +250,7 @@ impl Control {
                 .h
                 .relay
                 .rendezvous
-                .complete(&id, Box::new(Answer::ListenerGone));
+                .complete(id, Box::new(Answer::ListenerGone));
         }
     }
 
@@ -251,6 +260,11 @@ impl Control {
             warn!("unexpected request payload");
             return true;
         };
+        if self.outstanding.len() >= self.prune_at {
+            let pending = &self.h.relay.rendezvous;
+            self.outstanding.retain(|id| pending.is_pending(*id));
+            self.prune_at = (2 * self.outstanding.len()).max(PRUNE_FLOOR);
+        }
         self.outstanding.insert(r.id);
         let sent = match *payload {
             ToListener::Accept(mut a) => {
@@ -310,20 +324,23 @@ impl Control {
                 }
             }
             Ok(ListenerCommand::Response(r)) => {
-                self.outstanding.remove(&r.request_id);
-                let id = r.request_id.clone();
+                let id = Guid::parse(&r.request_id);
+                if let Some(id) = id {
+                    self.outstanding.remove(&id);
+                }
                 let (body_tx, body_rx) = if r.body {
                     let (t, rx) = mpsc::channel(16);
                     (Some(t), Some(rx))
                 } else {
                     (None, None)
                 };
-                let delivered = self
-                    .h
-                    .relay
-                    .rendezvous
-                    .complete(&id, Box::new(Answer::Response(r, body_rx)))
-                    .is_ok();
+                let delivered = id.is_some_and(|id| {
+                    self.h
+                        .relay
+                        .rendezvous
+                        .complete(id, Box::new(Answer::Response(r, body_rx)))
+                        .is_ok()
+                });
                 self.body = match (body_tx, delivered) {
                     (Some(t), true) => BodySink::To(t),
                     (Some(_), false) => BodySink::Discard,
@@ -363,7 +380,7 @@ pub fn rendezvous_tail(
     query: Option<&str>,
     action: &str,
     id: &str,
-    rid: &str,
+    rid: Guid,
 ) -> String {
     let q = query.map(|q| format!("{q}&")).unwrap_or_default();
     format!(

@@ -30,7 +30,7 @@ pub fn empty() -> Body {
 
 /// A fresh tracking id in the service's `<guid>_G0` shape.
 pub fn tracking_id() -> String {
-    format!("{}_G0", crate::frontend::guid())
+    format!("{}_G0", crate::relay::Guid::random())
 }
 
 /// `TrackingId:…, SystemTracker:sb://{host}/{path}, Timestamp:…`.

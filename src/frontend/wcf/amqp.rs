@@ -763,7 +763,7 @@ impl Connection {
         };
         let data = match req.payload.downcast::<ToListener>() {
             Ok(to) => match *to {
-                ToListener::Rendezvous => notice(&link.via, &req.id, ip, ports, &host),
+                ToListener::Rendezvous => notice(&link.via, &req.id.to_string(), ip, ports, &host),
                 ToListener::Message(inner) => wrap(&link.via, inner),
             },
             Err(_) => return Ok(()),

@@ -141,7 +141,7 @@ fn request_head(req: &Request<HttpBody>, peer: Peer, format: BodyFormat, sas: bo
         address: format!("{scheme}://{host}{path_query}"),
         headers,
         format,
-        message_id: format!("urn:uuid:{}", crate::frontend::guid()),
+        message_id: format!("urn:uuid:{}", crate::relay::Guid::random()),
     }
 }
 

@@ -354,7 +354,7 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
     };
     let label = wcf.entity_label(&t.entity.path);
     let request = |inner: Vec<u8>| Request {
-        id: crate::frontend::guid(),
+        id: crate::relay::Guid::random(),
         payload: Box::new(ToListener::Message(inner)),
     };
     let result = if t.family == "NetEvent" {

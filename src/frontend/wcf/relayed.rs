@@ -23,7 +23,7 @@ use super::entity::split_address;
 use super::stream::{self, Conn, Rewind};
 use super::{Answer, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
-use crate::relay::{CoreError, SpliceLimits};
+use crate::relay::{CoreError, Guid, SpliceLimits};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {
@@ -246,7 +246,8 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
 
 /// A listener's dial-back: hand it to the parked client, which replies.
 async fn listener(wcf: &Wcf, mut conn: Conn, a: RelayedAccept) {
-    match wcf.relay.rendezvous.take(&a.id) {
+    // The SDK's listener writes back the id it parsed as a GUID, in its own form.
+    match Guid::parse(&a.id).and_then(|id| wcf.relay.rendezvous.take(id)) {
         Some(claim) => {
             if claim.send(Box::new(Answer(conn))).is_err() {
                 debug!(id = %a.id, "the client left before the listener answered");
