@@ -304,3 +304,82 @@ async fn a_listener_that_resets_after_its_rendezvous_request_ends_its_sender() {
     still_works(&gw, "reset-after").await;
     gw.stop_clean();
 }
+
+/// A relayed HTTP response whose listener drops its control channel before
+/// the body is whole is never passed on as a complete one: at the head
+/// (`body: true`, then nothing), mid-body (part of the body frame), and
+/// before the end (every byte, but the frame not final). The client's
+/// chunked response ends without its last chunk, and the next request on the
+/// path is served.
+#[tokio::test]
+async fn a_response_cut_by_the_listener_is_never_a_complete_one() {
+    let gw = Gateway::start("");
+    let t = token("cut", ROOT, 3600);
+    for (what, frames) in [
+        ("at the head", &[][..]),
+        ("mid-body", &[(false, &b"partial"[..])][..]),
+        (
+            "before the end",
+            &[(false, &b"partial"[..]), (false, &b" body"[..])][..],
+        ),
+    ] {
+        let mut ctl = listener(&gw, "cut").await;
+        let mut client = TcpStream::connect(gw.http).await.unwrap();
+        let request =
+            format!("GET /cut/x HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let msg = next_json(&mut ctl).await;
+        let response = serde_json::json!({"response": {"requestId": msg["request"]["id"], "statusCode": 200, "body": true}});
+        send_text(&mut ctl, &response.to_string()).await;
+        for (fin, data) in frames {
+            let op = if data == b"partial" {
+                OpCode::Binary
+            } else {
+                OpCode::Continuation
+            };
+            send(&mut ctl, *fin, op, data).await;
+        }
+        drop(ctl);
+        let mut got = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(8), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "{what}: the connection was left open");
+        // Either aborted before the head (hyper writes it with the first
+        // body bytes) or a chunked body without its last chunk.
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.is_empty() || (text.starts_with("HTTP/1.1 200") && text.contains("chunked")),
+            "{what}: {text}"
+        );
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "{what}: a complete-looking body: {text}"
+        );
+    }
+    // A whole inline body still ends cleanly.
+    let mut ctl = listener(&gw, "cut").await;
+    let req = tokio::spawn(async move {
+        http(
+            gw.http,
+            "GET",
+            "/cut/whole",
+            &[("ServiceBusAuthorization", &t)],
+            b"",
+        )
+        .await
+    });
+    let msg = next_json(&mut ctl).await;
+    let response = serde_json::json!({"response": {"requestId": msg["request"]["id"], "statusCode": 200, "body": true}});
+    send_text(&mut ctl, &response.to_string()).await;
+    send(&mut ctl, true, OpCode::Binary, b"whole").await;
+    let (head, body) = req.await.unwrap();
+    assert_eq!((head.status, &body[..]), (200, &b"whole"[..]));
+}

@@ -261,6 +261,34 @@ fn hyco_https_listener_serves_curl_over_http_and_https() {
             (v["length"].as_u64(), v["sha256"].as_str()),
             (Some(big.len() as u64), Some(sha256_hex(&big).as_str()))
         );
+        // Bodies around the inline limit: hyco-https sends up to and
+        // including 64 KiB as one binary frame on the control channel, which
+        // must be accepted whole (it once closed the channel and left the
+        // client a clean 200 with an empty body).
+        for n in [65_535, 65_536, 65_537] {
+            let out = dir.0.join(format!("edge-{n}.bin"));
+            curl(
+                &[
+                    &ca_args[..],
+                    &[
+                        "-H",
+                        &auth,
+                        "-o",
+                        &out.display().to_string(),
+                        &format!("{http_base}/web/big?n={n}"),
+                    ],
+                ]
+                .concat(),
+            );
+            let got = std::fs::read(&out).unwrap();
+            assert_eq!(got.len(), n, "a {n}-byte body");
+            assert!(got.iter().enumerate().all(|(i, b)| *b as usize == i % 251));
+        }
+        assert_eq!(
+            l.count("listening"),
+            1,
+            "the control channel was not reopened"
+        );
         // 1 MiB GET (the listener answers over its own rendezvous).
         let out = dir.0.join("down.bin");
         curl(

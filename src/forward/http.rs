@@ -13,7 +13,7 @@
 //! the original goes in `X-Forwarded-Host`.
 
 use anyhow::{anyhow, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -28,7 +28,7 @@ use wcf::web::{self, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, Request
 use super::listen::{dial_back, listen as attach_and_serve};
 use super::Relay;
 use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
-use crate::frontend::hybrid::reply;
+use crate::frontend::hybrid::reply::{self, BodyPart, BodyRx, BodyTx};
 use crate::frontend::wcf::stream::BoxIo;
 
 /// Largest piece of a body written as one NMF chunk.
@@ -171,7 +171,7 @@ async fn read_request(
     mut rd: ReadHalf<BoxIo>,
     mut buf: BytesMut,
     head_tx: HeadTx,
-    body_tx: mpsc::Sender<std::io::Result<Bytes>>,
+    body_tx: BodyTx,
 ) {
     let mut head_tx = Some(head_tx);
     let mut incoming = Incoming::new(wcf::Limits::DEFAULT.with_max_message(64 << 20), MAX_HEAD);
@@ -189,11 +189,14 @@ async fn read_request(
                         }
                     }
                     Event::Data(d) => {
-                        if body_tx.send(Ok(d)).await.is_err() {
+                        if body_tx.send(Ok(BodyPart::Data(d))).await.is_err() {
                             return Ok(());
                         }
                     }
-                    Event::End => return Ok(()),
+                    Event::End => {
+                        let _ = body_tx.send(Ok(BodyPart::End)).await;
+                        return Ok(());
+                    }
                 }
             }
             if buf.len() == before || buf.is_empty() {
@@ -240,7 +243,7 @@ async fn call(
     relay: &Relay,
     target: &Target,
     head: RequestHead,
-    body: mpsc::Receiver<std::io::Result<Bytes>>,
+    body: BodyRx,
 ) -> anyhow::Result<Reply> {
     let path = local_path(&relay.path, &head.address, &target.base);
     let (body, len) = local_body(body).await?;
@@ -323,23 +326,22 @@ async fn call(
 /// The body for the local server: whole with its length when it ends
 /// within 1 MiB (local servers that cannot read chunked requests then still
 /// work), else streamed.
-async fn local_body(
-    mut rx: mpsc::Receiver<std::io::Result<Bytes>>,
-) -> anyhow::Result<(reply::Body, Option<usize>)> {
+async fn local_body(mut rx: BodyRx) -> anyhow::Result<(reply::Body, Option<usize>)> {
     let mut held = BytesMut::new();
     while held.len() <= CHUNK * 16 {
         match rx.recv().await {
-            Some(Ok(d)) => held.extend_from_slice(&d),
-            Some(Err(e)) => return Err(e.into()),
-            None => {
+            Some(Ok(BodyPart::Data(d))) => held.extend_from_slice(&d),
+            Some(Ok(BodyPart::End)) => {
                 let n = held.len();
                 return Ok((reply::full(held.freeze()), Some(n)));
             }
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(reply::cut().into()),
         }
     }
     let (tx, rest) = mpsc::channel(8);
     tokio::spawn(async move {
-        if tx.send(Ok(held.freeze())).await.is_err() {
+        if tx.send(Ok(BodyPart::Data(held.freeze()))).await.is_err() {
             return;
         }
         while let Some(d) = rx.recv().await {

@@ -32,7 +32,7 @@ pub type WsWrite = Arc<Mutex<FrameWriter>>;
 /// A frame that breaks the protocol, with the close code it earns.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    /// A frame at or over the message limit (1009).
+    /// A frame over the message limit (1009).
     #[error("frame of {0} bytes is over the limit")]
     TooLarge(u64),
     /// A complete text frame that is not UTF-8 (1007).
@@ -165,7 +165,7 @@ impl WsRead {
             ));
         }
         let len = match usize::try_from(len) {
-            Ok(l) if l < self.max_message => l,
+            Ok(l) if l <= self.max_message => l,
             _ => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

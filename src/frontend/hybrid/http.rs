@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::{BodyExt, Limited};
 use hybrid::address;
@@ -27,7 +26,7 @@ use tracing::Instrument;
 use super::connect::{filter, join_headers};
 use super::entity::{Settings, TokenSource};
 use super::listener::rendezvous_tail;
-use super::reply::{self, Body};
+use super::reply::{self, Body, BodyPart, BodyRx};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
@@ -264,7 +263,7 @@ async fn over_rendezvous(
     write: WsWrite,
     request: Option<(HcRequest, Incoming)>,
     timeout: Duration,
-) -> Option<(HcResponse, Option<mpsc::Receiver<std::io::Result<Bytes>>>)> {
+) -> Option<(HcResponse, Option<BodyRx>)> {
     if let Some((r, mut body)) = request {
         let has_body = r.head.as_ref().is_some_and(|h| h.body);
         websocket::send_text(&write, &r.to_json()).await.ok()?;
@@ -353,10 +352,11 @@ async fn over_rendezvous(
                     OpCode::Binary | OpCode::Continuation | OpCode::Text => {
                         let fin = frame.fin;
                         let data = frame.data;
-                        if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+                        if !data.is_empty() && tx.send(Ok(BodyPart::Data(data))).await.is_err() {
                             return;
                         }
                         if fin {
+                            let _ = tx.send(Ok(BodyPart::End)).await;
                             let _ = websocket::send_close(&write, 1000, "NormalClosure").await;
                             return;
                         }
@@ -382,7 +382,7 @@ async fn over_rendezvous(
 fn respond(
     s: &Settings,
     r: HcResponse,
-    body: Option<mpsc::Receiver<std::io::Result<Bytes>>>,
+    body: Option<BodyRx>,
     is_head: bool,
     idle: Duration,
 ) -> Response<Body> {

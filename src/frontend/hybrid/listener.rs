@@ -24,7 +24,7 @@ use tracing::Instrument;
 use tracing::{debug, info, warn};
 
 use super::entity::Entity;
-use super::reply::{self, Body};
+use super::reply::{self, Body, BodyPart, BodyTx};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
@@ -128,8 +128,9 @@ fn h_max(h: &Hybrid) -> usize {
 enum BodySink {
     /// No response body is being received (stray binary frames are dropped).
     None,
-    /// Forward to the waiting request.
-    To(mpsc::Sender<std::io::Result<Bytes>>),
+    /// Forward to the waiting request (which fails unless the body's last
+    /// frame comes).
+    To(BodyTx),
     /// A body nobody waits for: read and drop until its last frame.
     Discard,
 }
@@ -361,7 +362,11 @@ impl Control {
 
     async fn body_frame(&mut self, fin: bool, data: Bytes) {
         if let BodySink::To(tx) = &self.body {
-            if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
+            let mut sent = data.is_empty() || tx.send(Ok(BodyPart::Data(data))).await.is_ok();
+            if sent && fin {
+                sent = tx.send(Ok(BodyPart::End)).await.is_ok();
+            }
+            if !sent {
                 self.body = BodySink::Discard;
             }
         }

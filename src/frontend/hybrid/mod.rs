@@ -18,7 +18,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hybrid::address::{self, Action};
 use hyper::{Method, Request, Response};
-use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::relay::Relay;
@@ -50,10 +49,7 @@ pub enum Answer {
     /// The listener refused with a status and description.
     Rejected(u16, String),
     /// A `response` arrived on the control channel (body frames follow on `body`).
-    Response(
-        hybrid::control::Response,
-        Option<mpsc::Receiver<std::io::Result<Bytes>>>,
-    ),
+    Response(hybrid::control::Response, Option<reply::BodyRx>),
     /// The listener opened a request rendezvous (already upgraded).
     Rendezvous(
         crate::frontend::websocket::WsRead,

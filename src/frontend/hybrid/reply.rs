@@ -93,15 +93,46 @@ pub fn set_reason(r: &mut Response<Body>, text: &str) {
     }
 }
 
-/// A body fed by a channel, failing when no data comes for `idle`.
-pub fn channel_body(rx: mpsc::Receiver<std::io::Result<Bytes>>, idle: Duration) -> Body {
-    let stream = futures_util::stream::unfold(rx, move |mut rx| async move {
-        match tokio::time::timeout(idle, rx.recv()).await {
-            Ok(Some(Ok(b))) => Some((Ok(Frame::data(b)), rx)),
-            Ok(Some(Err(e))) => Some((Err(e), rx)),
-            Ok(None) => None,
-            Err(_) => Some((Err(std::io::Error::other("response body idle timeout")), rx)),
-        }
+/// A piece of a relayed body passed through a channel. A body is whole
+/// only once its `End` has come: a channel closed before it (the listener's
+/// control channel or rendezvous dropped, a frame refused, a task ended)
+/// fails the body, so the HTTP peer sees an aborted message, never a short
+/// one that looks complete.
+#[derive(Debug)]
+pub enum BodyPart {
+    /// The next bytes.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+}
+
+/// The receiving end of a relayed body.
+pub type BodyRx = mpsc::Receiver<std::io::Result<BodyPart>>;
+/// The sending end of a relayed body.
+pub type BodyTx = mpsc::Sender<std::io::Result<BodyPart>>;
+
+/// The error of a body whose channel closed before its end.
+pub fn cut() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the body ended before it was complete",
+    )
+}
+
+/// A body fed by a channel, failing when no data comes for `idle` or the
+/// channel closes before the body's `End`.
+pub fn channel_body(rx: BodyRx, idle: Duration) -> Body {
+    let stream = futures_util::stream::unfold(Some(rx), move |rx| async move {
+        let mut rx = rx?;
+        let item = match tokio::time::timeout(idle, rx.recv()).await {
+            Ok(Some(Ok(BodyPart::Data(b)))) => Ok(Frame::data(b)),
+            Ok(Some(Ok(BodyPart::End))) => return None,
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(cut()),
+            Err(_) => Err(std::io::Error::other("response body idle timeout")),
+        };
+        let next = item.is_ok().then_some(rx);
+        Some((item, next))
     });
     BodyExt::boxed(StreamBody::new(stream))
 }

@@ -39,7 +39,7 @@ use super::stream::BoxIo;
 use super::Wcf;
 use crate::config::Right;
 use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
-use crate::frontend::hybrid::reply::{self, Body};
+use crate::frontend::hybrid::reply::{self, Body, BodyPart, BodyRx, BodyTx};
 use crate::frontend::hybrid::{request_host, Peer};
 use crate::relay::CoreError;
 
@@ -306,8 +306,6 @@ struct Exchange {
     max_buffered: usize,
 }
 
-type BodyRx = mpsc::Receiver<std::io::Result<Bytes>>;
-
 impl Exchange {
     /// Reply to the dial-back, run the preamble, start the upload and the
     /// reply reader; returns the reply head and its body's channel.
@@ -369,10 +367,14 @@ impl Exchange {
                     sent.load(Ordering::Relaxed),
                     received,
                 );
-                if let Err(e) = r {
-                    debug!(reason = %e, "HTTP relay reply ended with an error");
-                    let _ = body_tx.send(Err(std::io::Error::other(e))).await;
-                }
+                let end = match r {
+                    Ok(()) => Ok(BodyPart::End),
+                    Err(e) => {
+                        debug!(reason = %e, "HTTP relay reply ended with an error");
+                        Err(std::io::Error::other(e))
+                    }
+                };
+                let _ = body_tx.send(end).await;
             }
             .in_current_span(),
         );
@@ -436,7 +438,7 @@ async fn read_reply(
     mut buf: BytesMut,
     mut incoming: Incoming,
     head_tx: oneshot::Sender<Result<ReplyHead, String>>,
-    body_tx: &mpsc::Sender<std::io::Result<Bytes>>,
+    body_tx: &BodyTx,
     idle: Duration,
     received: &mut u64,
 ) -> Result<(), String> {
@@ -476,7 +478,7 @@ async fn read_reply(
                             web::is_soap_fault(held).or((held.len() > CHUNK).then_some(false))
                         }
                         None => {
-                            if body_tx.send(Ok(d)).await.is_err() {
+                            if body_tx.send(Ok(BodyPart::Data(d))).await.is_err() {
                                 return Ok(());
                             }
                             None
@@ -522,12 +524,7 @@ async fn read_reply(
 }
 
 /// Send a held wrapped reply's head (500 for a fault) and what was held.
-async fn release(
-    head_tx: &mut HeadTx,
-    pending: &mut Pending,
-    fault: bool,
-    body_tx: &mpsc::Sender<std::io::Result<Bytes>>,
-) {
+async fn release(head_tx: &mut HeadTx, pending: &mut Pending, fault: bool, body_tx: &BodyTx) {
     let Some((mut head, held)) = pending.take() else {
         return;
     };
@@ -538,7 +535,7 @@ async fn release(
         let _ = tx.send(Ok(head));
     }
     if !held.is_empty() {
-        let _ = body_tx.send(Ok(Bytes::from(held))).await;
+        let _ = body_tx.send(Ok(BodyPart::Data(Bytes::from(held)))).await;
     }
 }
 
