@@ -487,6 +487,32 @@ fn garbage_on_the_amqp_endpoint_gets_the_protocol_header_or_a_decode_error() {
         "{:?}",
         String::from_utf8_lossy(&reply)
     );
+    // The probe's pre-authentication crash: an open whose values nest
+    // deeper than the decoder's bound. Within the 512 bytes allowed before
+    // open (160 described values deep) it gets amqp:decode-error; the
+    // probe's own 15 KB frame (5,000 deep) is over that size and refused
+    // from its header. Either way the process lives on (checked below).
+    for depth in [160, 5000] {
+        let mut body = vec![0x00, 0x53, 0x10];
+        for _ in 0..depth {
+            body.extend_from_slice(&[0x00, 0x53, 0x01]);
+        }
+        body.push(0x45);
+        let mut frame = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&[2, 0, 0, 0]);
+        frame.extend_from_slice(&body);
+        let mut s = amqps(&gw);
+        s.write_all(b"AMQP\x00\x01\x00\x00").unwrap();
+        let _ = s.write_all(&frame).and_then(|()| s.flush());
+        let reply = read_all(&mut *s);
+        if depth == 160 {
+            assert!(
+                reply.windows(17).any(|w| w == b"amqp:decode-error"),
+                "{:?}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+    }
     // An open, then an attach on a channel with no session: the connection is closed with an error.
     let mut s = amqps(&gw);
     s.write_all(b"AMQP\x00\x01\x00\x00").unwrap();

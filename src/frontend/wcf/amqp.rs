@@ -149,6 +149,9 @@ impl Out {
 struct In {
     rd: ReadHalf<BoxIo>,
     buf: BytesMut,
+    /// The largest frame accepted: 512 bytes until `open` has been
+    /// exchanged (AMQP part 2.4.1), then what the gateway advertised.
+    max_frame: u32,
 }
 
 impl In {
@@ -165,7 +168,7 @@ impl In {
 
     /// The next whole frame in the buffer, if any.
     fn frame(&mut self) -> Result<Option<frame::Frame>, Stop> {
-        match frame::decode(&self.buf, MAX_FRAME).map_err(protocol)? {
+        match frame::decode(&self.buf, self.max_frame).map_err(protocol)? {
             Some((f, n)) => {
                 self.buf.advance(n);
                 Ok(Some(f))
@@ -196,6 +199,7 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool
     let mut input = In {
         rd,
         buf: BytesMut::with_capacity(8192),
+        max_frame: frame::MIN_MAX_FRAME_SIZE,
     };
     let mut out = Out {
         wr,
@@ -288,6 +292,7 @@ async fn open(input: &mut In, out: &mut Out) -> Result<Option<u32>, Stop> {
     let Performative::Open(peer) = *perf else {
         return Err(protocol("expected open"));
     };
+    input.max_frame = MAX_FRAME;
     out.max_frame = peer
         .max_frame_size
         .0

@@ -15,8 +15,14 @@ pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
 /// An empty frame on channel 0: the heartbeat (§8).
 pub const HEARTBEAT: [u8; 8] = [0, 0, 0, 8, 2, 0, 0, 0];
-/// The smallest max-frame-size AMQP allows.
+/// The smallest max-frame-size AMQP allows, and the limit on every frame
+/// before the `open` exchange has negotiated one (part 2.4.1).
 pub const MIN_MAX_FRAME_SIZE: u32 = 512;
+/// The deepest nesting of lists, maps, arrays and described values a frame
+/// body may hold. The relay's performatives nest about five deep; the
+/// decoder recurses once per level, so this bound is what keeps a hostile
+/// frame from exhausting the stack.
+pub const MAX_NESTING: usize = 32;
 
 /// Which of the two headers a peer sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,11 +128,15 @@ pub fn decode(buf: &[u8], max_frame: u32) -> Result<Option<(Frame, usize)>> {
         0 => {
             let n = value_len(body, 0).ok_or_else(|| bad(doff, "truncated performative"))?;
             let (perf, payload) = body.split_at(n);
+            check_nesting(perf, MAX_NESTING).map_err(|e| bad(doff, e))?;
             let perf: Performative =
                 serde_amqp::from_slice(perf).map_err(|e| bad(doff, &e.to_string()))?;
             Body::Amqp(Box::new(perf), payload.to_vec())
         }
-        1 => Body::Sasl(decode_sasl(body).map_err(|e| bad(doff, &e))?),
+        1 => {
+            check_nesting(body, MAX_NESTING).map_err(|e| bad(doff, e))?;
+            Body::Sasl(decode_sasl(body).map_err(|e| bad(doff, &e))?)
+        }
         t => return Err(Error::structure(5, format!("unknown frame type {t}"))),
     };
     Ok(Some((Frame { channel, body }, size)))
@@ -189,6 +199,139 @@ pub fn value_len(buf: &[u8], depth: u8) -> Option<usize> {
         _ => return None,
     };
     (len <= buf.len()).then_some(len)
+}
+
+/// One open list, map or array while [`check_nesting`] walks a value.
+struct Level {
+    /// Where its encoding ends.
+    end: usize,
+    /// Items still to walk.
+    left: usize,
+    /// An array's element constructor (its elements carry none of their own).
+    element: Option<u8>,
+    /// How many nesting levels it adds (itself, described wrappers around it
+    /// and around its elements).
+    weight: usize,
+}
+
+/// Check, without recursion, that the value at the front of `buf` is well
+/// formed as far as its structure goes (every size and count within its
+/// container) and nests lists, maps, arrays and described values at most
+/// `max` deep. Run before any recursive decoder sees the bytes.
+pub fn check_nesting(buf: &[u8], max: usize) -> std::result::Result<(), &'static str> {
+    let truncated = "a value runs past its container";
+    let mut stack = vec![Level {
+        end: buf.len(),
+        left: 1,
+        element: None,
+        weight: 0,
+    }];
+    let (mut pos, mut depth, mut described) = (0usize, 0usize, 0usize);
+    while let Some(top) = stack.last_mut() {
+        if top.left == 0 {
+            let Some(level) = stack.pop() else { break };
+            if !stack.is_empty() && pos != level.end {
+                return Err("a list, map or array is not the size it declares");
+            }
+            depth -= level.weight;
+            continue;
+        }
+        let end = top.end;
+        let code = match top.element {
+            Some(c) => c,
+            None => {
+                let c = *buf.get(pos).filter(|_| pos < end).ok_or(truncated)?;
+                pos += 1;
+                if c == 0x00 {
+                    // A described value: the descriptor, then the value.
+                    let d = value_len(buf.get(pos..end).ok_or(truncated)?, 0).ok_or(truncated)?;
+                    pos += d;
+                    described += 1;
+                    if depth + described > max {
+                        return Err("values nest too deeply");
+                    }
+                    continue;
+                }
+                c
+            }
+        };
+        top.left -= 1;
+        let width = |w: usize, pos: usize| -> std::result::Result<usize, &'static str> {
+            let b = buf
+                .get(pos..pos + w)
+                .filter(|_| pos + w <= end)
+                .ok_or(truncated)?;
+            Ok(b.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)))
+        };
+        let (compound, w) = match code {
+            0x40..=0x4f => (false, 0),
+            0x50..=0x5f => (false, 1),
+            0x60..=0x6f => (false, 2),
+            0x70..=0x7f => (false, 4),
+            0x80..=0x8f => (false, 8),
+            0x90..=0x9f => (false, 16),
+            0xa0..=0xaf => (false, 1 + width(1, pos)?),
+            0xb0..=0xbf => (false, 4 + width(4, pos)?),
+            0xc0..=0xcf | 0xe0..=0xef => (true, 1),
+            0xd0..=0xdf | 0xf0..=0xff => (true, 4),
+            _ => return Err("unknown format code"),
+        };
+        if !compound {
+            pos += w;
+            if pos > end {
+                return Err(truncated);
+            }
+            described = 0;
+            continue;
+        }
+        // size, count, then (arrays) the element constructor.
+        let size = width(w, pos)?;
+        let inner_end = (pos + w)
+            .checked_add(size)
+            .filter(|e| *e <= end)
+            .ok_or(truncated)?;
+        let count = width(w, pos + w)?;
+        pos += 2 * w;
+        if pos > inner_end {
+            return Err(truncated);
+        }
+        let mut weight = 1 + std::mem::take(&mut described);
+        let mut element = None;
+        if code >= 0xe0 {
+            let mut c = *buf.get(pos).filter(|_| pos < inner_end).ok_or(truncated)?;
+            pos += 1;
+            if c == 0x00 {
+                let d = value_len(buf.get(pos..inner_end).ok_or(truncated)?, 0).ok_or(truncated)?;
+                pos += d;
+                c = *buf.get(pos).filter(|_| pos < inner_end).ok_or(truncated)?;
+                pos += 1;
+                weight += 1;
+            }
+            if !matches!(c, 0xc0..=0xff) {
+                // Elements of a primitive type cannot nest: skip them whole.
+                if depth + weight > max {
+                    return Err("values nest too deeply");
+                }
+                pos = inner_end;
+                continue;
+            }
+            element = Some(c);
+        }
+        if count > inner_end - pos {
+            return Err("a list, map or array declares more items than it has bytes");
+        }
+        depth += weight;
+        if depth > max {
+            return Err("values nest too deeply");
+        }
+        stack.push(Level {
+            end: inner_end,
+            left: count,
+            element,
+            weight,
+        });
+    }
+    Ok(())
 }
 
 /// Append a frame with `body` (already encoded) to `out`.
@@ -284,6 +427,77 @@ mod tests {
         assert_eq!(value_len(&[0xd0, 0, 0, 0, 4, 0, 0, 0, 0], 0), Some(9));
         let deep = [0u8; 64];
         assert_eq!(value_len(&deep, 0), None);
+    }
+
+    /// A frame on channel 0 of `kind` around `body`.
+    fn framed(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame(&mut out, kind, 0, &[body]);
+        out
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_decoding() {
+        // The probe's two reproductions (they overflowed the stack): an
+        // open whose properties hold described values 5,000 deep, and
+        // list32 in list32 3,000 deep.
+        let mut described = vec![0x00, 0x53, 0x10];
+        for _ in 0..5000 {
+            described.extend_from_slice(&[0x00, 0x53, 0x01]);
+        }
+        described.push(0x45);
+        let mut lists = Vec::new();
+        for i in 0..3000u32 {
+            let inner = 4 + 9 * (2999 - i);
+            lists.push(0xd0);
+            lists.extend_from_slice(&(inner + 4).to_be_bytes());
+            lists.extend_from_slice(&1u32.to_be_bytes());
+        }
+        lists.extend_from_slice(&[0xd0, 0, 0, 0, 4, 0, 0, 0, 0]);
+        for body in [&described, &lists] {
+            assert_eq!(
+                check_nesting(body, MAX_NESTING),
+                Err("values nest too deeply")
+            );
+            let bytes = framed(0, body);
+            assert!(decode(&bytes, 1 << 20).is_err());
+            assert!(decode(&framed(1, body), 1 << 20).is_err());
+        }
+        // Nesting up to the bound passes.
+        let mut ok = Vec::new();
+        for _ in 0..MAX_NESTING - 1 {
+            ok.extend_from_slice(&[0x00, 0x53, 0x01]);
+        }
+        ok.push(0x45);
+        assert_eq!(check_nesting(&ok, MAX_NESTING), Ok(()));
+        ok.splice(0..0, [0x00, 0x53, 0x01]);
+        ok.splice(0..0, [0x00, 0x53, 0x01]);
+        assert!(check_nesting(&ok, MAX_NESTING).is_err());
+    }
+
+    #[test]
+    fn structure_errors_are_caught_without_panicking() {
+        for bad in [
+            &[0xc0, 5, 1, 0x40][..],          // list8 larger than its bytes
+            &[0xc0, 1, 1][..],                // one item, no bytes for it
+            &[0xc0, 1, 3, 0x40][..],          // count over the bytes
+            &[0xd0, 0, 0, 0, 2, 0, 0, 0][..], // size smaller than the count field
+            &[0xe0, 3, 2, 0xc0, 1][..],       // array of lists, elements missing
+            &[0xa1, 9, b'x'][..],             // string past the end
+            &[0x00][..],                      // descriptor missing
+            &[0x33][..],                      // unknown code
+            &[][..],
+        ] {
+            assert!(check_nesting(bad, MAX_NESTING).is_err(), "{bad:02x?}");
+        }
+        // An array of symbols, a map and an array of lists are fine.
+        for good in [
+            &[0xe0, 6, 2, 0xa3, 1, b'a', 1, b'b'][..],
+            &[0xc1, 5, 2, 0xa3, 1, b'k', 0x40][..],
+            &[0xe0, 6, 2, 0xc0, 1, 0, 1, 0][..],
+        ] {
+            assert_eq!(check_nesting(good, MAX_NESTING), Ok(()), "{good:02x?}");
+        }
     }
 
     #[test]
