@@ -383,3 +383,141 @@ async fn a_response_cut_by_the_listener_is_never_a_complete_one() {
     let (head, body) = req.await.unwrap();
     assert_eq!((head.status, &body[..]), (200, &b"whole"[..]));
 }
+
+/// Read raw bytes until the peer closes (or 5 s pass).
+async fn drain(raw: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut got)).await;
+    got
+}
+
+/// Frames a server must refuse (RFC 6455 §5.1-§5.5), each from a spliced
+/// sender: the sender gets a Close with 1002 (an unmasked frame, a lone
+/// continuation, a 126-byte ping, a length with its top bit set, which once
+/// panicked the reader with 2^64-2) and the gateway keeps serving.
+#[tokio::test]
+async fn frames_that_break_rfc_6455_close_with_1002() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "rfc").await;
+    let mut top_bit = vec![0x82, 0xFF];
+    top_bit.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    top_bit.extend_from_slice(&[0; 4 + 20]);
+    let mut big_ping = vec![0x89, 0xFE, 0, 126, 0, 0, 0, 0];
+    big_ping.extend_from_slice(&[b'p'; 126]);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("unmasked", vec![0x82, 0x02, b'n', b'o']),
+        (
+            "lone continuation",
+            vec![0x80, 0x82, 0, 0, 0, 0, b'n', b'o'],
+        ),
+        ("126-byte ping", big_ping),
+        ("top bit set", top_bit),
+    ];
+    for (what, bytes) in cases {
+        let (sws, _l) = pair(&gw, &mut ctl, "rfc").await;
+        let mut raw = sws.into_inner();
+        raw.write_all(&bytes).await.unwrap();
+        let got = drain(&mut raw).await;
+        assert!(
+            got.len() >= 4 && got[0] == 0x88 && got[2..4] == [0x03, 0xEA],
+            "{what}: {got:02x?}"
+        );
+    }
+    still_works(&gw, "rfc-after").await;
+}
+
+/// The gateway's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A frame declaring 2^40 bytes, of which 64 MiB are sent, is passed on as
+/// it arrives: the listener receives every byte, unmasked, as fragments of
+/// one message, and the gateway's memory does not grow with the frame (it
+/// once held all of it: +614 MiB for 600 MiB).
+#[tokio::test]
+async fn a_huge_frame_is_relayed_in_constant_memory() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "huge").await;
+    let (sws, l) = pair(&gw, &mut ctl, "huge").await;
+    let before = rss_kib(gw.pid());
+    let mut raw = sws.into_inner();
+    let mut lraw = l.into_inner();
+    const SENT: usize = 64 << 20;
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut head = vec![0x82, 0xFF];
+    head.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    head.extend_from_slice(&mask);
+    let writer = tokio::spawn(async move {
+        raw.write_all(&head).await.unwrap();
+        let chunk: Vec<u8> = (0..1 << 20)
+            .map(|i| (i % 251) as u8 ^ mask[i % 4])
+            .collect();
+        for _ in 0..SENT >> 20 {
+            raw.write_all(&chunk).await.unwrap();
+        }
+        raw
+    });
+    // Read the listener's side raw: frame headers (unmasked, server to
+    // client) and payload bytes, checking every payload byte.
+    let (mut payload, mut buf, mut peak) = (0usize, Vec::new(), before);
+    let mut first = true;
+    while payload < SENT {
+        let mut chunk = [0u8; 65536];
+        let n = tokio::time::timeout(Duration::from_secs(20), lraw.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the listener's leg ended after {payload} bytes");
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            if buf.len() < 2 {
+                break;
+            }
+            let (op, len7) = (buf[0] & 0x0F, buf[1] & 0x7F);
+            assert_eq!(
+                buf[0] & 0x80,
+                0,
+                "a fragment of a frame still going is not final"
+            );
+            assert_eq!(op, if first { 2 } else { 0 });
+            let (hl, len) = match len7 {
+                126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                127 if buf.len() >= 10 => (
+                    10,
+                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                ),
+                126 | 127 => break,
+                l => (2, l as usize),
+            };
+            if buf.len() < hl + len {
+                break;
+            }
+            for (i, b) in buf[hl..hl + len].iter().enumerate() {
+                assert_eq!(
+                    *b as usize,
+                    (payload + i) % (1 << 20) % 251,
+                    "byte {}",
+                    payload + i
+                );
+            }
+            payload += len;
+            first = false;
+            buf.drain(..hl + len);
+        }
+        peak = peak.max(rss_kib(gw.pid()));
+    }
+    writer.await.unwrap();
+    assert_eq!(payload, SENT);
+    eprintln!("gateway RSS {before} KiB before, {peak} KiB at most while relaying");
+    assert!(
+        peak < before + 16 * 1024,
+        "RSS grew from {before} KiB to {peak} KiB for a {SENT}-byte frame"
+    );
+}

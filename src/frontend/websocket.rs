@@ -5,11 +5,19 @@
 //! splice has them at hand; plus the small helpers the front ends share:
 //! send text, ping, close with a code and reason.
 //!
-//! Frames map one to one onto [`Chunk`]s, so message boundaries, text or
-//! binary type and fragmentation survive a splice, and no message is held
-//! whole. Pings are answered per hop; pongs are swallowed; a Close becomes a
-//! half-close ([`LegEvent::Closed`]) that the splice passes on instead of
-//! echoing.
+//! Frames map onto [`Chunk`]s, so message boundaries, text or binary type
+//! and fragmentation survive a splice. A frame up to [`MAX_WHOLE_FRAME`]
+//! bytes is taken whole and written on as one frame; a larger one is passed
+//! on in pieces of at most [`MAX_READ`] bytes as they arrive (unmasked on the
+//! fly, each piece written as a fragment of the same message), so a leg's
+//! read buffer never holds more than [`MAX_WHOLE_FRAME`] plus a header,
+//! whatever length a frame declares. Every frame is checked as a
+//! server must (RFC 6455 §5.1-§5.5): masked, no reserved bits, a length
+//! without its top bit, control frames whole and at most 125 bytes,
+//! continuations only inside a message; a breach closes with 1002 (1009
+//! over the limit, 1007 for bad UTF-8) and a Close frame. Pings are
+//! answered per hop; pongs are swallowed; a Close becomes a half-close
+//! ([`LegEvent::Closed`]) that the splice passes on instead of echoing.
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -48,8 +56,10 @@ const MAX_HEADER: usize = 14;
 /// Read size before any frame has been seen: just a header's worth.
 const FIRST_READ: usize = 64;
 /// Cap on the read size learnt from earlier frames (what a busy
-/// connection's buffer grows to).
+/// connection's buffer grows to), and the size of a large frame's pieces.
 const MAX_READ: usize = 64 * 1024;
+/// The largest frame held whole; larger ones are passed on in pieces.
+pub const MAX_WHOLE_FRAME: usize = 1 << 20;
 
 /// Reading half: parses frames off the stream. Its buffer starts empty and
 /// grows to the frames it sees (up to [`MAX_READ`] ahead).
@@ -59,6 +69,22 @@ pub struct WsRead {
     max_message: usize,
     /// How much to ask for when the buffer is empty.
     read_size: usize,
+    /// Whether a fragmented message has started and not yet ended.
+    in_message: bool,
+    /// The rest of a large frame being passed on in pieces.
+    streaming: Option<Streaming>,
+}
+
+/// A frame over [`MAX_WHOLE_FRAME`] whose payload is passed on as it arrives.
+struct Streaming {
+    /// Payload bytes still to come.
+    left: u64,
+    /// Its mask, rotated to where the next byte falls.
+    mask: [u8; 4],
+    /// Its FIN flag (given to its last piece).
+    fin: bool,
+    /// The opcode of its next piece (its own first, then Continuation).
+    opcode: OpCode,
 }
 
 fn protocol(msg: &'static str) -> std::io::Error {
@@ -109,22 +135,31 @@ impl WsRead {
         }
     }
 
-    /// A data or Close frame already whole in the buffer, taken without
-    /// reading (pings, which need an answer written, are left in place).
-    fn buffered_frame(&mut self) -> Option<std::io::Result<WsFrame>> {
-        if self.buf.first().is_some_and(|b| b & 0x0F == 0x9) {
+    /// A data or Close frame already whole in the buffer (or the next piece
+    /// of a large frame), taken without reading. Pings, which need an answer
+    /// written, and frames that break the protocol, which need a Close, are
+    /// left for [`read_frame`].
+    fn buffered_frame(&mut self) -> Option<WsFrame> {
+        let ping = self.buf.first().is_some_and(|b| b & 0x0F == 0x9);
+        if ping && self.streaming.is_none() {
             return None;
         }
         match self.parse() {
-            Ok(Parsed::Frame(f)) => Some(Ok(f)),
-            Ok(Parsed::Need(_)) => None,
-            Err(e) => Some(Err(e)),
+            Ok(Parsed::Frame(f)) => Some(f),
+            Ok(Parsed::Need(_)) | Err(_) => None,
         }
     }
 
     /// Take the frame at the head of the buffer if it is whole, or say how
     /// many bytes it needs; protocol errors as soon as the header shows them.
     fn parse(&mut self) -> std::io::Result<Parsed> {
+        if let Some(st) = self.streaming.as_mut() {
+            let piece = st.piece(&mut self.buf);
+            if st.left == 0 {
+                self.streaming = None;
+            }
+            return Ok(piece);
+        }
         let (b0, b1) = match self.buf.get(..2) {
             Some(&[b0, b1]) => (b0, b1),
             _ => return Ok(Parsed::Need(2)),
@@ -142,13 +177,15 @@ impl WsRead {
             _ => return Err(protocol("unknown opcode")),
         };
         let fin = b0 & 0x80 != 0;
-        let masked = b1 & 0x80 != 0;
+        if b1 & 0x80 == 0 {
+            return Err(protocol("client frames must be masked"));
+        }
         let extra = match b1 & 0x7F {
             126 => 2,
             127 => 8,
             _ => 0,
         };
-        let header = 2 + extra + if masked { 4 } else { 0 };
+        let header = 2 + extra + 4;
         let Some(mut head) = self.buf.get(2..header) else {
             return Ok(Parsed::Need(header));
         };
@@ -157,31 +194,57 @@ impl WsRead {
             8 => head.get_u64(),
             _ => u64::from(b1 & 0x7F),
         };
-        let mask = masked.then(|| head.get_u32().to_be_bytes());
+        let mask = head.get_u32().to_be_bytes();
+        if len >> 63 != 0 {
+            return Err(protocol("the frame length has its top bit set"));
+        }
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         if control && (!fin || len > 125) {
             return Err(protocol(
                 "control frames must be whole and at most 125 bytes",
             ));
         }
-        let len = match usize::try_from(len) {
-            Ok(l) if l <= self.max_message => l,
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    FrameError::TooLarge(len),
-                ))
+        match (opcode, self.in_message) {
+            (OpCode::Continuation, false) => {
+                return Err(protocol("a continuation frame with no message to continue"))
             }
-        };
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(protocol("a new message began before the last one ended"))
+            }
+            _ => {}
+        }
+        if usize::try_from(len).map_or(true, |l| l > self.max_message) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                FrameError::TooLarge(len),
+            ));
+        }
+        // `len` fits in usize (checked above against max_message).
+        let len = len as usize;
+        if len > MAX_WHOLE_FRAME {
+            self.in_message = !fin;
+            self.read_size = MAX_READ + MAX_HEADER;
+            self.buf.advance(header);
+            let mut st = Streaming {
+                left: len as u64,
+                mask,
+                fin,
+                opcode,
+            };
+            let first = st.piece(&mut self.buf);
+            self.streaming = Some(st);
+            return Ok(first);
+        }
         self.read_size = (len + MAX_HEADER).clamp(FIRST_READ, MAX_READ);
         if self.buf.len() < header + len {
             return Ok(Parsed::Need(header + len));
         }
+        if !control {
+            self.in_message = !fin;
+        }
         self.buf.advance(header);
         let mut payload = self.buf.split_to(len);
-        if let Some(m) = mask {
-            unmask(&mut payload, m);
-        }
+        unmask(&mut payload, mask);
         if opcode == OpCode::Text && fin && std::str::from_utf8(&payload).is_err() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -193,6 +256,30 @@ impl WsRead {
             opcode,
             data: payload.freeze(),
         }))
+    }
+}
+
+impl Streaming {
+    /// The next piece of the frame from what the buffer holds (at most
+    /// [`MAX_READ`] bytes), or how much to wait for.
+    fn piece(&mut self, buf: &mut BytesMut) -> Parsed {
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(MAX_READ);
+        let n = want.min(buf.len());
+        if n == 0 {
+            return Parsed::Need(want.clamp(1, FIRST_READ));
+        }
+        let mut data = buf.split_to(n);
+        unmask(&mut data, self.mask);
+        self.mask.rotate_left(n % 4);
+        self.left -= n as u64;
+        let opcode = std::mem::replace(&mut self.opcode, OpCode::Continuation);
+        Parsed::Frame(WsFrame {
+            fin: self.fin && self.left == 0,
+            opcode,
+            data: data.freeze(),
+        })
     }
 }
 
@@ -272,6 +359,8 @@ pub fn split(io: Io, max_message: usize) -> (WsRead, WsWrite) {
         buf: BytesMut::new(),
         max_message,
         read_size: FIRST_READ,
+        in_message: false,
+        streaming: None,
     };
     let write = FrameWriter {
         io: w,
@@ -301,10 +390,20 @@ pub struct WsFrame {
     pub data: Bytes,
 }
 
-/// Read the next frame, answering pings on `write`.
+/// Read the next frame, answering pings on `write`; a frame that breaks the
+/// protocol is answered with a Close carrying its code, then returned as the
+/// error.
 pub async fn read_frame(read: &mut WsRead, write: &WsWrite) -> std::io::Result<WsFrame> {
     loop {
-        let frame = read.next_frame().await?;
+        let frame = match read.next_frame().await {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(code) = close_code(&e) {
+                    let _ = send_close(write, code, &e.to_string()).await;
+                }
+                return Err(e);
+            }
+        };
         if frame.opcode != OpCode::Ping {
             return Ok(frame);
         }
@@ -398,13 +497,9 @@ impl LegReader for Reader {
 
     fn read_buffered(&mut self) -> Option<std::io::Result<LegEvent>> {
         loop {
-            match self.read.buffered_frame()? {
-                Ok(frame) => {
-                    if let Some(event) = self.event(frame) {
-                        return Some(Ok(event));
-                    }
-                }
-                Err(e) => return Some(Err(e)),
+            let frame = self.read.buffered_frame()?;
+            if let Some(event) = self.event(frame) {
+                return Some(Ok(event));
             }
         }
     }

@@ -212,7 +212,8 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
                     incoming,
                 )
             });
-            match over_rendezvous(read, write, request, timeout).await {
+            let max_text = s.limits.max_control_message;
+            match over_rendezvous(read, write, request, timeout, max_text).await {
                 Some((r, body)) => respond(s, r, body, is_head, idle),
                 None => gone(s, &entity.path),
             }
@@ -263,6 +264,7 @@ async fn over_rendezvous(
     write: WsWrite,
     request: Option<(HcRequest, Incoming)>,
     timeout: Duration,
+    max_text: usize,
 ) -> Option<(HcResponse, Option<BodyRx>)> {
     if let Some((r, mut body)) = request {
         let has_body = r.head.as_ref().is_some_and(|h| h.body);
@@ -304,6 +306,10 @@ async fn over_rendezvous(
             OpCode::Text | OpCode::Continuation => {
                 let fin = frame.fin;
                 text.extend_from_slice(&frame.data);
+                if text.len() > max_text {
+                    let _ = websocket::send_close(&write, 1009, "control message too large").await;
+                    return None;
+                }
                 if fin {
                     match parse_command(&String::from_utf8_lossy(&text)) {
                         Ok(ListenerCommand::Response(r)) => break r,

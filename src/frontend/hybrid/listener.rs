@@ -186,13 +186,9 @@ impl Control {
                 f = websocket::read_frame(&mut read, &write) => {
                     let frame = match f {
                         Ok(frame) => frame,
-                        Err(e) => {
-                            if let Some(code) = websocket::close_code(&e) {
-                                let _ = websocket::send_close(&write, code, &e.to_string()).await;
-                                break "protocol error";
-                            }
-                            break "connection lost";
-                        }
+                        // A protocol breach has been answered with its Close.
+                        Err(e) if websocket::close_code(&e).is_some() => break "protocol error",
+                        Err(_) => break "connection lost",
                     };
                     last_seen = Instant::now();
                     match frame.opcode {
