@@ -1410,3 +1410,27 @@ async fn case_46_connect_and_upgrade_on_http_path_refused() {
     .await;
     assert!([400, 405].contains(&head.status), "{head:?}");
 }
+
+/// The query an accepting listener is handed is rebuilt as the service
+/// rebuilds it (the .NET SDK's own tests expect `+` for spaces and
+/// lower-case escapes), with the `sb-hc-` parameters removed.
+#[tokio::test]
+async fn accept_addresses_carry_the_query_as_the_service_encodes_it() {
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let _s = sender(
+        gw.http,
+        "/$hc/hc1/sub?%20Key%20=%20%20Value%20With%20Space&sb-hc-action=connect&key='value'&k2=%3Cv%3E"
+            .into(),
+        auth("hc1"),
+    );
+    let a = next_json(&mut ctl).await;
+    let address = a["accept"]["address"].as_str().unwrap();
+    let query = address.split_once('?').unwrap().1;
+    assert!(
+        query.starts_with(
+            "+Key+=++Value+With+Space&key=%27value%27&k2=%3cv%3e&sb-hc-action=accept&"
+        ),
+        "{address}"
+    );
+}

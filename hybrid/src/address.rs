@@ -37,13 +37,6 @@ pub fn strip_hc(path: &str) -> Option<&str> {
     first.eq_ignore_ascii_case("$hc").then_some(tail)
 }
 
-/// Decode one query value as form data (`+` is a space).
-pub fn form_decode(v: &str) -> String {
-    percent_encoding::percent_decode_str(&v.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
 /// The raw query split into `key=value` segments, as NET does: on `&` and
 /// the first `=`; a segment without `=` has no value.
 pub fn segments(query: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
@@ -77,6 +70,124 @@ pub fn filter_query(query: &str) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
+/// The query an accepting listener sees in its `accept` address, rebuilt as
+/// the service rebuilds it: parsed as .NET's `HttpUtility.ParseQueryString`
+/// parses (pairs split at `&` and the first `=`, names and values
+/// form-decoded: `+` is a space, `%XX` a UTF-8 byte, `%uXXXX` a UTF-16
+/// unit; a segment without `=` is a value without a name), the `sb-hc-*`
+/// names removed (case-insensitive), then written as `ToString()` writes the
+/// collection: names grouped case-insensitively in order of first
+/// appearance, each value as `name=value` (a nameless one bare), joined by
+/// `&`, names and values form-encoded (`HttpUtility.UrlEncode`: letters,
+/// digits and `-_.!*()` kept, a space as `+`, every other UTF-8 byte as
+/// `%xx` in lower case). So `? Key =  a b` arrives as `+Key+=++a+b`, `'` as
+/// `%27` and `<` as `%3c`. `None` when nothing remains. (Relayed HTTP
+/// requests keep the sender's query, [`filter_query`]: the service passes
+/// those through.)
+pub fn service_query(query: &str) -> Option<String> {
+    // (name, values) in order of first appearance; `None` is the nameless group.
+    let mut groups: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let query = query.strip_prefix('?').unwrap_or(query);
+    // Every `&` ends a segment, a trailing one included (ParseQueryString
+    // adds a nameless empty value for it), as `split` does.
+    for (k, v) in segments(query).filter(|_| !query.is_empty()) {
+        let (name, value) = match v {
+            Some(v) => (Some(form_decode(k)), form_decode(v)),
+            None => (None, form_decode(k)),
+        };
+        if name
+            .as_deref()
+            .and_then(|n| n.get(..6))
+            .is_some_and(|p| p.eq_ignore_ascii_case("sb-hc-"))
+        {
+            continue;
+        }
+        let same = |g: &Option<String>| match (g, &name) {
+            (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
+            (None, None) => true,
+            _ => false,
+        };
+        match groups.iter_mut().find(|(g, _)| same(g)) {
+            Some((_, values)) => values.push(value),
+            None => groups.push((name, vec![value])),
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (name, values) in &groups {
+        let prefix = name.as_deref().map(|n| format!("{}=", form_encode(n)));
+        for v in values {
+            out.push(format!(
+                "{}{}",
+                prefix.as_deref().unwrap_or(""),
+                form_encode(v)
+            ));
+        }
+    }
+    let joined = out.join("&");
+    (!groups.is_empty()).then_some(joined)
+}
+
+/// Decode one query name or value as form data, as `HttpUtility.UrlDecode`
+/// with UTF-8 does: `+` is a space, `%XX` a byte, `%uXXXX` a UTF-16 unit;
+/// invalid escapes are kept as they are and bytes that are not UTF-8
+/// become U+FFFD.
+pub fn form_decode(s: &str) -> String {
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' if bytes.get(i + 1).is_some_and(|c| matches!(c, b'u' | b'U')) => {
+                let unit = (2..6).try_fold(0u32, |acc, k| Some(acc * 16 + hex(bytes.get(i + k))?));
+                match unit {
+                    Some(u) => {
+                        let c = char::from_u32(u).unwrap_or('\u{FFFD}');
+                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                        i += 6;
+                        continue;
+                    }
+                    None => out.push(b),
+                }
+            }
+            b'%' => match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b),
+            },
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Encode as `HttpUtility.UrlEncode` with UTF-8.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'*'
+            | b'('
+            | b')' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02x}")),
+        }
+    }
+    out
+}
+
 /// Match `path` (without `$hc`, no leading slash) against entity names by
 /// whole-segment, case-insensitive prefix; the longest match wins. Returns
 /// the index of the entity and the suffix (with its leading `/`, or "").
@@ -99,6 +210,41 @@ pub fn resolve<'p, S: AsRef<str>>(path: &'p str, entities: &[S]) -> Option<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_queries_are_rebuilt_as_the_service_rebuilds_them() {
+        let rows = [
+            // The three the .NET SDK's tests expect from the service.
+            (
+                "%20Key%20=%20%20Value%20With%20Space",
+                Some("+Key+=++Value+With+Space"),
+            ),
+            ("key='value'", Some("key=%27value%27")),
+            ("key=<value>", Some("key=%3cvalue%3e")),
+            ("key=%3Cvalue%3E", Some("key=%3cvalue%3e")),
+            // Stripping, as for HTTP requests, on decoded names.
+            ("sb-hc-id=1&custom=value", Some("custom=value")),
+            ("SB-HC-ID=1", None),
+            ("sb%2Dhc-id=1&a=b", Some("a=b")),
+            ("sb-hc-undefined", Some("sb-hc-undefined")),
+            // Empty segments and a trailing `&` survive as nameless values.
+            ("&&&", Some("&&&")),
+            ("a=1&a=2&", Some("a=1&a=2&")),
+            ("", None),
+            // Names group case-insensitively, in order of first appearance.
+            ("a=1&b=2&A=3", Some("a=1&a=3&b=2")),
+            ("x&a=1&y", Some("x&y&a=1")),
+            // Decoding and encoding: `+` and `%2B`, %u escapes, UTF-8, safe marks.
+            ("q=a+b%2Bc", Some("q=a+b%2bc")),
+            ("q=%u00e9%C3%A9", Some("q=%c3%a9%c3%a9")),
+            ("q=-_.!*()~'", Some("q=-_.!*()%7e%27")),
+            ("q=%zz%", Some("q=%25zz%25")),
+            ("k==v", Some("k=%3dv")),
+        ];
+        for (q, want) in rows {
+            assert_eq!(service_query(q).as_deref(), want, "{q:?}");
+        }
+    }
 
     #[test]
     fn query_stripping_table() {

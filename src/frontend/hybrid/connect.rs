@@ -130,7 +130,9 @@ pub async fn connect(
         .map(|p| p.trim().to_owned())
         .collect();
     let id = address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id);
-    let app_query = address::filter_query(query);
+    // The service rebuilds the query it hands an accepting listener (the
+    // .NET SDK's tests expect its encoding); HTTP requests keep theirs.
+    let app_query = address::service_query(query);
     let headers = join_headers(req.headers(), &DROPPED);
     let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(r) => r,
