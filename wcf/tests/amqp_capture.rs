@@ -1,8 +1,9 @@
 //! Replay of the real SDK listener's AMQP conversation
 //! (`fixtures/wcf/amqp/sdk5-listener-amqp-plaintext-*.hex.txt`): every frame
 //! both ways decodes, the attach pair yields the properties §11.2 lists, the
-//! first flow grants credit on `:in`, and the relay's notice unwraps to a
-//! RelayedConnect notice.
+//! first flow grants credit on `:in`, the relay's notice unwraps to a
+//! RelayedConnect notice, and both directions decode the same split at
+//! every byte.
 
 #![allow(
     clippy::unwrap_used,
@@ -143,4 +144,44 @@ fn the_relay_notice_unwraps_to_a_relayed_connect() {
         Notice::from_envelope(&Envelope::decode(&wrapper.inner, Limits::DEFAULT).unwrap()).unwrap();
     assert_eq!(notice.ip_port, 9352);
     assert!(!notice.id.is_empty());
+}
+
+/// Take the whole frames (and protocol headers) at the front of `buf`,
+/// as the gateway's reader does: `Ok(None)` from the decoder means wait.
+fn take_frames(buf: &mut Vec<u8>, out: &mut Vec<String>) {
+    loop {
+        if buf.len() >= 8 && (buf.starts_with(&SASL_HEADER) || buf.starts_with(&AMQP_HEADER)) {
+            buf.drain(..8);
+            continue;
+        }
+        if buf.len() < 8 && (SASL_HEADER.starts_with(buf) || AMQP_HEADER.starts_with(buf)) {
+            return;
+        }
+        match frame::decode(buf, 65536).unwrap() {
+            Some((f, n)) => {
+                out.push(format!("{f:?}"));
+                buf.drain(..n);
+            }
+            None => return,
+        }
+    }
+}
+
+#[test]
+fn the_capture_decodes_the_same_at_every_split_point() {
+    for name in [
+        "sdk5-listener-amqp-plaintext-L2R.hex.txt",
+        "sdk5-listener-amqp-plaintext-R2L.hex.txt",
+    ] {
+        let bytes = stream(name);
+        let whole: Vec<String> = frames(&bytes).iter().map(|f| format!("{f:?}")).collect();
+        for split in 0..=bytes.len() {
+            let (mut buf, mut got) = (bytes[..split].to_vec(), Vec::new());
+            take_frames(&mut buf, &mut got);
+            buf.extend_from_slice(&bytes[split..]);
+            take_frames(&mut buf, &mut got);
+            assert!(buf.is_empty(), "{name}: bytes left over at split {split}");
+            assert_eq!(got, whole, "{name}: split at {split}");
+        }
+    }
 }
