@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info_span, Instrument};
 
 use crate::frontend::hybrid::{Hybrid, Peer};
+use crate::frontend::spelling::Watched;
 use crate::frontend::wcf::{self, Wcf};
 use crate::shutdown::Shutdown;
 
@@ -191,8 +192,13 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     handshake_timeout: Duration,
 ) {
     let shutdown: Shutdown = fronts.hybrid.shutdown.clone();
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+    // Header names as the client spelled them, which hyper does not keep.
+    let (io, spellings) = Watched::new(io);
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let fronts = fronts.clone();
+        if let Some(names) = spellings.next() {
+            req.extensions_mut().insert(names);
+        }
         async move {
             let path = req.uri().path();
             let response = if path == wcf::websocket::PATH {

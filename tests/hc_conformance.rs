@@ -1434,3 +1434,85 @@ async fn accept_addresses_carry_the_query_as_the_service_encodes_it() {
         "{address}"
     );
 }
+
+/// Header names reach the listener as the sender spelled them (the .NET
+/// SDK looks them up case-sensitively): on a WebSocket connect's
+/// `connectHeaders`, and on relayed HTTP requests, each request of a
+/// keep-alive connection with its own spelling, after a body and a chunked
+/// body.
+#[tokio::test]
+async fn header_names_keep_the_senders_spelling() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start("");
+    let mut ctl = listener(&gw, "hc1").await;
+    let mut h = auth("hc1");
+    h.push(("CustomHeader1".into(), "v".into()));
+    h.push(("x-lower-case".into(), "w".into()));
+    let _s = sender(gw.http, "/$hc/hc1?sb-hc-action=connect".into(), h);
+    let a = next_json(&mut ctl).await;
+    let headers = a["accept"]["connectHeaders"].as_object().unwrap();
+    assert_eq!(
+        headers.get("CustomHeader1").and_then(Value::as_str),
+        Some("v"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers.get("x-lower-case").and_then(Value::as_str),
+        Some("w"),
+        "{headers:?}"
+    );
+
+    let t = token("hc2", ROOT, 3600);
+    let mut ctl = listener(&gw, "hc2").await;
+    let mut client = TcpStream::connect(gw.http).await.unwrap();
+    let heads = [
+        format!("POST /hc2/1 HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\ncustomHEADER1: a\r\nContent-Length: 26\r\n\r\nX-Not-A-Header: body\r\n\r\n!!"),
+        format!("PUT /hc2/2 HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\nCustomHeader1: b\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"),
+        format!("GET /hc2/3 HTTP/1.1\r\nHost: x\r\nServiceBusAuthorization: {t}\r\nCUSTOMHEADER1: c\r\n\r\n"),
+    ];
+    for (i, (head, want)) in heads
+        .iter()
+        .zip(["customHEADER1", "CustomHeader1", "CUSTOMHEADER1"])
+        .enumerate()
+    {
+        client.write_all(head.as_bytes()).await.unwrap();
+        let msg = next_json(&mut ctl).await;
+        let r = &msg["request"];
+        if let Some(h) = r["requestHeaders"].as_object() {
+            assert!(h.keys().any(|n| n == want), "request {i}: {h:?}");
+        }
+        if r["body"] == true && r.get("method").is_some() {
+            let _ = next(&mut ctl, SECS).await;
+        }
+        let reply = serde_json::json!({"response": {"requestId": r["id"], "statusCode": 200, "body": false}});
+        if r.get("method").is_some() {
+            send_text(&mut ctl, &reply.to_string()).await;
+        } else {
+            // Rendezvous form (the chunked body): answer on the rendezvous.
+            let (addr, target) = split_url(r["address"].as_str().unwrap());
+            let (_, rv) = ws(addr, &target, &[]).await;
+            let mut rv = rv.unwrap();
+            let req = next_json(&mut rv).await;
+            let names: Vec<String> = req["request"]["requestHeaders"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            assert!(
+                names.iter().any(|n| n == want),
+                "request {i} (rendezvous): {names:?}"
+            );
+            let _ = next(&mut rv, SECS).await;
+            let reply = serde_json::json!({"response": {"requestId": req["request"]["id"], "statusCode": 200, "body": false}});
+            send_text(&mut rv, &reply.to_string()).await;
+        }
+        let mut buf = [0u8; 1024];
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "request {i}: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+}

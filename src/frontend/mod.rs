@@ -43,4 +43,5 @@ impl<E> Settings<E> {
         crate::auth::check(token, path, &hosts, rules, &self.rules, right, grace)
     }
 }
+pub mod spelling;
 pub mod websocket;

@@ -22,21 +22,27 @@ use super::listener::rendezvous_tail;
 use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::config::Right;
+use crate::frontend::spelling::{canonical, Names};
 use crate::frontend::websocket;
 use crate::relay::{splice, CoreError, Filter, Guid, SpliceLimits};
 
 /// Headers never passed to a listener.
 const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];
 
-/// Join repeated headers with `", "`, drop credentials and hop-by-hop ones.
-pub fn join_headers(headers: &HeaderMap, drop: &[&str]) -> BTreeMap<String, String> {
+/// Join repeated headers with `", "`, drop credentials and hop-by-hop ones;
+/// names as the sender spelled them when its head was watched (`names`).
+pub fn join_headers(
+    headers: &HeaderMap,
+    names: Option<&Names>,
+    drop: &[&str],
+) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let n = name.as_str();
         if drop.iter().any(|d| d.eq_ignore_ascii_case(n)) {
             continue;
         }
-        let key = canonical(n);
+        let key = names.map_or_else(|| canonical(n), |names| names.spell(n));
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
         out.entry(key)
             .and_modify(|e| {
@@ -46,22 +52,6 @@ pub fn join_headers(headers: &HeaderMap, drop: &[&str]) -> BTreeMap<String, Stri
             .or_insert(v);
     }
     out
-}
-
-/// `sec-websocket-key` → `Sec-WebSocket-Key`, as the SDKs spell headers.
-pub fn canonical(name: &str) -> String {
-    name.split('-')
-        .map(|p| match p {
-            "websocket" => "WebSocket".to_owned(),
-            _ => {
-                let mut c = p.chars();
-                c.next().map_or_else(String::new, |f| {
-                    std::iter::once(f.to_ascii_uppercase()).chain(c).collect()
-                })
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 /// The `Microsoft-Relay-AllowedListeners` / `DisallowedListeners` filter.
@@ -133,7 +123,7 @@ pub async fn connect(
     // The service rebuilds the query it hands an accepting listener (the
     // .NET SDK's tests expect its encoding); HTTP requests keep theirs.
     let app_query = address::service_query(query);
-    let headers = join_headers(req.headers(), &DROPPED);
+    let headers = join_headers(req.headers(), req.extensions().get::<Names>(), &DROPPED);
     let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(r) => r,
         Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),

@@ -29,6 +29,7 @@ use super::listener::rendezvous_tail;
 use super::reply::{self, Body, BodyPart, BodyRx};
 use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_HTTP};
 use crate::config::Right;
+use crate::frontend::spelling::Names;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::{CoreError, Guid};
 
@@ -113,7 +114,8 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     if used_authorization {
         drop.push("authorization");
     }
-    let mut headers = join_headers(req.headers(), &drop);
+    let names = req.extensions().get::<Names>();
+    let mut headers = join_headers(req.headers(), names, &drop);
     headers.insert("Via".into(), format!("1.1 {}", s.host));
     let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     let length = req
