@@ -235,7 +235,14 @@ impl LegReader for Reader {
             if self.buf.capacity() < READ_CHUNK / 4 {
                 self.buf = BytesMut::with_capacity(READ_CHUNK);
             }
-            match self.rd.read_buf(&mut self.buf).await? {
+            let n = match self.rd.read_buf(&mut self.buf).await {
+                // A TLS peer that closes TCP without close_notify, as Mono's
+                // and .NET's SslStream may, has ended its stream: the NMF
+                // session inside frames its own end, so nothing is cut.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                r => r?,
+            };
+            match n {
                 0 => Ok(LegEvent::Closed(None)),
                 _ => Ok(LegEvent::Chunk(Chunk {
                     data: self.buf.split().freeze(),
