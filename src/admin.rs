@@ -9,12 +9,16 @@
 //! load balancers see the 503.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+use crate::config::Secret;
+use crate::server::Acceptor;
 
 use crate::frontend::hybrid::reply::{self, Body};
 use crate::relay::Registry;
@@ -36,6 +40,8 @@ pub struct Admin {
     pub configured: Arc<Vec<(String, String)>>,
     /// Re-reads the configuration (POST `/reload`).
     pub reloader: crate::reload::Reloader,
+    /// `[admin] token`, required on state-changing calls when set.
+    pub token: Option<Secret>,
 }
 
 /// Answer one admin request.
@@ -60,16 +66,21 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
             );
             r
         }
-        "/reload" if req.method() == hyper::Method::POST => match admin.reloader.reload() {
-            Ok(what) => {
-                tracing::info!(result = %what, "configuration reloaded (admin)");
-                reply::status(200, &what)
+        "/reload" if req.method() == hyper::Method::POST => {
+            match refusal(req, admin.token.as_ref()) {
+                Some(r) => r,
+                None => match admin.reloader.reload() {
+                    Ok(what) => {
+                        tracing::info!(result = %what, "configuration reloaded (admin)");
+                        reply::status(200, &what)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration not reloaded; the running one stays");
+                        reply::status(400, &e)
+                    }
+                },
             }
-            Err(e) => {
-                tracing::error!(error = %e, "configuration not reloaded; the running one stays");
-                reply::status(400, &e)
-            }
-        },
+        }
         "/reload" => reply::status(405, "use POST"),
         "/healthz" => reply::status(200, "ok"),
         "/readyz" if shutdown.is_stopping() => reply::status(503, "draining"),
@@ -78,12 +89,13 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
     }
 }
 
-/// Serve the admin endpoint until the process exits.
-pub async fn serve(listener: TcpListener, admin: Admin) {
+/// Serve the admin endpoint until the process exits. A connection must
+/// send each request's head within `header_timeout` (an idle keep-alive
+/// connection is closed after it too).
+pub async fn serve(listener: TcpListener, admin: Admin, header_timeout: Duration) {
+    let mut acceptor = Acceptor::new(&listener, "admin", admin.metrics.clone());
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+        let (tcp, _) = acceptor.next().await;
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -91,10 +103,56 @@ pub async fn serve(listener: TcpListener, admin: Admin) {
                 async move { Ok::<_, std::convert::Infallible>(r) }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
         });
     }
+}
+
+/// Why a state-changing admin call is refused, if it is: any request a web
+/// page could have made (an `Origin` header, or `Sec-Fetch-Site` naming
+/// another site), and, with `[admin] token`, any without
+/// `Authorization: Bearer <token>`.
+fn refusal<B>(req: &Request<B>, token: Option<&Secret>) -> Option<Response<Body>> {
+    let headers = req.headers();
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if headers.contains_key(hyper::header::ORIGIN) || !matches!(fetch_site, "none" | "same-origin")
+    {
+        return Some(reply::status(
+            403,
+            "cross-site requests to the admin endpoint are refused",
+        ));
+    }
+    let token = token?;
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if same_secret(given.trim(), token.expose()) {
+        return None;
+    }
+    let mut r = reply::status(401, "the admin token is missing or wrong");
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    Some(r)
+}
+
+/// Compare two secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 /// Escape text for HTML.
@@ -198,14 +256,16 @@ th,td{{border:1px solid #999;padding:.3em .6em;text-align:left}}th{{background:#
     html
 }
 
-/// `relay-gateway reload`: POST `/reload` to the admin endpoint at `addr`;
-/// the gateway's answer, or why it failed.
-pub fn request_reload(addr: &str) -> Result<String, String> {
+/// `relay-gateway reload`: POST `/reload` to the admin endpoint at `addr`
+/// (with the admin `token` when given); the gateway's answer, or why it
+/// failed.
+pub fn request_reload(addr: &str, token: Option<&str>) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     s.write_all(
-        format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     )
     .map_err(|e| e.to_string())?;
@@ -256,6 +316,7 @@ mod tests {
                 )),
                 registry,
             },
+            token: None,
         };
         let html = page(&admin);
         assert!(!html.contains("<script>"));
@@ -263,5 +324,39 @@ mod tests {
         assert!(html.contains("token rejected: expired"));
         assert!(html.contains("<td>orders</td><td>WCF NetTcp</td>"));
         assert!(html.contains("<td>hc1</td><td>Hybrid Connection</td><td class=\"n\">1</td>"));
+    }
+
+    #[test]
+    fn cross_site_and_unauthorized_reloads_are_refused() {
+        let req = |headers: &[(&str, &str)]| {
+            let mut b = Request::post("/reload");
+            for (n, v) in headers {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap()
+        };
+        let status = |r: Option<Response<Body>>| r.map(|r| r.status().as_u16());
+        // The probe's request: a page on another site.
+        let evil = req(&[("Origin", "http://evil.example"), ("Host", "evil.example")]);
+        assert_eq!(status(refusal(&evil, None)), Some(403));
+        let cross = req(&[("Sec-Fetch-Site", "cross-site")]);
+        assert_eq!(status(refusal(&cross, None)), Some(403));
+        assert_eq!(
+            status(refusal(&req(&[("Sec-Fetch-Site", "same-site")]), None)),
+            Some(403)
+        );
+        // curl from the host: allowed without a token, and with the right one.
+        assert_eq!(status(refusal(&req(&[]), None)), None);
+        let token = Secret::from("s3cret");
+        assert_eq!(status(refusal(&req(&[]), Some(&token))), Some(401));
+        let wrong = req(&[("Authorization", "Bearer nope")]);
+        assert_eq!(status(refusal(&wrong, Some(&token))), Some(401));
+        let right = req(&[("Authorization", "Bearer s3cret")]);
+        assert_eq!(status(refusal(&right, Some(&token))), None);
+        let origin_with_token = req(&[
+            ("Authorization", "Bearer s3cret"),
+            ("Origin", "http://evil.example"),
+        ]);
+        assert_eq!(status(refusal(&origin_with_token, Some(&token))), Some(403));
     }
 }

@@ -50,11 +50,11 @@ pub fn check(
         .chain(namespace_rules)
         .find(|r| r.name == t.key_name)
         .ok_or(TokenError::UnknownKey)?;
-    if !(t.signed_by(&rule.key)
+    if !(t.signed_by(rule.key.expose())
         || rule
             .secondary_key
-            .as_deref()
-            .is_some_and(|k| t.signed_by(k)))
+            .as_ref()
+            .is_some_and(|k| t.signed_by(k.expose())))
     {
         return Err(TokenError::BadSignature);
     }

@@ -23,6 +23,43 @@ pub enum Right {
     Manage,
 }
 
+/// A secret from the configuration (a SAS key, the admin token): its
+/// `Debug` and `Display` never show it, so no log line can carry it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the code that signs or compares with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(secret)")
+    }
+}
+
 /// A SAS rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,10 +67,10 @@ pub struct Rule {
     /// The key name (`skn`).
     pub name: String,
     /// The primary key.
-    pub key: String,
+    pub key: Secret,
     /// The secondary key.
     #[serde(default)]
-    pub secondary_key: Option<String>,
+    pub secondary_key: Option<Secret>,
     /// Rights.
     pub rights: Vec<Right>,
 }
@@ -228,6 +265,15 @@ impl Limits {
     }
 }
 
+/// `[admin]`: the admin endpoint's access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccess {
+    /// When set, state-changing calls (`POST /reload`) need
+    /// `Authorization: Bearer <token>`; required to bind admin beyond loopback.
+    pub token: Option<Secret>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +296,9 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Admin endpoint access.
+    #[serde(default)]
+    pub admin: AdminAccess,
 }
 
 /// Name of the rule the embedded default creates.
@@ -276,7 +325,7 @@ impl Config {
                 host: "localhost".into(),
                 rule: vec![Rule {
                     name: DEFAULT_RULE.into(),
-                    key,
+                    key: key.into(),
                     secondary_key: None,
                     rights: vec![Right::Listen, Right::Send, Right::Manage],
                 }],
@@ -296,6 +345,7 @@ impl Config {
             hybrid_connection: Vec::new(),
             wcf_relay: Vec::new(),
             limits: Limits::default(),
+            admin: AdminAccess::default(),
         }
     }
 
@@ -316,6 +366,13 @@ impl Config {
         if self.limits.listeners_per_path == 0 {
             return Err("limits.listeners_per_path must be at least 1".into());
         }
+        if let Some(addr) = self.listen.admin.filter(|a| !a.ip().is_loopback()) {
+            if self.admin.token.is_none() {
+                return Err(format!(
+                    "listen.admin = \"{addr}\" is not a loopback address: set [admin] token, or bind admin to 127.0.0.1"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -331,6 +388,36 @@ mod tests {
         let err =
             Config::parse("[namespace]\nhost = \"h\"\n[limits]\nlisteners = 3\n").unwrap_err();
         assert!(err.contains("listeners"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_display() {
+        let c = Config::parse(
+            "[namespace]\nhost = \"h\"\n[[namespace.rule]]\nname = \"r\"\nkey = \"k-primary-123\"\nsecondary_key = \"k-secondary-456\"\nrights = [\"Send\"]\n[admin]\ntoken = \"t-admin-789\"\n",
+        )
+        .unwrap();
+        let shown = format!(
+            "{c:?} {:#?} {}",
+            c.namespace.rule[0], c.namespace.rule[0].key
+        );
+        for secret in ["k-primary-123", "k-secondary-456", "t-admin-789"] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        assert_eq!(c.namespace.rule[0].key.expose(), "k-primary-123");
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_a_token() {
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nadmin = \"0.0.0.0:9090\"\n";
+        let err = Config::parse(base).unwrap_err();
+        assert!(
+            err.contains("listen.admin") && err.contains("[admin] token"),
+            "{err}"
+        );
+        assert!(Config::parse(&format!("{base}[admin]\ntoken = \"x\"\n")).is_ok());
+        assert!(
+            Config::parse("[namespace]\nhost = \"h\"\n[listen]\nadmin = \"127.0.0.1:0\"\n").is_ok()
+        );
     }
 
     #[test]
@@ -359,7 +446,10 @@ listeners_per_path = 3
         )
         .unwrap();
         assert_eq!(
-            c.hybrid_connection[0].rule[0].secondary_key.as_deref(),
+            c.hybrid_connection[0].rule[0]
+                .secondary_key
+                .as_ref()
+                .map(Secret::expose),
             Some("k3")
         );
         assert!(!c.hybrid_connection[0].requires_client_authorization);

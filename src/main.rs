@@ -60,6 +60,9 @@ enum Command {
         /// The admin endpoint, e.g. 127.0.0.1:9090.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+        /// The `[admin] token`, when the gateway has one.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Check a configuration file without starting: prints "ok", or the error (exit status 1).
     CheckConfig {
@@ -159,7 +162,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Reload { admin } => match admin::request_reload(&admin) {
+        Command::Reload { admin, token } => match admin::request_reload(&admin, token.as_deref()) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS
@@ -377,7 +380,9 @@ fn serve(
                     namespace: config.namespace.host.clone(),
                     configured: std::sync::Arc::new(configured),
                     reloader: reloader.clone(),
+                    token: config.admin.token.clone(),
                 },
+                std::time::Duration::from_secs(config.limits.handshake_timeout),
             ));
         }
         let wcf = frontend::wcf::Wcf {

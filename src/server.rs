@@ -117,16 +117,75 @@ pub async fn run(endpoints: Vec<Endpoint>, fronts: FrontEnds, handshake_timeout:
     shutdown.finished().await;
 }
 
-async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duration) {
-    loop {
-        let (tcp, remote) = match ep.listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+/// Accepting on one listening socket. Accept fails when the process is
+/// out of descriptors or memory, and fails again at once until some are
+/// freed: the loop then waits, 10 ms doubling to 1 s, instead of spinning,
+/// counts every failure (`accept_errors`) and logs at most one line per 10 s;
+/// service resumes by itself with the next accept that succeeds.
+pub struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    name: &'static str,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    delay: Duration,
+    failed: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl<'a> Acceptor<'a> {
+    /// Accept on `listener`, the endpoint `name`.
+    pub fn new(
+        listener: &'a TcpListener,
+        name: &'static str,
+        metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    ) -> Self {
+        Acceptor {
+            listener,
+            name,
+            metrics,
+            delay: Duration::ZERO,
+            failed: 0,
+            logged: None,
+        }
+    }
+
+    /// The next connection.
+    pub async fn next(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            match self.listener.accept().await {
+                Ok(c) => {
+                    if self.failed > 0 {
+                        tracing::warn!(
+                            endpoint = self.name,
+                            failed = self.failed,
+                            "accepting again"
+                        );
+                    }
+                    (self.delay, self.failed) = (Duration::ZERO, 0);
+                    return c;
+                }
+                Err(e) => {
+                    self.metrics.accept_failed(self.name);
+                    self.failed += 1;
+                    if self
+                        .logged
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                    {
+                        tracing::warn!(endpoint = self.name, error = %e, failed = self.failed, "accept failed; backing off");
+                        self.logged = Some(std::time::Instant::now());
+                    }
+                    self.delay =
+                        (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tokio::time::sleep(self.delay).await;
+                }
             }
-        };
+        }
+    }
+}
+
+async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duration) {
+    let mut acceptor = Acceptor::new(&ep.listener, ep.name, fronts.hybrid.metrics.clone());
+    loop {
+        let (tcp, remote) = acceptor.next().await;
         let _ = tcp.set_nodelay(true);
         let (fronts, tls) = (fronts.current(), ep.tls.clone());
         let tracked = fronts.hybrid.shutdown.track();

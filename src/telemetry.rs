@@ -67,6 +67,7 @@ pub struct Metrics {
     rendezvous: Family<Labels, Histogram, Buckets>,
     rejected_tokens: Family<Labels, Counter>,
     limit_hits: Family<Labels, Counter>,
+    accept_errors: Family<Labels, Counter>,
     /// What the status page shows.
     pub status: std::sync::Arc<crate::status::Status>,
 }
@@ -102,6 +103,7 @@ impl Metrics {
             rendezvous: Family::new_with_constructor(Buckets),
             rejected_tokens: Family::default(),
             limit_hits: Family::default(),
+            accept_errors: Family::default(),
             registry: Registry::default(),
             status: std::sync::Arc::default(),
         };
@@ -149,6 +151,11 @@ impl Metrics {
             "limit_hits",
             "Requests refused by a limit, by limit name",
             m.limit_hits.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Connections the listening socket could not accept (descriptors or memory exhausted), by endpoint",
+            m.accept_errors.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -274,6 +281,16 @@ impl Metrics {
         self.status
             .error(entity, frontend, format!("limit reached: {limit}"));
         self.count(&self.limit_hits, entity, frontend, Some(("limit", limit)));
+    }
+
+    /// An accept on `endpoint` failed.
+    pub fn accept_failed(&self, endpoint: &str) {
+        self.accept_errors
+            .get_or_create(&vec![
+                ("namespace".to_owned(), self.namespace.clone()),
+                ("endpoint".to_owned(), endpoint.to_owned()),
+            ])
+            .inc();
     }
 
     /// The text exposition.

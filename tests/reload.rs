@@ -215,3 +215,59 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
     .await
     .unwrap();
 }
+
+/// The admin endpoint's state-changing call from a web page is refused (the
+/// probe's `Origin: http://evil.example` reload got 200), a configured
+/// `[admin] token` is required by `relay-gateway reload`, and a connection
+/// that sends no request head (slowloris, or an idle keep-alive) is closed
+/// after `handshake_timeout` (the probe's stayed open past 70 s).
+#[test]
+fn admin_refuses_cross_site_reloads_needs_its_token_and_closes_idle_connections() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start("[admin]\ntoken = \"adm1n\"\n[limits]\nhandshake_timeout = 2\n");
+    let admin = gw.admin.unwrap();
+    let post = |extra: &str| {
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req = format!("POST /reload HTTP/1.1\r\nHost: {admin}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let r = post("Origin: http://evil.example\r\nAuthorization: Bearer adm1n\r\n");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = post("Sec-Fetch-Site: cross-site\r\nAuthorization: Bearer adm1n\r\n");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let r = post("");
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    let (ok, text) = reload(&gw);
+    assert!(!ok, "{text}");
+    let out = support::gateway()
+        .args(["reload", "--admin", &admin.to_string(), "--token", "adm1n"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Silence, a head that never ends, and a keep-alive connection idle
+    // after its first request: each closed in about 2 s.
+    let keep_alive = format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\n\r\n");
+    for first in [
+        &b""[..],
+        &b"GET /healthz HTTP/1.1\r\nX-Slow: "[..],
+        keep_alive.as_bytes(),
+    ] {
+        let started = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(first).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(6), "open for {took:?}");
+    }
+    gw.stop_clean();
+}

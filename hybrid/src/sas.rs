@@ -41,8 +41,9 @@ pub enum TokenError {
     MissingRight(&'static str),
 }
 
-/// A parsed token. `sr_raw` is kept exactly as received, for the signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed token. `sr_raw` is kept exactly as received, for the signature,
+/// which its `Debug` never shows.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     /// `sr` as it appears in the token (URL-encoded).
     pub sr_raw: String,
@@ -54,6 +55,18 @@ pub struct Token {
     pub expiry: u64,
     /// `skn`, decoded.
     pub key_name: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("sr_raw", &self.sr_raw)
+            .field("resource", &self.resource)
+            .field("signature", &"(secret)")
+            .field("expiry", &self.expiry)
+            .field("key_name", &self.key_name)
+            .finish()
+    }
 }
 
 fn form_decode(s: &str) -> String {
