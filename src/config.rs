@@ -88,6 +88,11 @@ impl Rule {
 pub struct Namespace {
     /// The namespace host name.
     pub host: String,
+    /// Other names of the namespace that token audiences may use (the host
+    /// clients reach it by, such as `127.0.0.1`); never the `Host` a request
+    /// happens to carry.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// Namespace-wide rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
@@ -323,6 +328,7 @@ impl Config {
         Config {
             namespace: Namespace {
                 host: "localhost".into(),
+                aliases: vec!["localhost".into(), "127.0.0.1".into()],
                 rule: vec![Rule {
                     name: DEFAULT_RULE.into(),
                     key: key.into(),

@@ -31,6 +31,7 @@ impl Snapshot {
         fn settings<E: Clone>(config: &Config, entities: &[E], dynamic: bool) -> Arc<Settings<E>> {
             Arc::new(Settings {
                 host: config.namespace.host.clone(),
+                aliases: config.namespace.aliases.clone(),
                 rules: config.namespace.rule.clone(),
                 entities: entities.to_vec(),
                 dynamic,

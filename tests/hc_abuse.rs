@@ -175,6 +175,7 @@ async fn senders_that_vanish_while_parked_free_their_rendezvous() {
     )
     .await;
     assert_eq!(h.status, 503);
+    assert!(h.reason.contains("pending_per_path"), "{}", h.reason);
     for t in &tasks {
         t.abort();
     }

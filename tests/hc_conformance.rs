@@ -155,6 +155,24 @@ async fn case_06_audience_variants() {
         .await;
         assert_eq!(head.status == 101, ok, "{sr}: {head:?}");
     }
+    // The probe's token for a foreign host, sent with that host as `Host`:
+    // audiences name the namespace or its aliases, never the request's host.
+    let t = hybrid::sas::create("http://evil.example/hc1", ROOT, support::gateway::KEY, exp);
+    for path in [
+        "/$hc/hc1?sb-hc-action=listen",
+        "/$hc/hc1?sb-hc-action=connect",
+    ] {
+        let mut s = TcpStream::connect(gw.http).await.unwrap();
+        let req = wsclient::upgrade_request(gw.http, path, &[("ServiceBusAuthorization", &t)])
+            .replacen(&format!("Host: {}", gw.http), "Host: evil.example", 1);
+        assert!(req.contains("Host: evil.example"), "{req}");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 401"), "{path}: {head}");
+    }
 }
 
 #[tokio::test]

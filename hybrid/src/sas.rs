@@ -195,6 +195,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_never_shows_the_signature() {
+        let text = create("http://h/p", "rule", "key", 4_000_000_000);
+        let t = Token::parse(&text).unwrap();
+        let shown = format!("{t:?} {t:#?}");
+        assert!(!shown.contains(&t.signature), "{shown}");
+        assert!(
+            shown.contains("rule") && shown.contains("(secret)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn sdk5_captured_token_verifies() {
         // From the real Microsoft.ServiceBus.dll 5.0.0 capture (spec 11.1): the
         // key is the test relay's, and the signature covers the lower-case

@@ -11,6 +11,8 @@ pub mod wcf;
 pub struct Settings<E> {
     /// The namespace host.
     pub host: String,
+    /// Its aliases (`[namespace] aliases`).
+    pub aliases: Vec<String>,
     /// Namespace-wide rules.
     pub rules: Vec<Rule>,
     /// Configured entities.
@@ -23,23 +25,20 @@ pub struct Settings<E> {
 
 impl<E> Settings<E> {
     /// Check `token` for `right` on the entity at `path` with its `rules`:
-    /// the audience may name the namespace host or `host`, the host the
-    /// peer addressed (a port on it is ignored). `grace` extends expiry.
+    /// the audience must name the namespace host or one of its aliases
+    /// (scheme and port ignored), whatever host the request addressed.
+    /// `grace` extends expiry.
     pub fn check_token(
         &self,
         token: Option<&str>,
         path: &str,
         rules: &[Rule],
-        host: Option<&str>,
         right: config::Right,
         grace: u64,
     ) -> Result<::hybrid::sas::Token, ::hybrid::sas::TokenError> {
-        let host = host.map(|h| {
-            h.rsplit_once(':')
-                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-                .map_or(h, |(h, _)| h)
-        });
-        let hosts: Vec<&str> = std::iter::once(self.host.as_str()).chain(host).collect();
+        let hosts: Vec<&str> = std::iter::once(self.host.as_str())
+            .chain(self.aliases.iter().map(String::as_str))
+            .collect();
         crate::auth::check(token, path, &hosts, rules, &self.rules, right, grace)
     }
 }

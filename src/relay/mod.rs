@@ -49,9 +49,10 @@ pub enum CoreError {
     /// The path has its maximum number of listeners.
     #[error("the maximum number of listeners ({0}) for the endpoint is reached")]
     ListenerQuota(usize),
-    /// The rendezvous table (for the path or in all) is full.
-    #[error("too many pending connections")]
-    RendezvousFull,
+    /// The rendezvous table is full, for the path (`pending_per_path`) or in
+    /// all (`pending_total`): the limit's name.
+    #[error("too many pending connections (limit {0})")]
+    RendezvousFull(&'static str),
     /// The listener did not answer in time.
     #[error("the listener did not accept the connection within the allowed time")]
     Timeout,
@@ -59,7 +60,7 @@ pub enum CoreError {
     #[error("the listener disconnected before answering")]
     ListenerGone,
     /// Every admitted listener's queue is full.
-    #[error("the listeners are busy")]
+    #[error("every listener's queue is full (limit listener_queue)")]
     ListenerBusy,
     /// No pending rendezvous has this id (unknown, used or expired).
     #[error("no pending rendezvous with this id")]
@@ -74,9 +75,19 @@ impl CoreError {
                 Side::Client
             }
             CoreError::Timeout | CoreError::ListenerGone => Side::Listener,
-            CoreError::ListenerQuota(_) | CoreError::RendezvousFull | CoreError::ListenerBusy => {
-                Side::Gateway
-            }
+            CoreError::ListenerQuota(_)
+            | CoreError::RendezvousFull(_)
+            | CoreError::ListenerBusy => Side::Gateway,
+        }
+    }
+
+    /// The name of the `[limits]` entry the failure hit, if it is one.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            CoreError::RendezvousFull(limit) => Some(limit),
+            CoreError::ListenerBusy => Some("listener_queue"),
+            CoreError::ListenerQuota(_) => Some("listeners_per_path"),
+            _ => None,
         }
     }
 }

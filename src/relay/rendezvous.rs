@@ -101,10 +101,11 @@ impl Rendezvous {
         let id = Guid::random();
         let (tx, rx) = oneshot::channel();
         let mut t = lock(&self.table);
-        if t.pending.len() >= self.total
-            || t.per_path.get(&path).copied().unwrap_or(0) >= self.per_path
-        {
-            return Err(CoreError::RendezvousFull);
+        if t.pending.len() >= self.total {
+            return Err(CoreError::RendezvousFull("pending_total"));
+        }
+        if t.per_path.get(&path).copied().unwrap_or(0) >= self.per_path {
+            return Err(CoreError::RendezvousFull("pending_per_path"));
         }
         *t.per_path.entry(path.clone()).or_default() += 1;
         t.pending.insert(id, (path, tx));
@@ -157,9 +158,15 @@ mod tests {
         let r = Rendezvous::new(2, 3);
         let mut a = r.park("p").unwrap();
         let b = r.park("P/").unwrap();
-        assert_eq!(r.park("p").err(), Some(CoreError::RendezvousFull));
+        assert_eq!(
+            r.park("p").err(),
+            Some(CoreError::RendezvousFull("pending_per_path"))
+        );
         let _c = r.park("q").unwrap();
-        assert_eq!(r.park("z").err(), Some(CoreError::RendezvousFull));
+        assert_eq!(
+            r.park("z").err(),
+            Some(CoreError::RendezvousFull("pending_total"))
+        );
         assert_ne!(a.id(), b.id());
         r.complete(a.id(), Box::new(7u32)).unwrap();
         let got = a.wait(Duration::from_secs(1)).await.unwrap();

@@ -21,6 +21,7 @@ pub const ROOT: &str = "RootManageSharedAccessKey";
 pub const BASE_CONFIG: &str = r#"
 [namespace]
 host = "localhost"
+aliases = ["127.0.0.1"]
 dynamic_hybrid_connections = true
 dynamic_wcf_relays = true
 [[namespace.rule]]

@@ -78,15 +78,17 @@ pub fn filter(headers: &HeaderMap) -> Filter {
 pub fn no_listener(h: &Hybrid, frontend: &str, e: &CoreError, path: &str) -> (u16, String) {
     let s = &h.settings;
     match e {
-        CoreError::RendezvousFull => h.metrics.limit_hit(path, frontend, "pending_rendezvous"),
-        CoreError::ListenerBusy => h.metrics.limit_hit(path, frontend, "listener_queue"),
+        CoreError::RendezvousFull(_) | CoreError::ListenerBusy => {
+            h.metrics
+                .limit_hit(path, frontend, e.limit().unwrap_or_default())
+        }
         _ => {}
     }
     match e {
         CoreError::NoListener => (404, format!("There are no listeners connected for the endpoint. {}", reply::tracker(&s.host, path))),
         CoreError::NoListenerMatches => (404, format!("None of the connected listeners meet the AllowedListeners/DisallowedListeners criteria. {}", reply::tracker(&s.host, path))),
         CoreError::Timeout => (504, format!("None of the connected listeners accepted the connections within the allowed timeout. {}", reply::tracker(&s.host, path))),
-        CoreError::RendezvousFull | CoreError::ListenerBusy => (503, format!("The gateway has too many pending connections. {}", reply::tracker(&s.host, path))),
+        CoreError::RendezvousFull(_) | CoreError::ListenerBusy => (503, format!("The gateway has too many pending connections: {e}. {}", reply::tracker(&s.host, path))),
         CoreError::ListenerGone => (502, format!("The listener disconnected before accepting. {}", reply::tracker(&s.host, path))),
         other => (500, other.to_string()),
     }

@@ -104,25 +104,16 @@ impl Settings {
         }
     }
 
-    /// Check a token for `right` on `entity`; `request_host` is the Host the
-    /// client addressed.
+    /// Check a token for `right` on `entity`.
     pub fn authorize(
         &self,
         token: Option<&str>,
         entity: &Entity,
-        request_host: Option<&str>,
         right: Right,
         grace: u64,
     ) -> Result<(), TokenError> {
-        self.check_token(
-            token,
-            &entity.path,
-            &entity.rules,
-            request_host,
-            right,
-            grace,
-        )
-        .map(|_| ())
+        self.check_token(token, &entity.path, &entity.rules, right, grace)
+            .map(|_| ())
     }
 }
 

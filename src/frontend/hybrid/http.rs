@@ -78,7 +78,6 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     let s = &h.settings;
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let host = super::request_host(&req);
     let Some(entity) = s.resolve(&path, &h.relay.registry, false) else {
         return reply::json_error(
             404,
@@ -96,7 +95,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         entity.requires_auth,
     );
     if entity.requires_auth {
-        if let Err(e) = s.authorize(token.as_deref(), &entity, host.as_deref(), Right::Send, 0) {
+        if let Err(e) = s.authorize(token.as_deref(), &entity, Right::Send, 0) {
             info!(path = entity.path, reason = %e, "request refused");
             h.metrics.token_rejected(
                 &h.entity_label(&entity.path),

@@ -90,13 +90,12 @@ pub async fn listen(
     let base = format!(
         "{}://{}",
         if peer.tls { "wss" } else { "ws" },
-        host.clone().unwrap_or_else(|| s.host.clone())
+        host.unwrap_or_else(|| s.host.clone())
     );
     let control = Control {
         h: h.clone(),
         entity,
         base,
-        host,
         identity,
         expiry,
         outstanding: HashSet::new(),
@@ -139,9 +138,6 @@ struct Control {
     h: Hybrid,
     entity: Entity,
     base: String,
-    /// The host the listener addressed (renewed tokens may name it, as the
-    /// first one could).
-    host: Option<String>,
     identity: String,
     expiry: u64,
     /// Rendezvous ids delivered on this channel that may still be pending
@@ -300,7 +296,6 @@ impl Control {
                 match s.authorize(
                     Some(&token),
                     &self.entity,
-                    self.host.as_deref(),
                     Right::Listen,
                     s.limits.token_grace,
                 ) {

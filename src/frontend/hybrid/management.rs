@@ -36,8 +36,6 @@ fn error(code: u16, what: &str, detail: &str) -> Response<Body> {
 /// Answer a management GET.
 pub fn get<B>(h: &Hybrid, req: &Request<B>, path: &str) -> Response<Body> {
     let s = &h.settings;
-    let host = super::request_host(req);
-    let host = host.as_deref();
     let Some(entity) = s
         .resolve(path, &h.relay.registry, false)
         .filter(|e| e.suffix.is_empty())
@@ -52,9 +50,9 @@ pub fn get<B>(h: &Hybrid, req: &Request<B>, path: &str) -> Response<Body> {
     let (token, _) = Settings::find_token(TokenSource::Http, req.headers(), query, true);
     let allowed = [Right::Listen, Right::Send, Right::Manage]
         .into_iter()
-        .map(|r| s.authorize(token.as_deref(), &entity, host, r, 0))
+        .map(|r| s.authorize(token.as_deref(), &entity, r, 0))
         .find(Result::is_ok)
-        .unwrap_or_else(|| s.authorize(token.as_deref(), &entity, host, Right::Listen, 0));
+        .unwrap_or_else(|| s.authorize(token.as_deref(), &entity, Right::Listen, 0));
     if let Err(e) = allowed {
         return error(
             401,

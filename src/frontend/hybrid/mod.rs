@@ -134,13 +134,7 @@ impl Hybrid {
             query,
             true,
         );
-        match s.authorize(
-            token.as_deref(),
-            entity,
-            request_host(req).as_deref(),
-            right,
-            0,
-        ) {
+        match s.authorize(token.as_deref(), entity, right, 0) {
             Ok(()) => Ok(token),
             Err(e) => {
                 info!(path = entity.path, reason = %e, "{what} refused");

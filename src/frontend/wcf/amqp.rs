@@ -74,7 +74,6 @@ fn protocol(what: impl std::fmt::Display) -> Stop {
 struct Link {
     half: Half,
     entity: Entity,
-    host: String,
     via: String,
     expiry: u64,
     /// For `:in`: the core's queue of requests for this listener.
@@ -566,7 +565,7 @@ impl Connection {
                 ),
             )
         })?;
-        let (host, path) = split_address(&a.address)
+        let (_, path) = split_address(&a.address)
             .ok_or_else(|| props::error(NOT_ALLOWED, "the address is not a URI"))?;
         let kind = Kind::of(&a, ltype);
         let label = wcf.entity_label(path);
@@ -583,7 +582,7 @@ impl Connection {
             })?;
         let expiry = wcf
             .settings
-            .authorize(a.token.as_deref(), &entity, host, Right::Listen, 0)
+            .authorize(a.token.as_deref(), &entity, Right::Listen, 0)
             .map_err(|e| {
                 wcf.metrics.token_rejected(
                     &label,
@@ -624,7 +623,6 @@ impl Connection {
         };
         Ok(Link {
             half: a.half,
-            host: host.to_owned(),
             via: a.address.clone(),
             entity,
             expiry,
@@ -661,7 +659,7 @@ impl Connection {
         }
         let mut refused = None;
         if let Some(token) = flow_token(&fl) {
-            match settings.authorize(Some(&token), &link.entity, &link.host, Right::Listen, 0) {
+            match settings.authorize(Some(&token), &link.entity, Right::Listen, 0) {
                 Ok(expiry) => {
                     debug!(via = %link.via, "listener token renewed");
                     link.expiry = expiry;

@@ -205,17 +205,16 @@ impl Settings {
             .map(|e| (self.entity(e.path.trim_matches('/')), None))
     }
 
-    /// Check `token` for `right` on `entity`; `host` is the host the peer
-    /// addressed. `grace` extends expiry (listener renewals).
+    /// Check `token` for `right` on `entity`. `grace` extends expiry
+    /// (listener renewals).
     pub fn authorize(
         &self,
         token: Option<&str>,
         entity: &Entity,
-        host: &str,
         right: Right,
         grace: u64,
     ) -> Result<u64, TokenError> {
-        self.check_token(token, &entity.path, &entity.rules, Some(host), right, grace)
+        self.check_token(token, &entity.path, &entity.rules, right, grace)
             .map(|t| t.expiry)
     }
 }
@@ -228,6 +227,7 @@ mod tests {
     fn settings(dynamic: bool) -> Settings {
         Settings {
             host: "ns".into(),
+            aliases: Vec::new(),
             rules: Vec::new(),
             entities: vec![config::WcfRelay {
                 path: "fixed".into(),

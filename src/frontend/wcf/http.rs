@@ -176,9 +176,7 @@ async fn relay(
     }
     let (token, sas) = token(&req);
     if entity.requires_auth.unwrap_or(kind.client_auth) {
-        let host = request_host(&req).unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-        if let Err(e) = s.authorize(token.as_deref(), entity, host, Right::Send, 0) {
+        if let Err(e) = s.authorize(token.as_deref(), entity, Right::Send, 0) {
             info!(path = %entity.path, reason = %e, "HTTP relay request refused");
             wcf.metrics
                 .token_rejected(label, FRONTEND_HTTP, crate::telemetry::token_reason(&e));
@@ -256,10 +254,13 @@ fn core_refusal(wcf: &Wcf, label: &str, path: &str, e: &CoreError) -> Response<B
         }
         CoreError::Timeout => refuse(504, "The listener did not accept the request in time."),
         CoreError::ListenerGone => refuse(502, "The listener went away."),
-        CoreError::RendezvousFull | CoreError::ListenerBusy | CoreError::ListenerQuota(_) => {
+        CoreError::RendezvousFull(_) | CoreError::ListenerBusy | CoreError::ListenerQuota(_) => {
             wcf.metrics
-                .limit_hit(label, FRONTEND_HTTP, "pending_rendezvous");
-            refuse(503, "The relay has too many pending requests.")
+                .limit_hit(label, FRONTEND_HTTP, e.limit().unwrap_or_default());
+            refuse(
+                503,
+                &format!("The relay has too many pending requests: {e}."),
+            )
         }
         CoreError::UnknownRendezvous => refuse(500, &e.to_string()),
     }

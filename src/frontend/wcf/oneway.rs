@@ -53,7 +53,6 @@ struct Target {
     entity: Entity,
     family: &'static str,
     kind: Option<Kind>,
-    host: String,
 }
 
 /// Serve one sender connection; `upgrade` allows the TLS upgrade (9351).
@@ -268,7 +267,7 @@ async fn fault(
 /// Check a Connect and find its relay.
 fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
     let c = Connect::from_envelope(env).map_err(|e| (RelayFault::InvalidRequest, e.to_string()))?;
-    let (host, path) = split_address(&c.uri).ok_or((
+    let (_, path) = split_address(&c.uri).ok_or((
         RelayFault::InvalidRequest,
         "Connect/Uri is not a URI".to_owned(),
     ))?;
@@ -314,7 +313,7 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
         .requires_auth
         .unwrap_or(kind.is_none_or(|k| k.client_auth))
     {
-        s.authorize(c.token.as_deref(), &entity, host, Right::Send, 0)
+        s.authorize(c.token.as_deref(), &entity, Right::Send, 0)
             .map_err(|e| {
                 wcf.metrics.token_rejected(
                     &wcf.entity_label(&entity.path),
@@ -329,7 +328,6 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
         entity,
         family,
         kind,
-        host: host.to_owned(),
     })
 }
 
@@ -339,7 +337,7 @@ fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), 
     match (token, target) {
         (Some(t), Some(target)) => wcf
             .settings
-            .authorize(Some(&t), &target.entity, &target.host, Right::Send, 0)
+            .authorize(Some(&t), &target.entity, Right::Send, 0)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         _ => Ok(()),

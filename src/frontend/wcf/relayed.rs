@@ -129,9 +129,9 @@ fn core_fault(e: &CoreError) -> (RelayFault, String) {
             RelayFault::ConnectionFailed,
             "The listener did not accept the connection in time.".into(),
         ),
-        CoreError::RendezvousFull | CoreError::ListenerBusy | CoreError::ListenerQuota(_) => (
+        CoreError::RendezvousFull(_) | CoreError::ListenerBusy | CoreError::ListenerQuota(_) => (
             RelayFault::QuotaExceeded,
-            "The relay has too many pending connections.".into(),
+            format!("The relay has too many pending connections: {e}."),
         ),
         CoreError::UnknownRendezvous => (RelayFault::InvalidRequest, e.to_string()),
     }
@@ -140,7 +140,7 @@ fn core_fault(e: &CoreError) -> (RelayFault, String) {
 /// A client's RelayedConnect: check, park, notify, wait, reply, splice.
 async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     let s = &wcf.settings;
-    let Some((host, path)) = split_address(&c.uri) else {
+    let Some((_, path)) = split_address(&c.uri) else {
         let _ = fault(
             &mut conn,
             RelayFault::InvalidRequest,
@@ -174,7 +174,7 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
         return;
     }
     if entity.requires_auth.unwrap_or(kind.client_auth) {
-        if let Err(e) = s.authorize(c.token.as_deref(), &entity, host, Right::Send, 0) {
+        if let Err(e) = s.authorize(c.token.as_deref(), &entity, Right::Send, 0) {
             info!(path = %entity.path, reason = %e, "connect refused");
             wcf.metrics.token_rejected(
                 &label,
@@ -190,16 +190,10 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     let mut listener = match wcf.dial_back(&entity.path, &kind).await {
         Ok(c) => c,
         Err(e) => {
-            match e {
-                CoreError::RendezvousFull => {
-                    wcf.metrics
-                        .limit_hit(&label, FRONTEND_RELAYED, "pending_rendezvous")
-                }
-                CoreError::ListenerBusy => {
-                    wcf.metrics
-                        .limit_hit(&label, FRONTEND_RELAYED, "listener_queue")
-                }
-                _ => {}
+            if let (CoreError::RendezvousFull(_) | CoreError::ListenerBusy, Some(limit)) =
+                (&e, e.limit())
+            {
+                wcf.metrics.limit_hit(&label, FRONTEND_RELAYED, limit);
             }
             info!(path = %entity.path, reason = %e, side = ?e.side(), "connect failed");
             refuse(if matches!(e, CoreError::Timeout) {
