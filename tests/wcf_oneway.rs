@@ -341,3 +341,41 @@ fn garbage_and_truncated_input_get_framing_faults_on_both_ports() {
     drop(rhea);
     gw.stop_clean();
 }
+
+/// A net.tcp session that completes its preamble and then sends nothing (no
+/// Connect, no token) gets the ConnectionDispatchFailed framing fault and is
+/// closed after `handshake_timeout` (the probe's was kept forever).
+#[test]
+fn a_session_without_a_connect_is_closed_at_the_handshake_deadline() {
+    use wcf::framing::{FaultCode, Mode, Record, ENCODING_MSBINSESSION1};
+    let gw = Gateway::start("[limits]\nhandshake_timeout = 2\n");
+    let mut s = TcpStream::connect(gw.nettcp.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut pre = Vec::new();
+    for r in Record::preamble(
+        Mode::Duplex,
+        "sb://localhost/quiet/",
+        ENCODING_MSBINSESSION1,
+    ) {
+        r.encode(&mut pre);
+    }
+    Record::PreambleEnd.encode(&mut pre);
+    let started = std::time::Instant::now();
+    s.write_all(&pre).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let took = started.elapsed();
+    assert_eq!(
+        got.first(),
+        Some(&0x0B),
+        "the preamble is acknowledged: {got:02x?}"
+    );
+    let fault = FaultCode::ConnectionDispatchFailed.uri();
+    let fault = fault.as_bytes();
+    assert!(got.windows(fault.len()).any(|w| w == fault), "{got:02x?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    gw.stop_clean();
+}

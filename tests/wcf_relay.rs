@@ -556,6 +556,28 @@ fn garbage_on_the_amqp_endpoint_gets_the_protocol_header_or_a_decode_error() {
         "{:?}",
         String::from_utf8_lossy(&reply)
     );
+    // An open and then only heartbeats: without an attached link the
+    // connection is closed at the handshake time-out (2 s here).
+    let mut idle = amqps(&gw);
+    idle.write_all(b"AMQP\x00\x01\x00\x00").unwrap();
+    idle.write_all(&open).unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = idle.write_all(&wcf::amqp::frame::HEARTBEAT);
+        let _ = idle.flush();
+    }
+    let reply = read_all(&mut *idle);
+    assert!(
+        reply.windows(23).any(|w| w == b"com.microsoft:auth-fail"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     // The established listener is undisturbed: a client still reaches it.
     let client = client_in_background(&gw, "steady/", token("steady", ROOT, 600));
     let notice = relayed::notice(&rhea.next_message());

@@ -141,3 +141,91 @@ pub fn session_transcode(data: &[u8]) {
         expected
     );
 }
+
+/// AMQP frames as a listener's connection drives them, from the protocol
+/// headers on (512-byte frames until `open`, then 64 KiB): decoding never
+/// panics or recurses without bound, gives the same frames whether the
+/// input comes whole or in two pieces, and every transfer's payload is
+/// either a data section or an error.
+pub fn amqp(data: &[u8]) {
+    let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    let whole = read_amqp(data, &[data.len()]);
+    let two = read_amqp(data, &[split, data.len() - split]);
+    assert_eq!(whole, two);
+}
+
+fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
+    use wcf::amqp::frame::{self, Body, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_HEADER};
+    use wcf::amqp::types::performatives::Performative;
+    let (mut buf, mut out, mut at) = (Vec::new(), Vec::new(), 0);
+    let mut max = MIN_MAX_FRAME_SIZE;
+    for &n in pieces {
+        buf.extend_from_slice(&data[at..at + n]);
+        at += n;
+        loop {
+            if buf.len() >= 8 && (buf.starts_with(&SASL_HEADER) || buf.starts_with(&AMQP_HEADER)) {
+                buf.drain(..8);
+                out.push("header".to_owned());
+                continue;
+            }
+            match frame::decode(&buf, max) {
+                Ok(Some((f, used))) => {
+                    if let Body::Amqp(perf, payload) = &f.body {
+                        if matches!(**perf, Performative::Open(_)) {
+                            max = 65_536;
+                        }
+                        if matches!(**perf, Performative::Transfer(_)) {
+                            out.push(format!("{:?}", frame::data_section(payload).is_ok()));
+                        }
+                    }
+                    out.push(format!("{f:?}"));
+                    buf.drain(..used);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(format!("error {e}"));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The relayed port (9352): the connect preamble, then length-prefixed
+/// messages, never panic and read the same whole or split.
+pub fn relayed(data: &[u8]) {
+    let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
+    assert_eq!(read_relayed(data, data.len()), read_relayed(data, split));
+}
+
+fn read_relayed(data: &[u8], split: usize) -> Vec<String> {
+    use wcf::relay::{read_prefixed, ConnectPreamble};
+    let mut out = Vec::new();
+    // The preamble, as the server reads it: from a prefix that grows.
+    let mut used = 0;
+    for end in [split, data.len()] {
+        match ConnectPreamble::decode(&data[..end], Limits::DEFAULT) {
+            Ok(Some((p, n))) => {
+                out.push(format!("{p:?}"));
+                used = n;
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                out.push(format!("error {e}"));
+                return out;
+            }
+        }
+    }
+    if used == 0 {
+        return out;
+    }
+    let mut rest = &data[used..];
+    while let Ok(Some((msg, n))) = read_prefixed(rest, 1 << 16) {
+        out.push(format!("{} bytes", msg.len()));
+        let _ = wcf::soap::Envelope::decode(msg, Limits::DEFAULT);
+        rest = &rest[n..];
+    }
+    out
+}

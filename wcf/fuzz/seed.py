@@ -1,6 +1,8 @@
 """Seed the fuzz corpora from fixtures/wcf: net.tcp streams for `framing`,
 envelopes (and the envelopes found inside streams) for `nbfx_reader`, XML
-cases for `xml_to_nbfx`. Run from wcf/fuzz: python3 seed.py"""
+cases for `xml_to_nbfx`, the SDK listener's AMQP conversation for `amqp`,
+the SDK's relayed-port preambles and messages for `relayed`. Run from
+wcf/fuzz: python3 seed.py"""
 import glob
 import os
 import re
@@ -20,7 +22,7 @@ def streams(path):
     return out
 
 
-for t in ("framing", "nbfx_reader", "xml_to_nbfx", "web_incoming", "session_transcode"):
+for t in ("framing", "nbfx_reader", "xml_to_nbfx", "web_incoming", "session_transcode", "amqp", "relayed"):
     os.makedirs(f"corpus/{t}", exist_ok=True)
 for path in glob.glob(f"{ROOT}/*.hex.txt") + glob.glob(f"{ROOT}/invalid/*.hex.txt"):
     for d, data in streams(path).items():
@@ -58,3 +60,13 @@ for path in glob.glob(f"{ROOT}/*session*.hex.txt") + glob.glob(f"{ROOT}/mono-net
         i = data.find(b"\x06")
         if i >= 0:
             open(f"corpus/session_transcode/{os.path.basename(path)}{d}", "wb").write(data[i + 2:])
+# The SDK listener's AMQP frames, each direction, for amqp; the SDK's 9352
+# preambles followed by its RelayedConnect and RelayedAccept for relayed.
+for path in glob.glob(f"{ROOT}/amqp/*.hex.txt"):
+    for d, data in streams(path).items():
+        if data:
+            open(f"corpus/amqp/{os.path.basename(path)}{d}", "wb").write(data)
+for side, msg in (("client", "relayedconnect"), ("listener", "relayedaccept")):
+    pre = streams(f"{ROOT}/sdk5-{side}-9352-preamble.hex.txt")["C"]
+    body = streams(f"{ROOT}/sdk5-{side}-9352-{msg}.hex.txt")["C"]
+    open(f"corpus/relayed/sdk5-{side}", "wb").write(pre + body)

@@ -25,6 +25,8 @@ fn fuzz_crashes_stay_fixed() {
             Some("xml_to_nbfx") => properties::xml_to_nbfx(&data),
             Some("web_incoming") => properties::web_incoming(&data),
             Some("session_transcode") => properties::session_transcode(&data),
+            Some("amqp") => properties::amqp(&data),
+            Some("relayed") => properties::relayed(&data),
             _ => continue,
         }
         seen += 1;

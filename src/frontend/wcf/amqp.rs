@@ -367,6 +367,10 @@ impl Connection {
         let silence = Duration::from_millis(u64::from(IDLE_TIMEOUT_MS) * 2);
         let mut last_read = Instant::now();
         let mut last_beat = Instant::now();
+        // A connection with no attached link has not authenticated: it may
+        // stay so for the handshake time-out, whatever heartbeats it sends.
+        let handshake = Duration::from_secs(self.wcf.settings.limits.handshake_timeout);
+        let mut unattached_since = Some(Instant::now());
         let stopping = self.wcf.shutdown.stopping();
         tokio::pin!(stopping);
         loop {
@@ -387,6 +391,17 @@ impl Connection {
                 Event::Read(Ok(_)) => last_read = Instant::now(),
                 Event::Read(Err(e)) => return Err(Stop::Io(e)),
                 Event::Tick => {
+                    let attached = self.sessions.values().any(|s| !s.links.is_empty());
+                    unattached_since = match (attached, unattached_since) {
+                        (true, _) => None,
+                        (false, since) => since.or_else(|| Some(Instant::now())),
+                    };
+                    if unattached_since.is_some_and(|t| t.elapsed() > handshake) {
+                        return Err(Stop::Close(props::error(
+                            AUTH_FAILED,
+                            "no link was attached within the handshake time-out",
+                        )));
+                    }
                     if last_read.elapsed() > silence {
                         return Err(Stop::Close(props::error(
                             props::IDLE_TIMEOUT,

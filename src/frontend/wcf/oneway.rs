@@ -19,10 +19,18 @@
 //! room at once; a listener whose queue is full misses it (counted as a
 //! `listener_queue` limit hit) so that one slow subscriber cannot stall the
 //! others, and the sender gets success.
+//!
+//! Deadlines: a session must complete its preamble and present a valid
+//! Connect within `handshake_timeout` of connecting, else it gets the
+//! `ConnectionDispatchFailed` framing fault and is closed. After the
+//! Connect, a session with no record for [`SESSION_IDLE`] is ended (End
+//! record): the SDK sends an OnewayPing after 30 s without a message, so a
+//! live sender never comes near it.
 
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, info};
 use wcf::framing::preamble::{Encoding, PreambleConfig, ServerPreamble, Step};
 use wcf::framing::{FaultCode, Mode, Record, ENCODING_MSBINSESSION1, UPGRADE_TLS};
@@ -45,6 +53,10 @@ pub const MAX_MESSAGE: usize = 65_536;
 /// framing fault.
 const MAX_RECORD: usize = 4 << 20;
 
+/// How long a connected session may go without a record: three of the SDK's
+/// 30-second OnewayPing intervals (the service's own route idle time-out).
+pub const SESSION_IDLE: Duration = Duration::from_secs(90);
+
 /// The `frontend` label of one-way and event senders.
 pub const FRONTEND_ONEWAY: &str = "wcf_oneway";
 
@@ -58,6 +70,7 @@ struct Target {
 /// Serve one sender connection; `upgrade` allows the TLS upgrade (9351).
 pub async fn serve(wcf: Wcf, tcp: TcpStream, upgrade: bool) {
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let connect_by = Instant::now() + handshake;
     let session = Session::new(Transport::Tcp(tcp), MAX_RECORD);
     let config = PreambleConfig {
         modes: vec![Mode::Duplex],
@@ -76,7 +89,7 @@ pub async fn serve(wcf: Wcf, tcp: TcpStream, upgrade: bool) {
             return;
         }
     };
-    messages(&wcf, session).await;
+    messages(&wcf, session, connect_by).await;
 }
 
 /// Run the preamble (and the TLS upgrade); `None` when the session ended.
@@ -131,10 +144,25 @@ async fn preamble(wcf: &Wcf, mut s: Session, config: PreambleConfig) -> Option<S
 }
 
 /// The session: Connect, then messages and pings, until End.
-async fn messages(wcf: &Wcf, mut s: Session) {
+async fn messages(wcf: &Wcf, mut s: Session, connect_by: Instant) {
     let mut target: Option<Target> = None;
     loop {
-        let payload = match s.record().await {
+        let deadline = match target {
+            None => connect_by,
+            Some(_) => Instant::now() + SESSION_IDLE,
+        };
+        let Ok(record) = tokio::time::timeout_at(deadline, s.record()).await else {
+            if target.is_none() {
+                info!("net.tcp session sent no valid Connect in time");
+                s.framing_fault(FaultCode::ConnectionDispatchFailed).await;
+            } else {
+                info!("net.tcp session idle; ending it");
+                let _ = s.send(&Record::End).await;
+                let _ = s.shutdown().await;
+            }
+            return;
+        };
+        let payload = match record {
             Ok(Some((_, Record::SizedEnvelope(p)))) => p,
             Ok(Some((_, Record::End))) => {
                 let _ = s.send(&Record::End).await;
