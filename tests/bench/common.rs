@@ -1,15 +1,23 @@
 //! Shared pieces of the benchmarks: statistics, finding the baseline tools,
-//! TCP echo and sink servers, and a rathole tunnel (plain or TLS) to compare
-//! against.
+//! TCP echo and sink servers, a rathole tunnel (plain or TLS) to compare
+//! against, an in-process Hybrid Connections listener and a WCF relayed
+//! client connection.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use wcf::relay::{ConnectPreamble, RelayedConnect};
+use wcf::soap::Envelope;
 
+use crate::support::gateway::{token, ROOT};
+use crate::support::wsclient::{split_url, ws};
 use crate::support::{free_port, Proc};
 
 /// The median.
@@ -307,4 +315,120 @@ pub fn start(title: &str, all: &str) -> impl Fn(&str) -> bool {
     );
     let phases = std::env::var("RELAY_BENCH_PHASES").unwrap_or_else(|_| all.to_owned());
     move |p: &str| phases.split(',').any(|x| x.trim() == p)
+}
+
+/// What the far end does with a connection: `sink` counts bytes and answers
+/// a final text "done" with "ack"; anything else echoes every message.
+pub async fn serve(mut ws: WebSocket<TcpStream>, sink: bool) {
+    ws.set_auto_close(true);
+    loop {
+        let Ok(f) = ws.read_frame().await else { return };
+        match f.opcode {
+            OpCode::Close => return,
+            // The end marker (relays such as websocat --binary may turn text into binary).
+            OpCode::Text | OpCode::Binary if sink && &f.payload[..] == b"done" => {
+                ws.write_frame(Frame::binary(Payload::Borrowed(b"ack")))
+                    .await
+                    .unwrap();
+            }
+            OpCode::Binary | OpCode::Text | OpCode::Continuation if !sink => {
+                let op = f.opcode;
+                let data = f.payload.to_vec();
+                if ws
+                    .write_frame(Frame::new(true, op, None, Payload::Owned(data)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An in-process listener on the gateway: every accept is answered, and the
+/// rendezvous served as a sink or an echo depending on the sender's path;
+/// aborting the returned task closes its control channel.
+pub async fn gateway_listener(gw_addr: SocketAddr, path: &str) -> tokio::task::JoinHandle<()> {
+    let (h, ctl) = ws(
+        gw_addr,
+        &format!("/$hc/{path}?sb-hc-action=listen"),
+        &[("ServiceBusAuthorization", &token(path, ROOT, 36000))],
+    )
+    .await;
+    assert_eq!(h.status, 101);
+    let mut ctl = ctl.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok(f) = ctl.read_frame().await else {
+                return;
+            };
+            if f.opcode != OpCode::Text {
+                continue;
+            }
+            let msg: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
+            let address = msg["accept"]["address"].as_str().unwrap().to_owned();
+            tokio::spawn(async move {
+                let (addr, target) = split_url(&address);
+                if let (_, Some(l)) = ws(addr, &target, &[]).await {
+                    serve(l, address.contains("/sink")).await;
+                }
+            });
+        }
+    })
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A client's relayed connection to `path`, ready for its own bytes.
+pub async fn relayed(gw: SocketAddr, path: &str, tls: Option<&TlsConnector>) -> Box<dyn Io> {
+    let mut tcp = TcpStream::connect(gw).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let uri = format!("sb://localhost/{path}/");
+    let mut pre = Vec::new();
+    ConnectPreamble {
+        via: uri.clone(),
+        tls: tls.is_some(),
+    }
+    .encode(&mut pre);
+    let msg = RelayedConnect {
+        tracking_id: None,
+        token: Some(token(path, ROOT, 3600)),
+        uri,
+    }
+    .to_envelope()
+    .to_msbin1();
+    // As `forward --connect` does: one write when plain.
+    let mut s: Box<dyn Io> = match tls {
+        None => {
+            wcf::relay::write_prefixed(&msg, &mut pre);
+            tcp.write_all(&pre).await.unwrap();
+            Box::new(tcp)
+        }
+        Some(c) => {
+            tcp.write_all(&pre).await.unwrap();
+            let mut s = c
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let mut framed = Vec::new();
+            wcf::relay::write_prefixed(&msg, &mut framed);
+            s.write_all(&framed).await.unwrap();
+            s.flush().await.unwrap();
+            Box::new(s)
+        }
+    };
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut reply = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut reply).await.unwrap();
+    let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT).unwrap();
+    assert!(
+        reply.fault().is_none(),
+        "the gateway refused: {:?}",
+        reply.fault()
+    );
+    s
 }

@@ -47,13 +47,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    bench_gateway, interleaved, latency_rows, median, ms, rathole, rss_kib, tcp_echo, tcp_once,
-    tool, wait_port,
+    bench_gateway, gateway_listener, interleaved, latency_rows, median, ms, rathole, rss_kib,
+    serve, tcp_echo, tcp_once, tool, wait_port,
 };
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+use fastwebsockets::{Frame, Payload, Role, WebSocket};
 use sha1::Digest;
 use support::gateway::{token, ROOT};
-use support::wsclient::{split_url, ws};
+use support::wsclient::ws;
 use support::{free_port, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,66 +62,6 @@ const MSG: usize = 64 * 1024;
 const THROUGHPUT_BYTES: usize = 256 << 20;
 /// Throughput runs per contender, alternated; medians are reported.
 const THROUGHPUT_RUNS: usize = 5;
-
-/// What the far end does with a connection: `sink` counts bytes and answers
-/// a final text "done" with "ack"; anything else echoes every message.
-async fn serve(mut ws: WebSocket<TcpStream>, sink: bool) {
-    ws.set_auto_close(true);
-    loop {
-        let Ok(f) = ws.read_frame().await else { return };
-        match f.opcode {
-            OpCode::Close => return,
-            // The end marker (relays such as websocat --binary may turn text into binary).
-            OpCode::Text | OpCode::Binary if sink && &f.payload[..] == b"done" => {
-                ws.write_frame(Frame::binary(Payload::Borrowed(b"ack")))
-                    .await
-                    .unwrap();
-            }
-            OpCode::Binary | OpCode::Text | OpCode::Continuation if !sink => {
-                let op = f.opcode;
-                let data = f.payload.to_vec();
-                if ws
-                    .write_frame(Frame::new(true, op, None, Payload::Owned(data)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// An in-process listener on the gateway: every accept is answered, and the
-/// rendezvous served as a sink or an echo depending on the sender's path.
-async fn gateway_listener(gw_addr: SocketAddr, path: &str) {
-    let (h, ctl) = ws(
-        gw_addr,
-        &format!("/$hc/{path}?sb-hc-action=listen"),
-        &[("ServiceBusAuthorization", &token(path, ROOT, 36000))],
-    )
-    .await;
-    assert_eq!(h.status, 101);
-    let mut ctl = ctl.unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok(f) = ctl.read_frame().await else {
-                return;
-            };
-            if f.opcode != OpCode::Text {
-                continue;
-            }
-            let msg: serde_json::Value = serde_json::from_slice(&f.payload).unwrap();
-            let address = msg["accept"]["address"].as_str().unwrap().to_owned();
-            tokio::spawn(async move {
-                let (addr, target) = split_url(&address);
-                let (_, l) = ws(addr, &target, &[]).await;
-                serve(l.unwrap(), address.contains("/sink")).await;
-            });
-        }
-    });
-}
 
 /// A plain WebSocket server (the direct baseline), sink or echo by path.
 async fn direct_server() -> SocketAddr {

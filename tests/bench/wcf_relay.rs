@@ -42,75 +42,18 @@ use std::time::{Duration, Instant};
 
 use common::{
     bench_gateway, forward_listener, interleaved, latency_rows, median, ms, percentiles, pin, pump,
-    rathole, round_trips, tcp_echo, tcp_once, tcp_sink, tool, RatholeTls,
+    rathole, relayed, round_trips, tcp_echo, tcp_once, tcp_sink, tool, Io, RatholeTls,
 };
-use support::gateway::{token, Gateway, ROOT};
+use support::gateway::Gateway;
 use support::Proc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
-use wcf::relay::{ConnectPreamble, RelayedConnect};
-use wcf::soap::Envelope;
 
 const TOTAL: usize = 1 << 30;
 const RUNS: usize = 3;
 const CONNECTIONS: usize = 1000;
 const TRIPS: usize = 10_000;
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A client's relayed connection to `path`, ready for its own bytes.
-async fn relayed(gw: SocketAddr, path: &str, tls: Option<&TlsConnector>) -> Box<dyn Io> {
-    let mut tcp = TcpStream::connect(gw).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let uri = format!("sb://localhost/{path}/");
-    let mut pre = Vec::new();
-    ConnectPreamble {
-        via: uri.clone(),
-        tls: tls.is_some(),
-    }
-    .encode(&mut pre);
-    let msg = RelayedConnect {
-        tracking_id: None,
-        token: Some(token(path, ROOT, 3600)),
-        uri,
-    }
-    .to_envelope()
-    .to_msbin1();
-    // As `forward --connect` does: one write when plain.
-    let mut s: Box<dyn Io> = match tls {
-        None => {
-            wcf::relay::write_prefixed(&msg, &mut pre);
-            tcp.write_all(&pre).await.unwrap();
-            Box::new(tcp)
-        }
-        Some(c) => {
-            tcp.write_all(&pre).await.unwrap();
-            let mut s = c
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap();
-            let mut framed = Vec::new();
-            wcf::relay::write_prefixed(&msg, &mut framed);
-            s.write_all(&framed).await.unwrap();
-            s.flush().await.unwrap();
-            Box::new(s)
-        }
-    };
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await.unwrap();
-    let mut reply = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut reply).await.unwrap();
-    let reply = Envelope::decode(&reply, wcf::Limits::DEFAULT).unwrap();
-    assert!(
-        reply.fault().is_none(),
-        "the gateway refused: {:?}",
-        reply.fault()
-    );
-    s
-}
 
 fn connector(ca: &std::path::Path) -> TlsConnector {
     TlsConnector::from(support::relayed::tls_config(ca))

@@ -308,10 +308,11 @@ pub fn check_nesting(buf: &[u8], max: usize) -> std::result::Result<(), &'static
                 weight += 1;
             }
             if !matches!(c, 0xc0..=0xff) {
-                // Elements of a primitive type cannot nest: skip them whole.
+                // Elements of a primitive type cannot nest, but each must fit.
                 if depth + weight > max {
                     return Err("values nest too deeply");
                 }
+                check_primitive_elements(buf.get(pos..inner_end).ok_or(truncated)?, c, count)?;
                 pos = inner_end;
                 continue;
             }
@@ -332,6 +333,53 @@ pub fn check_nesting(buf: &[u8], max: usize) -> std::result::Result<(), &'static
         });
     }
     Ok(())
+}
+
+/// Check that `count` array elements of the primitive type `code` fill
+/// `body` exactly, each variable-width one within it (decoders allocate
+/// what a length says before they look for the bytes).
+fn check_primitive_elements(
+    body: &[u8],
+    code: u8,
+    count: usize,
+) -> std::result::Result<(), &'static str> {
+    let fixed = match code {
+        0x40..=0x4f => Some(0),
+        0x50..=0x5f => Some(1),
+        0x60..=0x6f => Some(2),
+        0x70..=0x7f => Some(4),
+        0x80..=0x8f => Some(8),
+        0x90..=0x9f => Some(16),
+        0xa0..=0xbf => None,
+        _ => return Err("unknown format code"),
+    };
+    if let Some(w) = fixed {
+        return match count.checked_mul(w) {
+            Some(n) if n == body.len() => Ok(()),
+            _ => Err("an array is not the size its elements make"),
+        };
+    }
+    let width = if code >= 0xb0 { 4 } else { 1 };
+    if count > body.len() / width {
+        return Err("an array declares more elements than it has bytes");
+    }
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let size = body
+            .get(pos..pos + width)
+            .ok_or("an array element runs past its array")?
+            .iter()
+            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+        pos = (pos + width)
+            .checked_add(size)
+            .filter(|p| *p <= body.len())
+            .ok_or("an array element runs past its array")?;
+    }
+    if pos == body.len() {
+        Ok(())
+    } else {
+        Err("an array is not the size its elements make")
+    }
 }
 
 /// Append a frame with `body` (already encoded) to `out`.
@@ -473,6 +521,24 @@ mod tests {
         ok.splice(0..0, [0x00, 0x53, 0x01]);
         ok.splice(0..0, [0x00, 0x53, 0x01]);
         assert!(check_nesting(&ok, MAX_NESTING).is_err());
+    }
+
+    #[test]
+    fn array_elements_must_fit_before_anything_allocates() {
+        // The fuzzer's out-of-memory input: sasl-mechanisms whose array of
+        // symbol32 holds one declaring 4 GiB (serde_amqp allocated it).
+        let bad = [
+            0x00, 0x53, 0x40, 0xd0, 0, 0, 0, 59, 0, 0, 0, 1, 0xf0, 0, 0, 0, 50, 0, 0, 0, 4, 0xb3,
+            0, 0, 0, 8, b'E', b'X', b'T', b'E', b'R', b'N', b'A', b'L', 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(check_nesting(&bad, MAX_NESTING).is_err());
+        assert!(decode(&framed(1, &bad), 65536).is_err());
+        // Fixed-width elements must fill the array exactly.
+        assert!(check_nesting(&[0xe0, 4, 3, 0x52, 1, 2], MAX_NESTING).is_err());
+        assert_eq!(
+            check_nesting(&[0xe0, 5, 3, 0x52, 1, 2, 3], MAX_NESTING),
+            Ok(())
+        );
     }
 
     #[test]
