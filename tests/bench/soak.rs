@@ -175,9 +175,7 @@ async fn main() {
     if selected("hc") {
         let gw = bench_gateway("");
         let addr = gw.http;
-        let current = Arc::new(std::sync::Mutex::new(
-            gateway_listener(addr, "soak").await,
-        ));
+        let current = Arc::new(std::sync::Mutex::new(gateway_listener(addr, "soak").await));
         let t = Arc::new(token("soak", ROOT, 36000));
         soak(
             "hc",
