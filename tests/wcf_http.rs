@@ -777,3 +777,64 @@ inject_soap11_action = false
         .any(|(n, v)| n == "SOAPAction" && v == "\"urn:relaytest/IBasic/Echo\""));
     gw.stop_clean();
 }
+
+/// A reply the listener cuts short is never passed on as a complete
+/// response: cut inside its head (502), in the middle of its body, and
+/// after every body byte but before its end records (the client's chunked
+/// response then ends without its last chunk, and curl fails).
+#[test]
+fn a_reply_cut_by_the_listener_is_never_a_complete_response() {
+    let gw = Gateway::start("");
+    let rhea = http_listener(&gw, "soap");
+    let a = auth("soap");
+    let head = wcf::web::ReplyHead {
+        action: Some("GETResponse".into()),
+        status: Some(200),
+        reason: None,
+        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+        format: Some(BodyFormat::Raw),
+    };
+    let doc = wcf::web::open_envelope(&head.to_envelope()).unwrap();
+    let mut start = vec![0x05];
+    wcf::web::chunk(&doc, &mut start);
+    let mut body = Vec::new();
+    let mut writer = wcf::web::BodyWriter::new(BodyFormat::Raw);
+    writer.data_chunk(&[b'x'; 5000], &mut body);
+    let whole_body = [start.clone(), body.clone()].concat();
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("inside the head", start[..start.len() / 2].to_vec()),
+        (
+            "mid-body",
+            whole_body[..start.len() + body.len() / 2].to_vec(),
+        ),
+        ("before the end records", whole_body.clone()),
+    ];
+    for (what, reply) in cases {
+        let handle = curl_meanwhile(&gw, &["-H", &a, &url(&gw, "soap/x")]);
+        let _ = sdk_listener(&rhea, &gw.ca(), &reply);
+        let out = handle.join().unwrap();
+        // curl fails (the connection aborted), or the status is not 200.
+        if out.status.success() {
+            let (status, _, _) = parse(&out);
+            assert!(
+                !status.starts_with("200"),
+                "{what}: a complete-looking {status} response"
+            );
+        } else {
+            eprintln!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+    }
+    // The same reply with its end is whole.
+    let mut ended = whole_body;
+    writer.finish_framed(&mut ended);
+    let handle = curl_meanwhile(&gw, &["-H", &a, &url(&gw, "soap/x")]);
+    let _ = sdk_listener(&rhea, &gw.ca(), &ended);
+    let out = handle.join().unwrap();
+    let (status, _, got) = parse(&out);
+    assert!(
+        out.status.success() && status.starts_with("200"),
+        "{status}"
+    );
+    assert_eq!(got, vec![b'x'; 5000]);
+    gw.stop_clean();
+}
