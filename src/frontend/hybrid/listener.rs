@@ -98,8 +98,7 @@ pub async fn listen(
         base,
         identity,
         expiry,
-        outstanding: HashSet::new(),
-        prune_at: PRUNE_FLOOR,
+        outstanding: Outstanding::default(),
         body: BodySink::None,
     };
     let tracked = h.shutdown.track();
@@ -140,18 +139,36 @@ struct Control {
     base: String,
     identity: String,
     expiry: u64,
-    /// Rendezvous ids delivered on this channel that may still be pending
-    /// (failed at once when the channel ends). Answers usually arrive
-    /// elsewhere (an accept or request rendezvous), so ids the core no longer
-    /// holds are pruned whenever the set reaches `prune_at`: it stays within
-    /// twice the ids still pending, which the core caps per path.
-    outstanding: HashSet<Guid>,
-    prune_at: usize,
+    /// Rendezvous ids delivered on this channel that may still be pending.
+    outstanding: Outstanding,
     body: BodySink,
 }
 
-/// The smallest `outstanding` size that triggers a prune.
+/// The rendezvous ids a control channel was handed that may still be
+/// pending, failed at once when the channel ends. Answers usually arrive
+/// elsewhere (an accept or request rendezvous), so ids no longer pending
+/// are pruned whenever the set reaches its mark: it stays within twice the
+/// ids still pending (which the core caps per path), or [`PRUNE_FLOOR`].
+#[derive(Default)]
+struct Outstanding {
+    ids: HashSet<Guid>,
+    prune_at: usize,
+}
+
+/// The smallest set that is pruned.
 const PRUNE_FLOOR: usize = 64;
+
+impl Outstanding {
+    /// Add `id`, first pruning the ids `pending` no longer holds if the set
+    /// has reached its mark.
+    fn insert(&mut self, id: Guid, pending: impl Fn(Guid) -> bool) {
+        if self.ids.len() >= self.prune_at.max(PRUNE_FLOOR) {
+            self.ids.retain(|id| pending(*id));
+            self.prune_at = 2 * self.ids.len();
+        }
+        self.ids.insert(id);
+    }
+}
 
 impl Control {
     fn deadline(&self) -> Instant {
@@ -238,7 +255,7 @@ impl Control {
             reason = end,
             "listener disconnected"
         );
-        for id in self.outstanding.drain() {
+        for id in self.outstanding.ids.drain() {
             let _ = self
                 .h
                 .relay
@@ -253,12 +270,8 @@ impl Control {
             warn!("unexpected request payload");
             return true;
         };
-        if self.outstanding.len() >= self.prune_at {
-            let pending = &self.h.relay.rendezvous;
-            self.outstanding.retain(|id| pending.is_pending(*id));
-            self.prune_at = (2 * self.outstanding.len()).max(PRUNE_FLOOR);
-        }
-        self.outstanding.insert(r.id);
+        let pending = &self.h.relay.rendezvous;
+        self.outstanding.insert(r.id, |id| pending.is_pending(id));
         let sent = match *payload {
             ToListener::Accept(mut a) => {
                 a.address = format!("{}{}", self.base, a.address);
@@ -318,7 +331,7 @@ impl Control {
             Ok(ListenerCommand::Response(r)) => {
                 let id = Guid::parse(&r.request_id);
                 if let Some(id) = id {
-                    self.outstanding.remove(&id);
+                    self.outstanding.ids.remove(&id);
                 }
                 let (body_tx, body_rx) = if r.body {
                     let (t, rx) = mpsc::channel(16);
@@ -383,4 +396,31 @@ pub fn rendezvous_tail(
         "/$hc/{}{}?{q}sb-hc-action={action}&sb-hc-id={id}&sb-hc-rendezvous={rid}",
         entity.path, entity.suffix
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_ids_stay_bounded_by_what_is_still_pending() {
+        // A long-lived listener whose every connection is answered on its
+        // own rendezvous (the set once kept every id it was ever sent).
+        let mut o = Outstanding::default();
+        for _ in 0..100_000 {
+            o.insert(Guid::random(), |_| false);
+            assert!(o.ids.len() <= PRUNE_FLOOR);
+        }
+        // Ids still pending are kept, and the mark follows them.
+        let live: Vec<Guid> = (0..500).map(|_| Guid::random()).collect();
+        let mut o = Outstanding::default();
+        for id in &live {
+            o.insert(*id, |id| live.contains(&id));
+        }
+        for _ in 0..10_000 {
+            o.insert(Guid::random(), |id| live.contains(&id));
+            assert!(o.ids.len() <= 2 * live.len() + 1);
+        }
+        assert!(live.iter().all(|id| o.ids.contains(id)));
+    }
 }
