@@ -315,6 +315,7 @@ mod tests {
                     &crate::config::Config::embedded("k".into()),
                 )),
                 registry,
+                bound: Arc::default(),
             },
             token: None,
         };

@@ -317,10 +317,16 @@ impl Config {
         Ok(config)
     }
 
-    /// Read and check a configuration file.
+    /// Read and check a configuration file, and the TLS files it names
+    /// (each must hold its certificate chain or key, and they must match).
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some(t) = &config.tls {
+            crate::tls::acceptor(&t.cert, &t.key)
+                .map_err(|e| format!("{}: [tls]: {e}", path.display()))?;
+        }
+        Ok(config)
     }
 
     /// The embedded default, with the generated key.
@@ -359,15 +365,36 @@ impl Config {
         if self.namespace.host.trim().is_empty() {
             return Err("namespace.host must not be empty".into());
         }
-        for hc in &self.hybrid_connection {
-            if hc.path.trim_matches('/').is_empty() {
-                return Err("hybrid_connection.path must not be empty".into());
-            }
+        let l = &self.listen;
+        let endpoints = [
+            l.http, l.https, l.admin, l.amqps, l.relayed, l.nettcp, l.nettcps,
+        ];
+        if endpoints.iter().all(Option::is_none) {
+            return Err("[listen] sets no endpoint: the gateway would serve nothing".into());
         }
-        for r in &self.wcf_relay {
-            if r.path.trim_matches('/').is_empty() {
-                return Err("wcf_relay.path must not be empty".into());
+        check_rules("namespace.rule", &self.namespace.rule)?;
+        let mut paths: Vec<(String, &str)> = Vec::new();
+        let entities = self
+            .hybrid_connection
+            .iter()
+            .map(|h| ("hybrid_connection", &h.path, &h.rule))
+            .chain(
+                self.wcf_relay
+                    .iter()
+                    .map(|r| ("wcf_relay", &r.path, &r.rule)),
+            );
+        for (table, path, rules) in entities {
+            let key = path.trim_matches('/').to_ascii_lowercase();
+            if key.is_empty() {
+                return Err(format!("{table}.path must not be empty"));
             }
+            if let Some((_, first)) = paths.iter().find(|(p, _)| *p == key) {
+                return Err(format!(
+                    "{table}.path \"{path}\" is already a {first} path (paths are compared without case)"
+                ));
+            }
+            check_rules(&format!("{table} \"{path}\" rule"), rules)?;
+            paths.push((key, table));
         }
         if self.limits.listeners_per_path == 0 {
             return Err("limits.listeners_per_path must be at least 1".into());
@@ -381,6 +408,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Every rule in `rules` has a key and a name of its own.
+fn check_rules(what: &str, rules: &[Rule]) -> Result<(), String> {
+    for (i, r) in rules.iter().enumerate() {
+        let empty = |k: &Secret| k.expose().trim().is_empty();
+        if empty(&r.key) || r.secondary_key.as_ref().is_some_and(empty) {
+            return Err(format!("{what} \"{}\": a key must not be empty", r.name));
+        }
+        if rules.iter().take(i).any(|o| o.name == r.name) {
+            return Err(format!("{what} name \"{}\" is repeated", r.name));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -399,7 +440,7 @@ mod tests {
     #[test]
     fn secrets_never_show_in_debug_or_display() {
         let c = Config::parse(
-            "[namespace]\nhost = \"h\"\n[[namespace.rule]]\nname = \"r\"\nkey = \"k-primary-123\"\nsecondary_key = \"k-secondary-456\"\nrights = [\"Send\"]\n[admin]\ntoken = \"t-admin-789\"\n",
+            "[namespace]\nhost = \"h\"\n[[namespace.rule]]\nname = \"r\"\nkey = \"k-primary-123\"\nsecondary_key = \"k-secondary-456\"\nrights = [\"Send\"]\n[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\ntoken = \"t-admin-789\"\n",
         )
         .unwrap();
         let shown = format!(
@@ -410,6 +451,35 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} shown: {shown}");
         }
         assert_eq!(c.namespace.rule[0].key.expose(), "k-primary-123");
+    }
+
+    #[test]
+    fn mistakes_are_named_in_one_line() {
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\n";
+        let rule = |name: &str, key: &str| {
+            format!("name = \"{name}\"\nkey = \"{key}\"\nrights = [\"Send\"]\n")
+        };
+        let cases = [
+            ("[namespace]\nhost = \"h\"\n".to_owned(), "[listen] sets no endpoint"),
+            (format!("{base}[[namespace.rule]]\n{}", rule("r", " ")), "a key must not be empty"),
+            (
+                format!("{base}[[namespace.rule]]\n{}[[namespace.rule]]\n{}", rule("r", "a"), rule("r", "b")),
+                "name \"r\" is repeated",
+            ),
+            (
+                format!("{base}[[hybrid_connection]]\npath = \"Orders/\"\n[[wcf_relay]]\npath = \"orders\"\ntype = \"NetTcp\"\n"),
+                "wcf_relay.path \"orders\" is already a hybrid_connection path",
+            ),
+            (
+                format!("{base}[[hybrid_connection]]\npath = \"a\"\n[[hybrid_connection.rule]]\n{}", rule("s", "")),
+                "hybrid_connection \"a\" rule \"s\": a key must not be empty",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.contains(want), "{want:?} not in {err:?}");
+            assert!(!err.contains('\n'), "{err:?}");
+        }
     }
 
     #[test]

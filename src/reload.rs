@@ -84,6 +84,9 @@ pub struct Reloader {
     pub live: Arc<Live>,
     /// The listeners, to close those whose entity is gone.
     pub registry: Registry,
+    /// `[listen]` and `[tls]` as the gateway started with them: only a
+    /// restart applies changes to them.
+    pub bound: Arc<(crate::config::Listen, Option<crate::config::Tls>)>,
 }
 
 impl Reloader {
@@ -119,13 +122,29 @@ impl Reloader {
         }
         self.registry.set_per_path(config.limits.listeners_per_path);
         self.live.set(next);
-        Ok(if evicted.is_empty() {
-            "reloaded".to_owned()
-        } else {
-            format!(
-                "reloaded; closed the listeners of removed entities: {}",
+        let mut what = "reloaded".to_owned();
+        if !evicted.is_empty() {
+            what.push_str(&format!(
+                "; closed the listeners of removed entities: {}",
                 evicted.join(", ")
-            )
-        })
+            ));
+        }
+        let (listen, tls) = &*self.bound;
+        let pending: Vec<&str> = [
+            ("[listen]", config.listen != *listen),
+            ("[tls]", config.tls != *tls),
+        ]
+        .into_iter()
+        .filter_map(|(table, changed)| changed.then_some(table))
+        .collect();
+        if !pending.is_empty() {
+            let tables = pending.join(" and ");
+            tracing::warn!(
+                tables,
+                "reloaded, but these changes apply only after a restart"
+            );
+            what.push_str(&format!("; {tables} changed: restart to apply"));
+        }
+        Ok(what)
     }
 }

@@ -94,9 +94,31 @@ fn config_errors_name_the_key() {
 #[test]
 fn example_configs_pass_check_config() {
     let dir = support::root().join("fixtures/config");
+    // The examples' TLS files do not exist here: point [tls] at the
+    // development certificate (check-config reads the files).
+    let gw = Gateway::start("");
+    let state = gw.ca().parent().unwrap().to_path_buf();
+    let tmp = TempDir::new("examples");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+        let example = entry.unwrap().path();
+        let text: String = std::fs::read_to_string(&example)
+            .unwrap()
+            .lines()
+            .map(|l| match l.split_once('=').map(|(k, _)| k.trim()) {
+                Some("cert") => format!(
+                    "cert = {:?}",
+                    state.join("server.pem").display().to_string()
+                ),
+                Some("key") if l.contains(".pem") => {
+                    format!("key = {:?}", state.join("server.key").display().to_string())
+                }
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = tmp.0.join(example.file_name().unwrap());
+        std::fs::write(&path, text).unwrap();
         let out = support::gateway()
             .arg("check-config")
             .arg(&path)
@@ -240,6 +262,58 @@ async fn metrics_after_a_session() {
         r#"relay_sender_connections_total{namespace="localhost",entity="unknown",frontend="hybrid_http",outcome="client_error"} 1"#.to_string(),
     ] {
         assert!(text.contains(&want), "missing {want}\n{text}");
+    }
+    gw.stop_clean();
+}
+
+/// `check-config` names what is wrong with the TLS files, in one line:
+/// missing, holding no certificate, or a certificate that is not the key's.
+#[test]
+fn check_config_refuses_tls_files_that_cannot_serve() {
+    let gw = Gateway::start("");
+    let state = gw.ca().parent().unwrap().to_path_buf();
+    let (server_pem, server_key, ca_pem) = (
+        state.join("server.pem"),
+        state.join("server.key"),
+        state.join("ca.pem"),
+    );
+    let tmp = TempDir::new("tls-check");
+    let empty = tmp.0.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let check = |cert: &std::path::Path, key: &std::path::Path| {
+        let cfg = tmp.0.join("tls.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[namespace]\nhost = \"h\"\n[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = support::gateway()
+            .arg("check-config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    assert_eq!(check(&server_pem, &server_key).0, Some(0));
+    for (cert, key, want) in [
+        (tmp.0.join("missing.pem"), server_key.clone(), "missing.pem"),
+        (empty.clone(), server_key.clone(), "[tls]"),
+        (server_pem.clone(), empty.clone(), "empty.pem"),
+        (ca_pem.clone(), server_key.clone(), "[tls]"),
+    ] {
+        let (code, err) = check(&cert, &key);
+        assert_eq!(code, Some(1), "{}: {err}", cert.display());
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{want}: {err}"
+        );
     }
     gw.stop_clean();
 }

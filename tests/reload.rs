@@ -122,6 +122,7 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
     let (ok, text) = reload(&gw);
     assert!(ok, "{text}");
     assert!(text.contains("drop") && text.contains("wcfdrop"), "{text}");
+    assert!(!text.contains("restart"), "{text}");
     let (op, _, data) = next(&mut drop_ctl, WAIT).await.expect("a close");
     assert_eq!(op, OpCode::Close);
     assert_eq!(u16::from_be_bytes([data[0], data[1]]), 1001);
@@ -191,6 +192,21 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
     assert_eq!(
         head.status, 101,
         "the previous configuration is still in force"
+    );
+
+    // A new bind address is reported as waiting for a restart; the rest applies.
+    std::fs::write(
+        &file,
+        config("new-key", &["keep", "added"]).replace(
+            "amqps = \"127.0.0.1:0\"\n",
+            "amqps = \"127.0.0.1:0\"\nrelayed = \"127.0.0.1:0\"\n",
+        ),
+    )
+    .unwrap();
+    let (ok, text) = reload(&gw);
+    assert!(
+        ok && text.contains("[listen] changed: restart to apply"),
+        "{text}"
     );
 
     // SIGHUP does the same: removing "added" closes its listener.
