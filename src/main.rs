@@ -51,9 +51,6 @@ enum Command {
     Forward {
         #[command(flatten)]
         options: Box<forward::Options>,
-        /// State directory holding the embedded default's CA (used without --ca).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
     },
     /// Ask a running gateway to re-read its configuration file (through its admin endpoint).
     Reload {
@@ -74,18 +71,12 @@ enum Command {
         /// The resource, e.g. http://localhost/hc1
         #[arg(long)]
         uri: String,
-        /// Rule name (default: the embedded default's rule).
-        #[arg(long, requires = "key")]
-        key_name: Option<String>,
-        /// Rule key (default: the embedded default's generated key).
-        #[arg(long, requires = "key_name")]
-        key: Option<String>,
+        /// The key to sign with.
+        #[command(flatten)]
+        keys: state::KeyArgs,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
-        /// State directory holding the embedded default's key.
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
     },
     /// Decode captured WCF bytes (net.tcp stream, hex dump, or one envelope) into a transcript.
     Decode {
@@ -143,9 +134,8 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Forward { options, state_dir } => {
+        Command::Forward { options } => {
             init_logging("text");
-            let ca = state_dir.unwrap_or_else(state::default_dir).join("ca.pem");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -156,7 +146,7 @@ fn main() -> ExitCode {
             // Run on a worker, not on this thread: the tasks it spawns for
             // each notice then start where it runs instead of waking a
             // worker through the runtime's driver.
-            match runtime.block_on(runtime.spawn(forward::run(*options, ca))) {
+            match runtime.block_on(runtime.spawn(forward::run(*options))) {
                 Ok(Ok(())) => ExitCode::SUCCESS,
                 Ok(Err(e)) => fail(format_args!("{e:#}")),
                 Err(e) => fail(e),
@@ -169,25 +159,22 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Token {
-            uri,
-            key_name,
-            key,
-            ttl,
-            state_dir,
-        } => {
-            let (name, key) = match (key_name, key) {
-                (Some(n), Some(k)) => (n, k),
-                _ => match state::State::open(state_dir.unwrap_or_else(state::default_dir))
-                    .and_then(|s| s.key())
-                {
-                    Ok(k) => (config::DEFAULT_RULE.to_owned(), k),
-                    Err(e) => return fail(format_args!("state directory: {e}")),
-                },
+        Command::Token { uri, keys, ttl } => {
+            if !uri
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty())
+            {
+                return fail(format_args!(
+                    "--uri must name a scheme, host and path, e.g. http://localhost/hc1 (got {uri:?})"
+                ));
+            }
+            let (name, key) = match keys.resolve() {
+                Ok(k) => k,
+                Err(e) => return fail(e),
             };
             println!(
                 "{}",
-                hybrid::sas::create(&uri, &name, &key, auth::now() + ttl)
+                hybrid::sas::create(&uri, &name, key.expose(), auth::now() + ttl)
             );
             ExitCode::SUCCESS
         }

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+
+use crate::config::Secret;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -39,6 +41,69 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How a client command (`token`, `forward`) signs its tokens: a key on
+/// the command line or in a file, else the embedded default's key in the
+/// state directory, which must exist (a client never makes one up).
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// SAS rule name (default: the embedded default's rule).
+    #[arg(long)]
+    pub key_name: Option<String>,
+    /// SAS rule key (default: the embedded default's key in the state directory).
+    #[arg(long, conflicts_with = "key_file")]
+    pub key: Option<Secret>,
+    /// A file holding the SAS rule key.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// State directory holding the embedded default's key and development CA.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The state directory in use.
+    pub fn dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_dir)
+    }
+
+    /// The rule name and key to sign with.
+    pub fn resolve(&self) -> Result<(String, Secret), String> {
+        let key = match (&self.key, &self.key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("--key-file {}: {e}", file.display()))?;
+                Secret::from(text.trim())
+            }
+            (None, None) if self.key_name.is_some() => {
+                return Err("--key-name needs --key or --key-file".into())
+            }
+            (None, None) => {
+                let path = self.dir().join(KEY_FILE);
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.trim().is_empty() {
+                    return Err(format!(
+                        "no key in {}: give --key or --key-file, or start the gateway once with this state directory",
+                        path.display()
+                    ));
+                }
+                Secret::from(text.trim())
+            }
+        };
+        if key.expose().is_empty() {
+            return Err("the key is empty".into());
+        }
+        let name = self
+            .key_name
+            .clone()
+            .unwrap_or_else(|| crate::config::DEFAULT_RULE.to_owned());
+        Ok((name, key))
+    }
+}
+
+/// The file of the default rule's key in the state directory.
+const KEY_FILE: &str = "default-rule.key";
+
 impl State {
     /// Open (creating) the directory.
     pub fn open(dir: PathBuf) -> std::io::Result<State> {
@@ -48,7 +113,7 @@ impl State {
 
     /// The default rule's key, generated on first use (32 random bytes, base64).
     pub fn key(&self) -> std::io::Result<String> {
-        let path = self.dir.join("default-rule.key");
+        let path = self.dir.join(KEY_FILE);
         if let Ok(k) = std::fs::read_to_string(&path) {
             if !k.trim().is_empty() {
                 return Ok(k.trim().to_owned());

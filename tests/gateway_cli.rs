@@ -317,3 +317,81 @@ fn check_config_refuses_tls_files_that_cannot_serve() {
     }
     gw.stop_clean();
 }
+
+/// `token` and `forward` find their key alike: given, from `--key-file`,
+/// or the embedded default's in the state directory, which must exist (a
+/// client never makes a new one up). `token` wants a URI with a scheme;
+/// `forward` names the address it cannot bind.
+#[test]
+fn token_and_forward_take_their_key_alike() {
+    let run = |args: &[&str]| {
+        let out = support::gateway().args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    let empty = TempDir::new("nokey");
+    let dir = empty.0.display().to_string();
+    let (code, _, err) = run(&["token", "--uri", "http://localhost/a", "--state-dir", &dir]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no key in") && err.contains("default-rule.key"),
+        "{err}"
+    );
+    assert!(
+        !empty.0.join("default-rule.key").exists(),
+        "no key was made up"
+    );
+    let (code, _, err) = run(&["token", "--uri", "localhost/a", "--key", "k"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--uri must name a scheme"), "{err}");
+    let key_file = empty.0.join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", support::gateway::KEY)).unwrap();
+    let (code, from_file, _) = run(&[
+        "token",
+        "--uri",
+        "http://localhost/a",
+        "--key-file",
+        &key_file.display().to_string(),
+        "--ttl",
+        "60",
+    ]);
+    assert_eq!(code, Some(0));
+    let t = hybrid::sas::Token::parse(&from_file).unwrap();
+    assert!(t.signed_by(support::gateway::KEY) && t.key_name == support::gateway::ROOT);
+
+    // forward against a gateway whose state directory holds the rule's key:
+    // no key on the command line.
+    let gw = Gateway::start("");
+    let state = gw.ca().parent().unwrap().to_path_buf();
+    std::fs::write(state.join("default-rule.key"), support::gateway::KEY).unwrap();
+    // (the development CA comes from the same directory).
+    let mut keyless = support::gateway();
+    keyless
+        .args(["forward", "--amqp", &gw.amqps.unwrap().to_string()])
+        .args(["--relayed", &gw.relayed.unwrap().to_string()])
+        .args(["--state-dir", &state.display().to_string()])
+        .args(["--listen", "sb://localhost/keyless", "--to", "127.0.0.1:9"])
+        .env("RUST_LOG", "info");
+    let (_p, line, _) = support::spawn_ready(&mut keyless, "attached");
+    assert!(line.contains("keyless"), "{line}");
+    // A --local that is taken is named.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(&[
+        "forward",
+        "--connect",
+        "sb://localhost/keyless",
+        "--local",
+        &addr,
+        "--key",
+        "k",
+        "--ca",
+        &gw.ca().display().to_string(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains(&format!("binding --local {addr}")), "{err}");
+    gw.stop_clean();
+}

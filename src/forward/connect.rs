@@ -5,17 +5,21 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 use wcf::relay::RelayedConnect;
 
 use super::Relay;
+
 use crate::frontend::wcf::stream::{self, Conn};
 
 /// Accept local clients on `local` until interrupted; prints `ready ADDR`.
 pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(local).await?;
+    let listener = TcpListener::bind(local)
+        .await
+        .with_context(|| format!("binding --local {local}"))?;
     println!("ready {}", listener.local_addr()?);
     info!(uri = %relay.uri, "forwarding local clients to the relay");
     loop {

@@ -54,14 +54,11 @@ pub struct Options {
     /// The gateway's relayed-connect endpoint (default: the address's host, port 9352).
     #[arg(long, value_name = "HOST:PORT")]
     pub relayed: Option<String>,
-    /// SAS rule name (with --key).
-    #[arg(long, requires = "key")]
-    pub key_name: Option<String>,
-    /// SAS rule key; tokens are signed and renewed from it.
-    #[arg(long, requires = "key_name")]
-    pub key: Option<String>,
+    /// The key tokens are signed and renewed from.
+    #[command(flatten)]
+    pub keys: crate::state::KeyArgs,
     /// A ready-made token instead of a key (not renewed).
-    #[arg(long, conflicts_with = "key")]
+    #[arg(long, conflicts_with_all = ["key", "key_file"])]
     pub token: Option<String>,
     /// Lifetime of signed tokens in seconds (renewed at half-life).
     #[arg(long, default_value_t = 3600)]
@@ -131,7 +128,11 @@ pub struct Relay {
 #[derive(Clone)]
 enum Tokens {
     Fixed(String),
-    Signed { name: String, key: String, ttl: u64 },
+    Signed {
+        name: String,
+        key: crate::config::Secret,
+        ttl: u64,
+    },
 }
 
 impl Relay {
@@ -142,7 +143,7 @@ impl Relay {
             Tokens::Signed { name, key, ttl } => hybrid::sas::create(
                 &format!("http://{}/{}/", self.host, self.path),
                 name,
-                key,
+                key.expose(),
                 crate::auth::now() + ttl,
             ),
         }
@@ -231,7 +232,7 @@ fn client_tls(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
 }
 
 /// Build the shared settings from the options.
-pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<Relay> {
+pub fn relay(opts: &Options, uri: &str) -> anyhow::Result<Relay> {
     let rest = uri
         .strip_prefix("sb://")
         .ok_or_else(|| anyhow!("the relay address must be sb://HOST/PATH, not {uri}"))?;
@@ -243,16 +244,21 @@ pub fn relay(opts: &Options, uri: &str, default_ca: PathBuf) -> anyhow::Result<R
         ));
     }
     let host = host.to_owned();
-    let tokens = match (&opts.token, &opts.key_name, &opts.key) {
-        (Some(t), _, _) => Tokens::Fixed(t.clone()),
-        (None, Some(name), Some(key)) => Tokens::Signed {
-            name: name.clone(),
-            key: key.clone(),
-            ttl: opts.token_ttl.max(2),
-        },
-        _ => return Err(anyhow!("give --key-name and --key, or --token")),
+    let tokens = match &opts.token {
+        Some(t) => Tokens::Fixed(t.clone()),
+        None => {
+            let (name, key) = opts.keys.resolve().map_err(|e| anyhow!(e))?;
+            Tokens::Signed {
+                name,
+                key,
+                ttl: opts.token_ttl.max(2),
+            }
+        }
     };
-    let ca = opts.ca.clone().unwrap_or(default_ca);
+    let ca = opts
+        .ca
+        .clone()
+        .unwrap_or_else(|| opts.keys.dir().join("ca.pem"));
     Ok(Relay {
         uri: format!("sb://{host}/{path}/"),
         amqp: opts.amqp.clone().unwrap_or_else(|| format!("{host}:5671")),
@@ -299,11 +305,11 @@ impl Backoff {
 }
 
 /// Run the role the options ask for, until interrupted.
-pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
+pub async fn run(opts: Options) -> anyhow::Result<()> {
     let messages = opts.oneway || opts.event;
     match (&opts.listen, &opts.to, &opts.connect, opts.local) {
         (Some(uri), Some(to), None, None) if messages => {
-            let relay = relay(&opts, uri, default_ca)?;
+            let relay = relay(&opts, uri)?;
             let via = opts
                 .via
                 .clone()
@@ -312,13 +318,11 @@ pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
             oneway::listen(relay, to.clone(), via, kind).await
         }
         (Some(uri), Some(to), None, None) if opts.http => {
-            http::listen(relay(&opts, uri, default_ca)?, to).await
+            http::listen(relay(&opts, uri)?, to).await
         }
-        (Some(uri), Some(to), None, None) => {
-            listen::run(relay(&opts, uri, default_ca)?, to.clone()).await
-        }
+        (Some(uri), Some(to), None, None) => listen::run(relay(&opts, uri)?, to.clone()).await,
         (None, None, Some(uri), Some(local)) if messages => {
-            let relay = relay(&opts, uri, default_ca)?;
+            let relay = relay(&opts, uri)?;
             let port = if relay.plain { 9350 } else { 9351 };
             let nettcp = opts
                 .nettcp
@@ -326,9 +330,7 @@ pub async fn run(opts: Options, default_ca: PathBuf) -> anyhow::Result<()> {
                 .unwrap_or_else(|| format!("{}:{port}", relay.host));
             oneway::connect(relay, local, nettcp).await
         }
-        (None, None, Some(uri), Some(local)) => {
-            connect::run(relay(&opts, uri, default_ca)?, local).await
-        }
+        (None, None, Some(uri), Some(local)) => connect::run(relay(&opts, uri)?, local).await,
         _ => Err(anyhow!(
             "use --listen URI --to HOST:PORT, or --connect URI --local ADDR:PORT"
         )),

@@ -179,7 +179,9 @@ fn readdressed(data: &[u8], via: &str) -> wcf::Result<Vec<u8>> {
 /// Accept local one-way clients on `local` and publish their messages to
 /// the relay through the gateway's net.tcp endpoint `nettcp`.
 pub async fn connect(relay: Relay, local: SocketAddr, nettcp: String) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(local).await?;
+    let listener = TcpListener::bind(local)
+        .await
+        .with_context(|| format!("binding --local {local}"))?;
     println!("ready {}", listener.local_addr()?);
     info!(uri = %relay.uri, "publishing local one-way clients to the relay");
     loop {

@@ -81,8 +81,16 @@ pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
     let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
     let msg = match tokio::time::timeout(handshake, conn.read_message(MAX_PREFIXED_MESSAGE)).await {
         Ok(Ok(m)) => m,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            debug!("connection closed before its first message (a probe)");
+        Ok(Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ) =>
+        {
+            // A probe, or a listener's spare dial-back that was never used.
+            debug!(reason = %e, "connection closed before its first message");
             return;
         }
         Ok(Err(e)) => {
