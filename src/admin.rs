@@ -42,6 +42,10 @@ pub struct Admin {
     pub reloader: crate::reload::Reloader,
     /// `[admin] token`, required on state-changing calls when set.
     pub token: Option<Secret>,
+    /// The bound endpoints, by `[listen]` name.
+    pub endpoints: Vec<(String, std::net::SocketAddr)>,
+    /// When the gateway started serving.
+    pub started: std::time::Instant,
 }
 
 /// Answer one admin request.
@@ -207,11 +211,22 @@ fn page(admin: &Admin) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>relay-gateway: {ns}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}\
 th,td{{border:1px solid #999;padding:.3em .6em;text-align:left}}th{{background:#eee}}td.n{{text-align:right}}</style>\
-</head><body><h1>relay-gateway</h1><p>Namespace <b>{ns}</b>{draining}. Reload the page to refresh; bytes count connections that have ended.</p>\
+</head><body><h1>relay-gateway {version}</h1><p>Namespace <b>{ns}</b>{draining}, up {uptime}. \
+Endpoints: {endpoints}. Reload the page to refresh; bytes count connections and requests that have ended.</p>\
 <h2>Entities</h2><table><tr><th>Entity</th><th>Type</th><th>Listeners</th><th>Listener identities</th>\
 <th>Active connections</th><th>Bytes to listeners</th><th>Bytes to senders</th></tr>",
         ns = esc(&admin.namespace),
         draining = if admin.shutdown.is_stopping() { " (draining)" } else { "" },
+        version = env!("CARGO_PKG_VERSION"),
+        uptime = humantime::format_duration(std::time::Duration::from_secs(
+            admin.started.elapsed().as_secs()
+        )),
+        endpoints = admin
+            .endpoints
+            .iter()
+            .map(|(n, a)| format!("{} {a}", esc(n)))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     if rows.is_empty() {
         html.push_str("<tr><td colspan=\"7\">No entities yet.</td></tr>");
@@ -318,6 +333,8 @@ mod tests {
                 bound: Arc::default(),
             },
             token: None,
+            endpoints: vec![("http".into(), "127.0.0.1:9080".parse().unwrap())],
+            started: std::time::Instant::now(),
         };
         let html = page(&admin);
         assert!(!html.contains("<script>"));
@@ -325,6 +342,8 @@ mod tests {
         assert!(html.contains("token rejected: expired"));
         assert!(html.contains("<td>orders</td><td>WCF NetTcp</td>"));
         assert!(html.contains("<td>hc1</td><td>Hybrid Connection</td><td class=\"n\">1</td>"));
+        assert!(html.contains(concat!("relay-gateway ", env!("CARGO_PKG_VERSION"))));
+        assert!(html.contains("Endpoints: http 127.0.0.1:9080"), "{html}");
     }
 
     #[test]

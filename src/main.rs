@@ -369,6 +369,8 @@ fn serve(
                     configured: std::sync::Arc::new(configured),
                     reloader: reloader.clone(),
                     token: config.admin.token.clone(),
+                    endpoints: bound.iter().map(|(n, a)| ((*n).to_owned(), *a)).collect(),
+                    started: std::time::Instant::now(),
                 },
                 std::time::Duration::from_secs(config.limits.handshake_timeout),
             ));

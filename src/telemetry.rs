@@ -54,6 +54,13 @@ impl MetricConstructor<Histogram> for Buckets {
     }
 }
 
+/// Whether a refusal with `status` has its own row on the status page
+/// already: 401 and 403 come from a rejected token or a listener quota, 503
+/// from a limit, each recorded where it happens with its reason.
+fn reported_elsewhere(status: u16) -> bool {
+    matches!(status, 401 | 403 | 503)
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     namespace: String,
@@ -203,8 +210,10 @@ impl Metrics {
 
     /// A listener was refused with `status`.
     pub fn listener_refused(&self, entity: &str, frontend: &str, status: u16) {
-        self.status
-            .error(entity, frontend, format!("listener refused ({status})"));
+        if !reported_elsewhere(status) {
+            self.status
+                .error(entity, frontend, format!("listener refused ({status})"));
+        }
         self.count(
             &self.listener_connections,
             entity,
@@ -220,7 +229,7 @@ impl Metrics {
 
     /// A sender connection or relayed request ended its setup with `status`.
     pub fn sender(&self, entity: &str, frontend: &str, status: u16) {
-        if status >= 400 {
+        if status >= 400 && !reported_elsewhere(status) {
             self.status
                 .error(entity, frontend, format!("sender refused ({status})"));
         }

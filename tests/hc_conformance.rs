@@ -1533,4 +1533,9 @@ async fn header_names_keep_the_senders_spelling() {
             String::from_utf8_lossy(&buf[..n])
         );
     }
+    // Relayed HTTP bytes are counted (inline body 26, chunked body 4).
+    let (_, metrics) = http(gw.admin.unwrap(), "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let want = r#"relay_bytes_transferred_total{namespace="localhost",entity="hc2",frontend="hybrid_http",direction="to_listener"} 30"#;
+    assert!(metrics.contains(want), "{metrics}");
 }

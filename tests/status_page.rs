@@ -133,14 +133,17 @@ async fn the_status_page_shows_entities_listeners_connections_and_errors() {
         "inventory Hybrid Connection 1",
         "1 1000 0 orders",
         "orders WCF NetTcp 1 orders-listener-1 0 0 0",
-        "inventory hybrid sender refused (401)",
         "inventory hybrid token rejected: bad_signature",
+        concat!("relay-gateway ", env!("CARGO_PKG_VERSION")),
+        &format!("Endpoints: http {}", gw.http),
     ] {
         assert!(
             text.contains(want),
             "the page does not show {want:?}:\n{text}"
         );
     }
+    // One row per failure: the refused sender is not listed a second time.
+    assert!(!text.contains("sender refused (401)"), "{text}");
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("status-page.png");

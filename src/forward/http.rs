@@ -351,7 +351,7 @@ async fn local_body(mut rx: BodyRx) -> anyhow::Result<(reply::Body, Option<usize
         }
     });
     Ok((
-        reply::channel_body(rest, std::time::Duration::from_secs(IDLE)),
+        reply::channel_body(rest, std::time::Duration::from_secs(IDLE), |_| {}),
         None,
     ))
 }

@@ -154,6 +154,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     } else {
         None
     };
+    let mut sent = inline_body.as_ref().map_or(0, |b| b.len() as u64);
     let parked = h.relay.connect(&entity.path, &filter, |rid| {
         let address = rendezvous_tail(
             &entity,
@@ -200,8 +201,12 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         Err(_) => return gone(s, &entity.path),
     };
     let idle = Duration::from_secs(s.limits.response_idle_timeout);
+    let (metrics, label) = (h.metrics.clone(), entity.path.clone());
+    let count = move |to_listener: u64| {
+        move |to_sender: u64| metrics.bytes(&label, FRONTEND_HTTP, to_listener, to_sender)
+    };
     match answer {
-        Answer::Response(r, body) => respond(s, r, body, is_head, idle),
+        Answer::Response(r, body) => respond(s, r, body, is_head, idle, count(sent)),
         Answer::Rendezvous(read, write) => {
             let request = (!inline).then(|| {
                 (
@@ -214,9 +219,12 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
                 )
             });
             let max_text = s.limits.max_control_message;
-            match over_rendezvous(read, write, request, timeout, max_text).await {
-                Some((r, body)) => respond(s, r, body, is_head, idle),
-                None => gone(s, &entity.path),
+            match over_rendezvous(read, write, request, timeout, max_text, &mut sent).await {
+                Some((r, body)) => respond(s, r, body, is_head, idle, count(sent)),
+                None => {
+                    count(sent)(0);
+                    gone(s, &entity.path)
+                }
             }
         }
         Answer::ListenerGone | Answer::Accepted { .. } | Answer::Rejected(..) => {
@@ -266,6 +274,7 @@ async fn over_rendezvous(
     request: Option<(HcRequest, Incoming)>,
     timeout: Duration,
     max_text: usize,
+    sent: &mut u64,
 ) -> Option<(HcResponse, Option<BodyRx>)> {
     if let Some((r, mut body)) = request {
         let has_body = r.head.as_ref().is_some_and(|h| h.body);
@@ -281,6 +290,7 @@ async fn over_rendezvous(
                 if data.is_empty() {
                     continue;
                 }
+                *sent += data.len() as u64;
                 write
                     .lock()
                     .await
@@ -385,17 +395,22 @@ async fn over_rendezvous(
     Some((response, Some(rx)))
 }
 
-/// The HTTP response for a listener's `response` and its body stream.
+/// The HTTP response for a listener's `response` and its body stream;
+/// `done` is told how many body bytes reached the client.
 fn respond(
     s: &Settings,
     r: HcResponse,
     body: Option<BodyRx>,
     is_head: bool,
     idle: Duration,
+    done: impl FnOnce(u64) + Send + Sync + 'static,
 ) -> Response<Body> {
     let body: Body = match body {
-        Some(rx) if !is_head => reply::channel_body(rx, idle),
-        _ => reply::empty(),
+        Some(rx) if !is_head => reply::channel_body(rx, idle, done),
+        _ => {
+            done(0);
+            reply::empty()
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() =

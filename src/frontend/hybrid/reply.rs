@@ -119,19 +119,46 @@ pub fn cut() -> std::io::Error {
     )
 }
 
+/// The bytes a body carried, reported once when it is done with (whole,
+/// failed or dropped by the client).
+struct Tally<F: FnOnce(u64)> {
+    bytes: u64,
+    report: Option<F>,
+}
+
+impl<F: FnOnce(u64)> Drop for Tally<F> {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            report(self.bytes);
+        }
+    }
+}
+
 /// A body fed by a channel, failing when no data comes for `idle` or the
-/// channel closes before the body's `End`.
-pub fn channel_body(rx: BodyRx, idle: Duration) -> Body {
-    let stream = futures_util::stream::unfold(Some(rx), move |rx| async move {
-        let mut rx = rx?;
+/// channel closes before the body's `End`; `done` is told how many bytes
+/// it carried.
+pub fn channel_body(
+    rx: BodyRx,
+    idle: Duration,
+    done: impl FnOnce(u64) + Send + Sync + 'static,
+) -> Body {
+    let tally = Tally {
+        bytes: 0,
+        report: Some(done),
+    };
+    let stream = futures_util::stream::unfold(Some((rx, tally)), move |state| async move {
+        let (mut rx, mut tally) = state?;
         let item = match tokio::time::timeout(idle, rx.recv()).await {
-            Ok(Some(Ok(BodyPart::Data(b)))) => Ok(Frame::data(b)),
+            Ok(Some(Ok(BodyPart::Data(b)))) => {
+                tally.bytes += b.len() as u64;
+                Ok(Frame::data(b))
+            }
             Ok(Some(Ok(BodyPart::End))) => return None,
             Ok(Some(Err(e))) => Err(e),
             Ok(None) => Err(cut()),
             Err(_) => Err(std::io::Error::other("response body idle timeout")),
         };
-        let next = item.is_ok().then_some(rx);
+        let next = item.is_ok().then_some((rx, tally));
         Some((item, next))
     });
     BodyExt::boxed(StreamBody::new(stream))
