@@ -1,5 +1,5 @@
-//! Token checks for the namespace and its entities (`spec/hybrid-connections.md`
-//! §5, `spec/wcf-relay.md` §7): the rule is found by `skn` among the entity's
+//! Token checks for the namespace and its entities (`hybrid/PROTOCOL.md`
+//! §5, `wcf/PROTOCOL.md` §7): the rule is found by `skn` among the entity's
 //! rules and the namespace's, the signature is tried with the primary then
 //! the secondary key, expiry is checked with a small clock skew, and the
 //! audience must cover `http://{host}/{entity}` for the namespace host or the

@@ -191,7 +191,7 @@ pub struct WcfRelay {
     #[serde(default)]
     pub rule: Vec<Rule>,
     /// HTTP relays: add a SOAP 1.1 request's `SOAPAction` to its envelope
-    /// (the `inject-soap11-action` behaviour, `spec/wcf-relay.md` §11.3).
+    /// (the `inject-soap11-action` behaviour, `wcf/PROTOCOL.md` §11.3).
     #[serde(default = "yes")]
     pub inject_soap11_action: bool,
 }

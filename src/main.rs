@@ -1,5 +1,46 @@
 //! The `relay-gateway` binary: the gateway itself (`serve`) and its tools
 //! (`forward`, `token`, `decode`, `encode`, `check-config`).
+//!
+//! # Design
+//!
+//! Two front ends, one core. `frontend::wcf` speaks the WCF relay
+//! (`wcf/PROTOCOL.md`), `frontend::hybrid` Hybrid Connections
+//! (`hybrid/PROTOCOL.md`); they are the only code that names both the core
+//! and a protocol crate, and each owns its sockets and TLS. The core
+//! (`relay`) knows listeners by path (`registry`), pending rendezvous by id
+//! (`rendezvous`) and how to splice two legs (`splice`, `zerocopy`); it names
+//! no protocol type (`tests/core_seam.rs` checks). A listen registers a
+//! listener for its path; a connect parks its client under a fresh id and
+//! hands one listener a request; the listener's answer (a dial-back, a
+//! rendezvous upgrade, a response) completes the rendezvous and the legs are
+//! spliced. The protocol crates `wcf` and `hybrid` are sans-IO. `server`
+//! binds the endpoints (reported on one `ready` line; port 0 allowed).
+//!
+//! # House habits
+//!
+//! 1. Protocol code in `wcf` and `hybrid` is sans-IO: no sockets, tasks or
+//!    clock; "need more bytes" is `Ok(None)`.
+//! 2. Everything is bounded: every length read off the wire is checked
+//!    against a named limit before allocating, every channel and pending
+//!    table has a cap and a deadline.
+//! 3. Every wait has a timeout, on by default (handshakes, headers,
+//!    rendezvous, idle, linger, drain).
+//! 4. Splices pass a half-close on, linger a bounded time, then close both.
+//! 5. No `unwrap`, `expect`, `panic!` or unchecked indexing on input-driven
+//!    paths (workspace lints; tests are exempt).
+//! 6. Typed errors with context at the leaves; the core's errors say which
+//!    side failed; `anyhow` only at the top.
+//! 7. Every public item is documented; every module says what it
+//!    implements and where that is described.
+//! 8. One tracing span per connection; secrets (keys, tokens, signatures)
+//!    live in redacting types and never reach a log.
+//! 9. Shutdown is passed in: stop accepting, drain until a grace deadline,
+//!    then abort.
+//! 10. Every bug and fuzz crash becomes a test or fixture that failed before
+//!     its fix; every fixture names its source.
+//! 11. Where our code plays a real client (`forward`, test listeners), it
+//!     does what the SDK does (re-parses GUIDs, URIs and numbers as the SDK
+//!     types them), so a test cannot pass on an assumption the SDK breaks.
 
 mod admin;
 mod auth;

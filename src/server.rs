@@ -1,4 +1,4 @@
-//! The gateway's listening sockets (`design.md`, "Endpoints"): bind every
+//! The gateway's listening sockets (`src/main.rs`, "Design"): bind every
 //! configured endpoint (port 0 allowed), report them on one `ready` line,
 //! serve HTTP/1.1 with upgrades on plain and TLS sockets with handshake and
 //! header timeouts, AMQP over TLS and the relayed-connect port for the WCF

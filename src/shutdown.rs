@@ -1,4 +1,4 @@
-//! Shutdown passed in, not global (`design.md` habit 9): a [`Trigger`] moves
+//! Shutdown passed in, not global (house habit 9, `src/main.rs`): a [`Trigger`] moves
 //! every [`Shutdown`] from running to stopping (stop accepting, stop new
 //! rendezvous) and, after the grace period, to drained (abort what is left).
 

@@ -1,6 +1,6 @@
 //! `relay-gateway decode`: turn captured WCF bytes into a readable
 //! transcript (one line per framing record, each envelope as indented XML),
-//! in the spirit of `shared/captures/*.decoded.txt`.
+//! in the layout of the fixtures' `*.transcript` files.
 //!
 //! Input is detected: a conversation hex dump (both directions, each with its
 //! own framing decoder and session dictionary), or the raw bytes of one

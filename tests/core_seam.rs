@@ -1,4 +1,4 @@
-//! The core never names a protocol (`design.md`, "Seams"): no file under
+//! The core never names a protocol (`src/main.rs`, "Design"): no file under
 //! `src/relay/` mentions the protocol crates, the WebSocket or HTTP
 //! libraries, or the front ends.
 
@@ -7,7 +7,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

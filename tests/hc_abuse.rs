@@ -3,7 +3,7 @@
 //! messages, unknown actions, listeners that never answer, senders that
 //! vanish while parked, thousands of parked senders, a frame that breaks
 //! the protocol mid-splice, a listener that resets its rendezvous right
-//! after asking for it): each gets the status or close code the spec
+//! after asking for it): each gets the status or close code `hybrid/PROTOCOL.md`
 //! gives, other connections keep working, and the rendezvous table never
 //! exceeds its cap.
 
@@ -12,7 +12,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 
@@ -264,7 +264,7 @@ async fn a_broken_frame_ends_the_splice_after_what_came_before_it() {
 /// written the listener's 101: the sender still gets its own 101 (the two
 /// are written together), then a Close with 1011. If the reset comes just
 /// after that 101, the splice aborts the sender as for any TCP error
-/// (spec §3.4); if it comes before the request is read, the listener never
+/// (`hybrid/PROTOCOL.md` §3.4); if it comes before the request is read, the listener never
 /// accepted and the sender gets 504 at the accept timeout. Never a hang,
 /// and other connections keep working.
 #[tokio::test]

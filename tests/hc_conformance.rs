@@ -1,4 +1,4 @@
-//! The 48 conformance cases of `spec/hybrid-connections.md` §9 against the
+//! The 48 conformance cases of `hybrid/PROTOCOL.md` §9 against the
 //! real binary, each test named after its case number. Raw WebSocket and
 //! HTTP clients play the SDKs here (the "F" mode of the table); the live
 //! SDK runs ("L") are in `hc_live.rs`.
@@ -8,7 +8,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

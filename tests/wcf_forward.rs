@@ -1,7 +1,7 @@
 //! End to end with real WCF through `relay-gateway forward` (issue 4's
 //! tests): Mono's NetTcpBinding client -> `forward --connect` -> gateway ->
 //! `forward --listen` -> Mono's NetTcpBinding host behind the relay (the
-//! `relayhost` mode of `tests/peers/MonoPeer.cs`, real-peers.md §1.4):
+//! `relayhost` mode of `tests/peers/MonoPeer.cs`):
 //! request/reply, one-way, a duplex callback and a Streamed 10 MB transfer,
 //! pynettcp over the same path, with TLS on every relayed hop (and without,
 //! with `--plain`); token renewal on the control channel; and listeners that
@@ -12,7 +12,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

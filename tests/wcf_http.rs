@@ -1,4 +1,4 @@
-//! WCF HTTP relays (issue 7, `spec/wcf-relay.md` §9, §11.3): curl ->
+//! WCF HTTP relays (issue 7, `wcf/PROTOCOL.md` §9, §11.3): curl ->
 //! gateway -> `forward --listen --http` -> a plain Python HTTP server
 //! (`tests/peers/http_origin.py`), with headers, status lines, HEAD, 204
 //! and 100 MB bodies both ways; the attach's HTTPS and client-auth flags
@@ -17,7 +17,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! One-way and event relays (`spec/wcf-relay.md` §5, §11.4): an SDK-shaped
+//! One-way and event relays (`wcf/PROTOCOL.md` §5, §11.4): an SDK-shaped
 //! sender built on the `wcf` crate follows §5.1 step by step (preamble,
 //! Connect with its token, OnewayPing with a renewed token, messages each
 //! acknowledged with a correlated reply) against the gateway's net.tcp
@@ -12,7 +12,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

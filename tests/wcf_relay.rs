@@ -1,5 +1,5 @@
 //! The WCF relay front end against an independent AMQP 1.0 peer (rhea,
-//! attaching as Microsoft.ServiceBus.dll does, `spec/wcf-relay.md` §2.1,
+//! attaching as Microsoft.ServiceBus.dll does, `wcf/PROTOCOL.md` §2.1,
 //! §11.2) and a relayed-connect client and dial-back built on the `wcf`
 //! crate (§3.1, §3.3): the notice, the splice, token and quota refusals with
 //! the AMQP conditions of §6.2, balancing, and the relay faults of §6.1 for
@@ -10,7 +10,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

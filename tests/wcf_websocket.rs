@@ -1,4 +1,4 @@
-//! The WCF relay over WebSocket (`spec/wcf-relay.md` §3.1, §11.5): a listener
+//! The WCF relay over WebSocket (`wcf/PROTOCOL.md` §3.1, §11.5): a listener
 //! whose AMQP control channel runs over `wsrelayedamqp` (rhea with ws), and a
 //! client and a dial-back over `wsrelayedconnection` with no preamble, where
 //! every length prefix and envelope the gateway sends is its own binary
@@ -12,7 +12,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! Hybrid Connections addresses and query parameters
-//! (`spec/hybrid-connections.md` §1): the `$hc` prefix (case-insensitive),
+//! (`hybrid/PROTOCOL.md` §1): the `$hc` prefix (case-insensitive),
 //! the `sb-hc-*` parameters, the filtering rule for what listeners see, and
 //! entity resolution by whole-segment, case-insensitive prefix.
 
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn query_stripping_table() {
-        // NET-TEST HybridRequestTests.QueryString rows (spec §1.2, case 30).
+        // The .NET SDK's HybridRequestTests.QueryString rows (PROTOCOL.md §1.2, case 30).
         let rows = [
             ("sb-hc-id=1&custom=value", Some("custom=value")),
             ("sb-hc-whatever=&foo=bar", Some("foo=bar")),

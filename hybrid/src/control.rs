@@ -1,4 +1,4 @@
-//! Control-channel messages (`spec/hybrid-connections.md` §2.2, §2.3, §4):
+//! Control-channel messages (`hybrid/PROTOCOL.md` §2.2, §2.3, §4):
 //! what the gateway sends a listener (`accept`, `request` in its inline and
 //! rendezvous forms) and what a listener sends (`renewToken`, `response`).
 //! Every message is a JSON object with exactly one top-level key; keys may

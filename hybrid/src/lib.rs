@@ -1,8 +1,8 @@
 //! `hybrid`: the Azure Relay Hybrid Connections protocol pieces, sans-IO
-//! (`spec/hybrid-connections.md`):
+//! (`hybrid/PROTOCOL.md`):
 //!
 //! * [`sas`]: SharedAccessSignature tokens: parse, sign, verify, audience
-//!   rules (§5; the same scheme serves WCF relays, `spec/wcf-relay.md` §7);
+//!   rules (§5; the same scheme serves WCF relays, `wcf/PROTOCOL.md` §7);
 //! * [`address`]: `$hc` addresses, `sb-hc-*` query parameters and the query
 //!   filtering rule (§1);
 //! * [`control`]: the JSON control-channel messages `accept`, `request`,

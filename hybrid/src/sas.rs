@@ -1,5 +1,5 @@
-//! SharedAccessSignature tokens (`spec/hybrid-connections.md` §5,
-//! `spec/wcf-relay.md` §7): `SharedAccessSignature sr=…&sig=…&se=…&skn=…`,
+//! SharedAccessSignature tokens (`hybrid/PROTOCOL.md` §5,
+//! `wcf/PROTOCOL.md` §7): `SharedAccessSignature sr=…&sig=…&se=…&skn=…`,
 //! fields in any order. The signature is HMAC-SHA256 over `sr` exactly as it
 //! appears in the token (still URL-encoded), a newline and `se`, keyed with
 //! the UTF-8 bytes of the key string; compared in constant time. Audiences
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn sdk5_captured_token_verifies() {
-        // From the real Microsoft.ServiceBus.dll 5.0.0 capture (spec 11.1): the
+        // From the real Microsoft.ServiceBus.dll 5.0.0 capture (wcf/PROTOCOL.md §11.1): the
         // key is the test relay's, and the signature covers the lower-case
         // escaped sr as sent.
         let t = create(

@@ -1,5 +1,5 @@
 //! The listener side of the AMQP control channel, as `forward --listen`
-//! speaks it (`spec/wcf-relay.md` §2.1, §8, §11.2): TLS, SASL EXTERNAL,
+//! speaks it (`wcf/PROTOCOL.md` §2.1, §8, §11.2): TLS, SASL EXTERNAL,
 //! `open` with the `<ns>-relay` hostname, one session, the
 //! `RelayLink_<guid>:out`/`:in` attach pair with the SDK's properties, credit
 //! 1000 on `:in`, heartbeats at half the gateway's idle time-out, token

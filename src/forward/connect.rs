@@ -1,5 +1,5 @@
 //! `forward --connect`: accept local net.tcp clients and carry each through
-//! a RelayedConnect to the relay (`spec/wcf-relay.md` §3.1): preamble, TLS,
+//! a RelayedConnect to the relay (`wcf/PROTOCOL.md` §3.1): preamble, TLS,
 //! the RelayedConnect with a Send token, the reply, then the client's own
 //! bytes untouched in both directions.
 

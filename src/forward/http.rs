@@ -1,4 +1,4 @@
-//! `forward --listen --http`: an HTTP relay listener (`spec/wcf-relay.md`
+//! `forward --listen --http`: an HTTP relay listener (`wcf/PROTOCOL.md`
 //! §11.3) that puts any local web server where a WebHttpRelayBinding
 //! service would be. It registers as `RelayedHttp`; for each notice it
 //! dials back, serves the gateway's NMF exchange (singleton-unsized msbin1,

@@ -1,4 +1,4 @@
-//! `forward --listen`: a RelayedConnection listener (`spec/wcf-relay.md`
+//! `forward --listen`: a RelayedConnection listener (`wcf/PROTOCOL.md`
 //! §2, §3.2, §3.3). For each notice it connects to the local service, dials
 //! the gateway back at the notice's address with RelayedAccept, and splices
 //! the two; the control channel reconnects with back-off and renews its

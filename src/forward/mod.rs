@@ -1,6 +1,6 @@
 //! `relay-gateway forward`: the gateway's own WCF relay client, so that a
 //! service or client without Microsoft.ServiceBus.dll can use the relay as
-//! NetTcpRelayBinding does (`spec/wcf-relay.md` §2, §3). `--listen`
+//! NetTcpRelayBinding does (`wcf/PROTOCOL.md` §2, §3). `--listen`
 //! registers as a RelayedConnection listener over AMQP and splices each
 //! rendezvous to a local service ([`listen`], over [`amqp`]); `--connect`
 //! accepts local net.tcp clients and carries each through a RelayedConnect

@@ -1,4 +1,4 @@
-//! `forward` for one-way and event relays (`spec/wcf-relay.md` §5, §11.4).
+//! `forward` for one-way and event relays (`wcf/PROTOCOL.md` §5, §11.4).
 //! `--listen ... --oneway|--event` registers a Unicast or Multicast listener
 //! over AMQP and passes each delivered message, unwrapped and addressed to
 //! the service (`a:To` = its Via), to a local net.tcp one-way service over

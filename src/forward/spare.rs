@@ -1,4 +1,4 @@
-//! A listener's dial-back opened before it is needed (`spec/wcf-relay.md`
+//! A listener's dial-back opened before it is needed (`wcf/PROTOCOL.md`
 //! §3.3): TCP, the preamble and, unless `--plain`, TLS, so that answering
 //! a notice costs one RelayedAccept message instead of a connection and a
 //! handshake. The gateway reads the RelayedAccept whenever it comes within

@@ -1,5 +1,5 @@
 //! Front ends: the only code that imports both the relay core and a
-//! protocol crate. Each owns its sockets and TLS (`design.md`, "Seams").
+//! protocol crate. Each owns its sockets and TLS (`src/main.rs`, "Design").
 
 use crate::config::{self, Rule};
 

@@ -1,4 +1,4 @@
-//! The protocol-neutral relay core (`design.md`, "Seams"): which listeners
+//! The protocol-neutral relay core (`src/main.rs`, "Design"): which listeners
 //! serve which path ([`registry`]), the table that pairs a parked client with
 //! the listener's answer ([`rendezvous`]), and the splice of two legs
 //! ([`splice`], or [`zerocopy`] for two plain TCP sockets). Front ends translate their protocols into these calls; the

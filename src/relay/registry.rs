@@ -1,7 +1,7 @@
-//! Listeners per path (`design.md`, "Seams"): registration returns a guard
+//! Listeners per path (`src/main.rs`, "Design"): registration returns a guard
 //! (dropping it unregisters) and a bounded channel of requests; delivery
 //! picks a listener at random among those the filter admits
-//! (`spec/hybrid-connections.md` §6.4), skipping full or closed ones.
+//! (`hybrid/PROTOCOL.md` §6.4), skipping full or closed ones.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! Pending rendezvous (`design.md`, "Seams"): a client parks under a fresh,
+//! Pending rendezvous (`src/main.rs`, "Design"): a client parks under a fresh,
 //! unguessable, single-use id; the listener's answer completes it once. The
 //! table is bounded per path and in total; an entry lives exactly as long as
 //! its [`Parked`] (dropped on timeout, on success, or when the client goes

@@ -1,4 +1,4 @@
-//! Splice two legs (`design.md` habit 4): pump each direction; a half-close
+//! Splice two legs (house habit 4, `src/main.rs`): pump each direction; a half-close
 //! is passed on and ends that direction only; once one direction has ended,
 //! the other has a bounded linger; no data either way for the idle time ends
 //! both; an error on either side aborts both; shutdown ends both after its

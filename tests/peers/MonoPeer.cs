@@ -9,7 +9,7 @@
 //   blob URI N                               Get(N) over TransferMode.Streamed; prints "blob N <checksum>"
 //   relayhost CALC:PUB BLOB:PUB CHAT:PUB     calc, blob and the duplex chat service (IChat), each listening on
 //                                            127.0.0.1:LOCAL with the logical address 127.0.0.1:PUB (behind a
-//                                            relay, real-peers.md 1.4). Prints "ready" when listening.
+//                                            relay). Prints "ready" when listening.
 //   chat URI                                 duplex: Say("hi"), wait for the Heard callback; prints "Heard <text>"
 //   note URI TEXT                            a one-way client: Note(TEXT) only; prints "sent"
 //   lastnote URI                             prints "LastNote <text>"

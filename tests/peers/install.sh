@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the third-party peers the tests drive (shared/spec/real-peers.md):
+# Install the third-party peers the tests drive:
 # Mono's WCF (with System.ServiceModel.Web), Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
 # tests/peers/hc), rhea (npm, tests/peers/amqp), ws with bufferutil (npm,
@@ -44,7 +44,7 @@ if [ ! -f "$exe" ] || [ "$src" -nt "$exe" ]; then
   mcs -nologo -out:"$exe" -r:System.ServiceModel.dll -r:System.ServiceModel.Web.dll -r:System.Runtime.Serialization.dll "$src"
 fi
 
-# The Hybrid Connections SDKs (npm), with the `http` override of real-peers.md.
+# The Hybrid Connections SDKs (npm), with the `http` override in tests/peers/hc/package.json.
 hc="$root/tests/peers/hc"
 if [ ! -d "$hc/node_modules/hyco-ws" ] || [ ! -d "$hc/node_modules/hyco-https" ]; then
   (cd "$hc" && npm install --no-audit --no-fund --loglevel=error)

@@ -46,7 +46,7 @@ GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 def pynettcp_xml(events):
     """pynettcp prints UniqueIdText without its `urn:uuid:` prefix (a known quirk,
-    spec/nmf-nbfx.md section 7); put it back inside WS-Addressing ids."""
+    wcf/PROTOCOL.md §12.6); put it back inside WS-Addressing ids."""
     text = events_to_string(events)
     return re.sub(rf"(MessageID>|RelatesTo>)({GUID})<", r"\1urn:uuid:\2<", text)
 

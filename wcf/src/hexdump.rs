@@ -1,5 +1,5 @@
 //! Reading the conversation hex dumps used by the project's captures and
-//! fixtures (`shared/captures/README.md`, "Hex file format"): `#` comment
+//! fixtures: `#` comment
 //! lines; chunk headers `C>S ...` / `S>C ...`; data lines of two spaces, a hex
 //! offset (4 or 6 digits), two spaces, up to 16 hex byte pairs in a
 //! 47-character column, then an ASCII column. Files without chunk headers
@@ -120,7 +120,7 @@ pub fn parse(text: &str) -> Result<Vec<Chunk>, HexError> {
     Ok(chunks)
 }
 
-/// The chunks of a step-by-step capture (`shared/captures/sdk5-http-*.txt`:
+/// The chunks of a step-by-step capture (`fixtures/wcf/http/sdk5-http-*.txt`:
 /// `## step N: FROM -> TO, …` headings, each followed by `hex:` and data
 /// lines, then decoded text that is skipped). Steps whose heading names
 /// `from_client` before the arrow are [`Direction::ClientToServer`].

@@ -1,5 +1,5 @@
 //! The named limits every decoder in this crate checks before it allocates,
-//! with the defaults .NET uses (`spec/nmf-nbfx.md` §1.7 and §4).
+//! with the defaults .NET uses (wcf/PROTOCOL.md §12.1 and §4).
 
 /// Bounds applied to everything read off the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

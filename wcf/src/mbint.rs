@@ -1,5 +1,5 @@
 //! The MultiByteInt31 shared by [MC-NMF], [MC-NBFX] and [MC-NBFSE]
-//! (`spec/nmf-nbfx.md` §1.4): 7-bit groups, least significant first, at most
+//! (wcf/PROTOCOL.md §12.1): 7-bit groups, least significant first, at most
 //! five bytes, value at most `0x7FFF_FFFF`; the encoder always writes the
 //! minimal form.
 

@@ -1,4 +1,4 @@
-//! The Azure Relay's own SOAP messages as typed values (`spec/wcf-relay.md`
+//! The Azure Relay's own SOAP messages as typed values (`wcf/PROTOCOL.md`
 //! §2.2, §3, §5, §6.1, §7.3 and what §11 observed of the real SDK), each
 //! encoded to and decoded from msbin1 envelopes; the `connect`/via/flag
 //! preamble and the 4-byte little-endian length-prefixed framing of port 9352.
@@ -752,7 +752,7 @@ mod tests {
             );
             assert!(fault.subcode.is_none());
         }
-        // The code prefix is declared on s:Value, as the SDK needs (spec 11.4).
+        // The code prefix is declared on s:Value, as the SDK needs (PROTOCOL.md §11.4).
         let xml = crate::nbfx::to_xml(
             &RelayFault::QuotaExceeded.envelope("x", None).to_msbin1(),
             Limits::DEFAULT,

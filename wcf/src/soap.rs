@@ -1,4 +1,4 @@
-//! SOAP over binary XML (`spec/nmf-nbfx.md` §5, `spec/wcf-relay.md` §6):
+//! SOAP over binary XML (wcf/PROTOCOL.md §12.5, `wcf/PROTOCOL.md` §6):
 //! a small element tree built from an NBFX [`Reader`] with namespaces
 //! resolved, envelope access (Action, To, MessageID, RelatesTo, ReplyTo, any
 //! header, the body), an envelope builder that writes through the

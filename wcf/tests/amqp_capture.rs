@@ -10,7 +10,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 use std::path::PathBuf;
 
@@ -163,7 +163,7 @@ fn nbfse_spec_example_tables_and_document() {
 
 #[test]
 fn spec5_request_through_the_session_writer() {
-    // Our writer, given the spec's XML, must reproduce the synthesized .NET
+    // Our writer, given the worked example's XML, must reproduce the synthesized .NET
     // request payload of spec section 5 byte for byte.
     let bytes = stream("spec5-echo-request.hex.txt", Direction::ClientToServer);
     let recs = records_with_step(&bytes, |_| false);
@@ -192,7 +192,7 @@ fn spec5_request_through_the_session_writer() {
     )
     .unwrap();
     let ours = nbfx::session_from_xml(&xml, &mut write).unwrap();
-    // The spec's table lists "text" last (id 9); element names and the action
+    // [MC-NBFS]'s table lists "text" last (id 9); element names and the action
     // and To texts are announced in first-use order, as here.
     assert_eq!(
         ours,

@@ -6,7 +6,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
-)] // tests are exempt (design.md habit 5)
+)] // tests are exempt (house habit 5, `src/main.rs`)
 
 #[path = "../fuzz/properties.rs"]
 mod properties;

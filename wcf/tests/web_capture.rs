@@ -1,5 +1,5 @@
 //! The relayed web envelopes of the real SDK's HTTP relay captures
-//! (`fixtures/wcf/http/sdk5-http-*.txt`, `spec/wcf-relay.md` §11.3): our
+//! (`fixtures/wcf/http/sdk5-http-*.txt`, `wcf/PROTOCOL.md` §11.3): our
 //! request builder writes the envelopes the SDK listener dispatched, and our
 //! incremental reader turns the SDK's replies into the right status, reason,
 //! headers and body, fed whole and one byte at a time.

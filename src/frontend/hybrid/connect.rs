@@ -1,5 +1,5 @@
 //! Sender WebSocket connections and the listener's accept rendezvous
-//! (`spec/hybrid-connections.md` §3): the sender's upgrade is held (no 101)
+//! (`hybrid/PROTOCOL.md` §3): the sender's upgrade is held (no 101)
 //! while an `accept` goes to one listener; once the listener opens its
 //! rendezvous on the single-use address, both get their 101 at once (the
 //! listener's echoing the sub-protocol it asked for, the sender's with the

@@ -1,5 +1,5 @@
 //! Entities and authorization for Hybrid Connections
-//! (`spec/hybrid-connections.md` §1.1, §5): resolve a request path to a
+//! (`hybrid/PROTOCOL.md` §1.1, §5): resolve a request path to a
 //! configured hybrid connection by longest whole-segment, case-insensitive
 //! prefix (or, where dynamic registration is on, to a path with live
 //! listeners, or the path itself for a listener); find the token where each
@@ -119,7 +119,7 @@ impl Settings {
 
 /// The status for a token failure: 401 for missing, malformed, bad or
 /// expired tokens and a wrong audience; 403 for a missing right
-/// (`spec/hybrid-connections.md` §5.4).
+/// (`hybrid/PROTOCOL.md` §5.4).
 pub fn token_status(e: &TokenError) -> u16 {
     match e {
         TokenError::MissingRight(_) => 403,

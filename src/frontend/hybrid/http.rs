@@ -1,4 +1,4 @@
-//! Relayed HTTP requests (`spec/hybrid-connections.md` §4): any method but
+//! Relayed HTTP requests (`hybrid/PROTOCOL.md` §4): any method but
 //! CONNECT on `/{entity}/…`; bodies up to 64 KiB (and header blocks up to
 //! 32 KiB) travel inline on the control channel, larger or unknown-length
 //! ones over a rendezvous the listener opens; the response comes back on the

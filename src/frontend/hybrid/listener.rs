@@ -1,4 +1,4 @@
-//! The listener control channel (`spec/hybrid-connections.md` §2): the
+//! The listener control channel (`hybrid/PROTOCOL.md` §2): the
 //! `listen` upgrade (token from header or query, Listen right, quota), then
 //! one task per listener that writes `accept` and `request` messages (a
 //! request and its body back to back), reads `renewToken` and `response`

@@ -1,4 +1,4 @@
-//! The management GET the .NET SDK sends (`spec/hybrid-connections.md` §7):
+//! The management GET the .NET SDK sends (`hybrid/PROTOCOL.md` §7):
 //! `GET /{entity}?api-version=…` with `X-PROCESS-AT: ServiceBus`, answered
 //! with an Atom entry holding the HybridConnectionDescription (ListenerCount
 //! of live listeners, RequiresClientAuthorization). Any valid token with

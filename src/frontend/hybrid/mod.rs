@@ -1,4 +1,4 @@
-//! The Hybrid Connections front end (`spec/hybrid-connections.md`): routing
+//! The Hybrid Connections front end (`hybrid/PROTOCOL.md`): routing
 //! of `/$hc/...` WebSocket requests by `sb-hc-action` to the listener
 //! control channel ([`listener`]), sender connections and their rendezvous
 //! ([`connect`]), relayed HTTP requests on every other path ([`http`]) and

@@ -1,5 +1,5 @@
 //! Responses the gateway itself produces, worded as the service words them
-//! (`spec/hybrid-connections.md` §2.1, §3.3, §4.5): status with a reason
+//! (`hybrid/PROTOCOL.md` §2.1, §3.3, §4.5): status with a reason
 //! phrase (which .NET surfaces as the exception message), and the JSON error
 //! body of relayed HTTP requests. Service-generated errors carry no `Via`.
 

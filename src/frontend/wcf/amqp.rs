@@ -1,4 +1,4 @@
-//! The AMQP 1.0 listener control channel (`spec/wcf-relay.md` §2.1, §2.2,
+//! The AMQP 1.0 listener control channel (`wcf/PROTOCOL.md` §2.1, §2.2,
 //! §6.2, §8, §11.2, §11.5): SASL EXTERNAL or ANONYMOUS (authorization comes
 //! from the token on the attach), `open` with a 60 s idle time-out and
 //! heartbeats at half the peer's, sessions, the `:out`/`:in` attach pair

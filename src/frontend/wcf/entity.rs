@@ -1,4 +1,4 @@
-//! WCF relay entities and their tokens (`spec/wcf-relay.md` §2.1, §6.2,
+//! WCF relay entities and their tokens (`wcf/PROTOCOL.md` §2.1, §6.2,
 //! §6.3, §7): a listener's address resolves to a configured `[[wcf_relay]]`
 //! or, where it asks for dynamic registration and the namespace allows it,
 //! to a dynamic relay; a client's address resolves by longest whole-segment

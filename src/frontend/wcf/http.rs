@@ -1,4 +1,4 @@
-//! WCF HTTP relays (`spec/wcf-relay.md` §9, §11.3): plain HTTP(S) requests
+//! WCF HTTP relays (`wcf/PROTOCOL.md` §9, §11.3): plain HTTP(S) requests
 //! on the `http`/`https` endpoints for a path served by `RelayedHttp`
 //! listeners (WebHttpRelayBinding, BasicHttpRelayBinding,
 //! WS2007HttpRelayBinding). Each request gets its own rendezvous: a notice

@@ -1,4 +1,4 @@
-//! The WCF relay front end (`spec/wcf-relay.md`): NetTcpRelayBinding
+//! The WCF relay front end (`wcf/PROTOCOL.md`): NetTcpRelayBinding
 //! listeners register over the AMQP control channel ([`amqp`]); clients and
 //! listeners' dial-backs arrive on the relayed-connect port ([`relayed`]);
 //! the two meet in the core's rendezvous table and are spliced as opaque

@@ -1,4 +1,4 @@
-//! A .NET Message Framing duplex session over a byte stream (`spec/nmf-nbfx.md`
+//! A .NET Message Framing duplex session over a byte stream (`wcf/PROTOCOL.md §12`
 //! §1, §4): records in and out through the `wcf` crate's decoder, envelopes
 //! in the msbinsession1 encoding with one session dictionary per direction,
 //! the TLS upgrade's switch of stream, and framing faults. Used by the

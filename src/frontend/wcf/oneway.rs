@@ -1,4 +1,4 @@
-//! One-way and event relays (`spec/wcf-relay.md` §5, §6, §11.4): the
+//! One-way and event relays (`wcf/PROTOCOL.md` §5, §6, §11.4): the
 //! gateway as a net.tcp endpoint for NetOnewayRelayBinding and
 //! NetEventRelayBinding senders, plain on `[listen] nettcp` (9350) and with
 //! the NMF `application/ssl-tls` upgrade on `nettcps` (9351). It terminates

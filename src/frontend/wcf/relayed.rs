@@ -1,4 +1,4 @@
-//! The relayed-connect endpoint (`spec/wcf-relay.md` §3.1, §3.3, §10,
+//! The relayed-connect endpoint (`wcf/PROTOCOL.md` §3.1, §3.3, §10,
 //! §11.1, §11.2): the `connect`/via/flag preamble, TLS when the flag is
 //! 0x01 (hop by hop, with the gateway's certificate), then one
 //! length-prefixed msbin1 message that is either a client's RelayedConnect or

@@ -1,6 +1,6 @@
 //! Byte-stream plumbing for the WCF relay front end: [`Rewind`] gives back
 //! bytes read ahead of a TLS handshake or a splice; [`Conn`] reads and writes
-//! the 4-byte length-prefixed messages of port 9352 (`spec/wcf-relay.md`
+//! the 4-byte length-prefixed messages of port 9352 (`wcf/PROTOCOL.md`
 //! §3.1) over plain TCP or any other stream; [`splice`] joins two of them,
 //! in the kernel when both are plain TCP, else through core legs ([`leg`]).
 

@@ -1,4 +1,4 @@
-//! The WCF relay over WebSocket (`spec/wcf-relay.md` §3.1, §11.5) on
+//! The WCF relay over WebSocket (`wcf/PROTOCOL.md` §3.1, §11.5) on
 //! `/$servicebus/websocket` of the HTTP endpoints: sub-protocol
 //! `wsrelayedamqp` carries the AMQP control channel, `wsrelayedconnection` a
 //! client's RelayedConnect or a listener's RelayedAccept (no preamble), both

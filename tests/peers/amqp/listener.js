@@ -1,5 +1,5 @@
 // A WCF relay listener played by rhea, an independent AMQP 1.0 client,
-// attaching exactly as Microsoft.ServiceBus.dll does (spec/wcf-relay.md
+// attaching exactly as Microsoft.ServiceBus.dll does (wcf/PROTOCOL.md
 // §2.1, §11.2): TLS, SASL EXTERNAL, open with the "<ns>-relay" hostname, a
 // "RelayLink_<guid>:out" sender and ":in" receiver on the relay address with
 // the com.microsoft:* properties, credit 1000. Every received message is

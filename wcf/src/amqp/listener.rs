@@ -1,4 +1,4 @@
-//! The relay listener's side of AMQP (`spec/wcf-relay.md` §2.1, §6.2, §8,
+//! The relay listener's side of AMQP (`wcf/PROTOCOL.md` §2.1, §6.2, §8,
 //! §11.2): the `:out`/`:in` attach pair and its `com.microsoft:*`
 //! properties, the token carried on flows, and the error conditions the SDK
 //! maps to exceptions.

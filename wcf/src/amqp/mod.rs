@@ -1,5 +1,5 @@
 //! The AMQP 1.0 subset of the WCF relay's listener control channel
-//! (`spec/wcf-relay.md` §2, §8, §11.2): framing in [`frame`], the relay's
+//! (`wcf/PROTOCOL.md` §2, §8, §11.2): framing in [`frame`], the relay's
 //! attach properties, error conditions and token renewal in [`listener`].
 //! Values are encoded with `fe2o3-amqp-types` (the performative, SASL and
 //! terminus types of a maintained AMQP 1.0 implementation); the connection and

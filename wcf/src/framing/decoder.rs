@@ -1,4 +1,4 @@
-//! Incremental [MC-NMF] record decoder (`spec/nmf-nbfx.md` §1.1, §1.4, §1.7).
+//! Incremental [MC-NMF] record decoder (wcf/PROTOCOL.md §12.1, §1.4, §1.7).
 //!
 //! Feed it a growing buffer; it consumes one whole record at a time and
 //! returns `Ok(None)` until the next record is complete, so the records it

@@ -1,4 +1,4 @@
-//! [MC-NMF] .NET Message Framing (`spec/nmf-nbfx.md` §1): the thirteen record
+//! [MC-NMF] .NET Message Framing (wcf/PROTOCOL.md §12.1): the thirteen record
 //! types, their encoder, an incremental chunk-invariant [`Decoder`], and the
 //! server side of the preamble ([`preamble::ServerPreamble`]).
 

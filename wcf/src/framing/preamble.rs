@@ -1,4 +1,4 @@
-//! The server side of the [MC-NMF] preamble (`spec/nmf-nbfx.md` §1.5, §1.6):
+//! The server side of the [MC-NMF] preamble (wcf/PROTOCOL.md §12.1, §1.6):
 //! Version, Mode, Via, encoding, any number of upgrade requests, then
 //! PreambleEnd (duplex and singleton-unsized) or nothing more (simplex and
 //! singleton-sized). Violations come back as [`Error::Framing`] carrying the

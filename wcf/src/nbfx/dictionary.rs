@@ -1,4 +1,4 @@
-//! The [MC-NBFS] static dictionary (`spec/nmf-nbfx.md` §3): 487 strings with
+//! The [MC-NBFS] static dictionary (wcf/PROTOCOL.md §12.3): 487 strings with
 //! even wire ids 0..=972, loaded from `nbfs-dictionary.tsv` (CoreWCF's
 //! `ServiceModelStringsVersion1`), keeping id 424's leading space.
 

@@ -1,5 +1,5 @@
 //! [MC-NBFX] .NET Binary XML with the [MC-NBFS] static dictionary and the
-//! [MC-NBFSE] session dictionary (`spec/nmf-nbfx.md` §2–§4): a pull
+//! [MC-NBFSE] session dictionary (wcf/PROTOCOL.md §12.2–§4): a pull
 //! [`Reader`], a [`Writer`] that makes .NET's record choices, the raw record
 //! values, XML text conversion, and envelope-level helpers for msbin1 and
 //! msbinsession1 payloads.

@@ -1,4 +1,4 @@
-//! Pull reader for [MC-NBFX] documents (`spec/nmf-nbfx.md` §2.1–§2.5).
+//! Pull reader for [MC-NBFX] documents (wcf/PROTOCOL.md §12.2–§2.5).
 //!
 //! It works on one whole envelope (framing delivers envelopes whole), borrows
 //! strings and bytes from it, resolves dictionary ids against the static

@@ -1,4 +1,4 @@
-//! [MC-NBFX] records as values (`spec/nmf-nbfx.md` §2.2): what the reader
+//! [MC-NBFX] records as values (wcf/PROTOCOL.md §12.2): what the reader
 //! yields and what the raw encoder writes back byte for byte. Each record
 //! keeps the exact form it had on the wire (dictionary or inline string,
 //! one-letter prefix form or explicit prefix, text width), so decoding then

@@ -1,4 +1,4 @@
-//! [MC-NBFSE] in-band session dictionaries (`spec/nmf-nbfx.md` §4): the
+//! [MC-NBFSE] in-band session dictionaries (wcf/PROTOCOL.md §12.4): the
 //! StringTable that prefixes every msbinsession1 envelope, one table per
 //! direction for the life of a framing session, odd wire ids `2i+1`, and the
 //! `MaxSessionSize` quota (2048 bytes of MB31 length plus UTF-8, cumulative).

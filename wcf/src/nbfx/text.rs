@@ -1,4 +1,4 @@
-//! The XML text form of each [MC-NBFX] text record (`spec/nmf-nbfx.md`
+//! The XML text form of each [MC-NBFX] text record (`wcf/PROTOCOL.md §12`
 //! §2.2): what .NET's `XmlConvert` prints for numbers, dates, durations,
 //! GUIDs and binary data.
 //!

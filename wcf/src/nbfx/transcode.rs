@@ -1,5 +1,5 @@
 //! One-pass re-encoding of a msbinsession1 envelope as plain msbin1
-//! (`spec/nmf-nbfx.md` §4; `spec/wcf-relay.md` §5.2: one-way messages go to
+//! (wcf/PROTOCOL.md §12.4; `wcf/PROTOCOL.md` §5.2: one-way messages go to
 //! listeners as msbin1): record by record, with every session-dictionary
 //! string written inline and everything else as it was, so no element tree
 //! is built. On the way it notes the `Action` and `MessageID` header texts,

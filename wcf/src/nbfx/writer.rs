@@ -1,5 +1,5 @@
 //! Binary XML writer that picks the records .NET's `XmlBinaryWriter` picks
-//! (`spec/nmf-nbfx.md` §2.4, §4), so that envelopes built here match WCF's
+//! (wcf/PROTOCOL.md §12.2, §4), so that envelopes built here match WCF's
 //! byte for byte where WCF's choice is known:
 //!
 //! * names and namespaces of the SOAP and WS-Addressing vocabulary

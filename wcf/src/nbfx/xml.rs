@@ -1,4 +1,4 @@
-//! Conversion between [MC-NBFX] records and XML text (`spec/nmf-nbfx.md`
+//! Conversion between [MC-NBFX] records and XML text (`wcf/PROTOCOL.md §12`
 //! §2.3), parsing and escaping through quick-xml.
 //!
 //! Binary to text keeps prefixes and namespace declarations as written,

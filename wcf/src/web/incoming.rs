@@ -1,4 +1,4 @@
-//! Reading a relayed web envelope as it arrives (`spec/wcf-relay.md`
+//! Reading a relayed web envelope as it arrives (`wcf/PROTOCOL.md`
 //! §11.3): [`Unframe`] takes the UnsizedEnvelope off the NMF stream without
 //! holding whole chunks, and [`Incoming`] yields the head (a complete
 //! [`Envelope`] without body) once it is whole and then the body's bytes

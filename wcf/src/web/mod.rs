@@ -1,5 +1,5 @@
 //! HTTP requests and replies carried over a `RelayedHttp` rendezvous
-//! (`spec/wcf-relay.md` §9, §11.3): the SOAP 1.2 wrapper the relay sends
+//! (`wcf/PROTOCOL.md` §9, §11.3): the SOAP 1.2 wrapper the relay sends
 //! for each HTTP request (method as `a:Action`, `HttpAddress`, one
 //! `.../web` header element per HTTP header, `BodyFormat`), the reply the
 //! listener sends back (`StatusCode`, `FaultReason`, `.../web` headers,

@@ -1,4 +1,4 @@
-//! SOAP text helpers for the wrapped body formats (`spec/wcf-relay.md`
+//! SOAP text helpers for the wrapped body formats (`wcf/PROTOCOL.md`
 //! §11.3): the `inject-soap11-action` behaviour for SOAP 1.1 requests and
 //! the fault check that turns a wrapped reply without `StatusCode` into 500.
 //! They look at tags only; the text is passed on as it is otherwise.
