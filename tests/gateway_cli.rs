@@ -395,3 +395,67 @@ fn token_and_forward_take_their_key_alike() {
     assert!(err.contains(&format!("binding --local {addr}")), "{err}");
     gw.stop_clean();
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` (with its
+/// binary path pointed at the one under test), and the commands the unit and
+/// the container file run are ones the binary accepts.
+#[test]
+fn the_deployment_files_are_valid() {
+    let deploy = support::root().join("fixtures/deploy");
+    let unit = std::fs::read_to_string(deploy.join("relay-gateway.service")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_relay-gateway");
+    let tmp = TempDir::new("unit");
+    let path = tmp.0.join("relay-gateway.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/relay-gateway", bin)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is installed by tests/peers/install.sh");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Both run `serve --config FILE` (the unit with --log-format json): the
+    // binary takes those arguments (checked with a configuration that binds
+    // nothing it could collide with, stopped at once).
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/relay-gateway "))
+        .unwrap();
+    let docker = std::fs::read_to_string(deploy.join("Dockerfile")).unwrap();
+    assert!(docker.contains(
+        r#"ENTRYPOINT ["relay-gateway", "serve", "--config", "/etc/relay-gateway/gateway.toml"]"#
+    ));
+    let cfg = tmp.0.join("gateway.toml");
+    std::fs::write(&cfg, support::gateway::BASE_CONFIG).unwrap();
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .map(|a| {
+            if a == "/etc/relay-gateway/gateway.toml" {
+                cfg.display().to_string()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    let mut child = support::gateway()
+        .args(&args)
+        .arg("--state-dir")
+        .arg(tmp.0.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready {"), "{line:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests drive:
-# Mono's WCF (with System.ServiceModel.Web), Node.js, curl and Chromium (apt); python `wcf` and `pynettcp` (PyPI, in a
+# Mono's WCF (with System.ServiceModel.Web), Node.js, curl, Chromium and systemd-analyze (apt); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
 # tests/peers/hc), rhea (npm, tests/peers/amqp), ws with bufferutil (npm,
 # tests/peers/wsnode, for a benchmark); websocat (crates.io, under target/peers/tools).
@@ -16,6 +16,7 @@ command -v mcs >/dev/null || apt_packages+=(mono-mcs libmono-system-servicemodel
 command -v python3 >/dev/null || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null || apt_packages+=(nodejs npm)
 command -v curl >/dev/null || apt_packages+=(curl)
+command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
 command -v chromium >/dev/null || apt_packages+=(chromium)
 if ((${#apt_packages[@]})); then
   sudo=""
