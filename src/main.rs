@@ -428,8 +428,37 @@ fn serve(
             relay,
             settings: snapshot.hybrid.clone(),
             shutdown,
-            metrics,
+            metrics: metrics.clone(),
         };
+        // Before any traffic, /metrics shows each family with zero values
+        // for the configured entities and the bound endpoints.
+        for h in &config.hybrid_connection {
+            metrics.prime(
+                h.path.trim_matches('/'),
+                frontend::hybrid::FRONTEND_WS,
+                &[
+                    frontend::hybrid::FRONTEND_WS,
+                    frontend::hybrid::FRONTEND_HTTP,
+                ],
+            );
+        }
+        for r in &config.wcf_relay {
+            let sender = match r.kind {
+                config::WcfRelayType::NetTcp => frontend::wcf::FRONTEND_RELAYED,
+                config::WcfRelayType::NetOneway | config::WcfRelayType::NetEvent => {
+                    frontend::wcf::oneway::FRONTEND_ONEWAY
+                }
+                config::WcfRelayType::Http => frontend::wcf::http::FRONTEND_HTTP,
+            };
+            metrics.prime(
+                r.path.trim_matches('/'),
+                frontend::wcf::FRONTEND_AMQP,
+                &[sender],
+            );
+        }
+        for (name, _) in &bound {
+            metrics.prime_endpoint(name);
+        }
         println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;
         tokio::spawn(reload_on_hangup(reloader));

@@ -292,6 +292,39 @@ impl Metrics {
         self.count(&self.limit_hits, entity, frontend, Some(("limit", limit)));
     }
 
+    /// Zero-valued series for a configured entity, so that `/metrics` shows
+    /// its families before any traffic: listener series under `listeners`
+    /// (the front end its listeners use), sender series under each of
+    /// `senders`.
+    pub fn prime(&self, entity: &str, listeners: &str, senders: &[&str]) {
+        let labels = |f: &str, extra| self.labels(entity, f, extra);
+        let _ = self
+            .active_listeners
+            .get_or_create(&labels(listeners, None));
+        let _ = self
+            .listener_connections
+            .get_or_create(&labels(listeners, Some(("outcome", "success"))));
+        for &f in senders {
+            let _ = self.active_connections.get_or_create(&labels(f, None));
+            let _ = self
+                .sender_connections
+                .get_or_create(&labels(f, Some(("outcome", "success"))));
+            for direction in ["to_listener", "to_sender"] {
+                let _ = self
+                    .bytes
+                    .get_or_create(&labels(f, Some(("direction", direction))));
+            }
+        }
+    }
+
+    /// A zero-valued accept-error series for `endpoint`.
+    pub fn prime_endpoint(&self, endpoint: &str) {
+        let _ = self.accept_errors.get_or_create(&vec![
+            ("namespace".to_owned(), self.namespace.clone()),
+            ("endpoint".to_owned(), endpoint.to_owned()),
+        ]);
+    }
+
     /// An accept on `endpoint` failed.
     pub fn accept_failed(&self, endpoint: &str) {
         self.accept_errors

@@ -459,3 +459,27 @@ fn the_deployment_files_are_valid() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Before any traffic, `/metrics` shows its families with zero values for
+/// the configured entities and the bound endpoints (it once showed only
+/// `# EOF`).
+#[tokio::test]
+async fn metrics_show_zero_values_before_any_traffic() {
+    let gw = Gateway::start(
+        "[[hybrid_connection]]\npath = \"orders\"\n[[wcf_relay]]\npath = \"calc\"\ntype = \"NetTcp\"\n",
+    );
+    let (head, body) = http(gw.admin.unwrap(), "GET", "/metrics", &[], b"").await;
+    assert_eq!(head.status, 200);
+    let text = String::from_utf8_lossy(&body);
+    for want in [
+        r#"relay_active_listeners{namespace="localhost",entity="orders",frontend="hybrid"} 0"#,
+        r#"relay_sender_connections_total{namespace="localhost",entity="orders",frontend="hybrid_http",outcome="success"} 0"#,
+        r#"relay_bytes_transferred_total{namespace="localhost",entity="calc",frontend="wcf_relayed",direction="to_listener"} 0"#,
+        r#"relay_listener_connections_total{namespace="localhost",entity="calc",frontend="wcf_amqp",outcome="success"} 0"#,
+        r#"relay_accept_errors_total{namespace="localhost",endpoint="http"} 0"#,
+        r#"relay_accept_errors_total{namespace="localhost",endpoint="admin"} 0"#,
+    ] {
+        assert!(text.contains(want), "missing {want}\n{text}");
+    }
+    gw.stop_clean();
+}
