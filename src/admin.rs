@@ -96,10 +96,15 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
 /// Serve the admin endpoint until the process exits. A connection must
 /// send each request's head within `header_timeout` (an idle keep-alive
 /// connection is closed after it too).
-pub async fn serve(listener: TcpListener, admin: Admin, header_timeout: Duration) {
-    let mut acceptor = Acceptor::new(&listener, "admin", admin.metrics.clone());
+pub async fn serve(
+    listener: TcpListener,
+    admin: Admin,
+    header_timeout: Duration,
+    max_connections: usize,
+) {
+    let mut acceptor = Acceptor::new(&listener, "admin", admin.metrics.clone(), max_connections);
     loop {
-        let (tcp, _) = acceptor.next().await;
+        let (tcp, _, slot) = acceptor.next().await;
         let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
@@ -111,6 +116,7 @@ pub async fn serve(listener: TcpListener, admin: Admin, header_timeout: Duration
                 .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
+            drop(slot);
         });
     }
 }

@@ -238,6 +238,9 @@ pub struct Limits {
     pub max_buffered_http_body: usize,
     /// Seconds of drain on shutdown.
     pub shutdown_grace: u64,
+    /// Connections open at once per endpoint; at the cap the endpoint
+    /// stops accepting until one ends.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -259,6 +262,7 @@ impl Default for Limits {
             max_header_bytes: 32 * 1024,
             max_buffered_http_body: 16 << 20,
             shutdown_grace: 10,
+            max_connections: 20_000,
         }
     }
 }

@@ -414,6 +414,7 @@ fn serve(
                     started: std::time::Instant::now(),
                 },
                 std::time::Duration::from_secs(config.limits.handshake_timeout),
+                config.limits.max_connections,
             ));
         }
         let wcf = frontend::wcf::Wcf {

@@ -117,42 +117,71 @@ pub async fn run(endpoints: Vec<Endpoint>, fronts: FrontEnds, handshake_timeout:
     shutdown.finished().await;
 }
 
-/// Accepting on one listening socket. Accept fails when the process is
-/// out of descriptors or memory, and fails again at once until some are
-/// freed: the loop then waits, 10 ms doubling to 1 s, instead of spinning,
-/// counts every failure (`accept_errors`) and logs at most one line per 10 s;
-/// service resumes by itself with the next accept that succeeds.
+/// Accepting on one listening socket. At most `max_connections` of its
+/// connections are open at once: at the cap the loop stops accepting (the
+/// kernel's backlog holds newcomers) until one ends, counting the hit
+/// (`connection_cap_hits`). Accept fails when the process is out of
+/// descriptors or memory, and fails again at once until some are freed: the
+/// loop then waits, 10 ms doubling to 1 s, instead of spinning, counts every
+/// failure (`accept_errors`) and logs at most one line per 10 s; service
+/// resumes by itself with the next accept that succeeds.
 pub struct Acceptor<'a> {
     listener: &'a TcpListener,
     name: &'static str,
     metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    open: std::sync::Arc<tokio::sync::Semaphore>,
     delay: Duration,
     failed: u64,
     logged: Option<std::time::Instant>,
 }
 
+/// Holds one of an endpoint's connection slots while the connection lives.
+pub type Slot = tokio::sync::OwnedSemaphorePermit;
+
 impl<'a> Acceptor<'a> {
-    /// Accept on `listener`, the endpoint `name`.
+    /// Accept on `listener`, the endpoint `name`, at most `max_connections`
+    /// open at once.
     pub fn new(
         listener: &'a TcpListener,
         name: &'static str,
         metrics: std::sync::Arc<crate::telemetry::Metrics>,
+        max_connections: usize,
     ) -> Self {
         Acceptor {
             listener,
             name,
             metrics,
+            open: std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1))),
             delay: Duration::ZERO,
             failed: 0,
             logged: None,
         }
     }
 
-    /// The next connection.
-    pub async fn next(&mut self) -> (TcpStream, SocketAddr) {
+    /// A connection slot, waiting (and counting the hit) at the cap.
+    async fn slot(&mut self) -> Slot {
+        if let Ok(slot) = self.open.clone().try_acquire_owned() {
+            return slot;
+        }
+        self.metrics.connection_cap_hit(self.name);
+        tracing::warn!(
+            endpoint = self.name,
+            "connection cap reached; accepting again once one ends"
+        );
+        loop {
+            // The semaphore is never closed, so this only waits.
+            if let Ok(slot) = self.open.clone().acquire_owned().await {
+                return slot;
+            }
+        }
+    }
+
+    /// The next connection, with the slot it holds.
+    pub async fn next(&mut self) -> (TcpStream, SocketAddr, Slot) {
+        let slot = self.slot().await;
         loop {
             match self.listener.accept().await {
-                Ok(c) => {
+                Ok((tcp, remote)) => {
                     if self.failed > 0 {
                         tracing::warn!(
                             endpoint = self.name,
@@ -161,7 +190,7 @@ impl<'a> Acceptor<'a> {
                         );
                     }
                     (self.delay, self.failed) = (Duration::ZERO, 0);
-                    return c;
+                    return (tcp, remote, slot);
                 }
                 Err(e) => {
                     self.metrics.accept_failed(self.name);
@@ -183,9 +212,10 @@ impl<'a> Acceptor<'a> {
 }
 
 async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duration) {
-    let mut acceptor = Acceptor::new(&ep.listener, ep.name, fronts.hybrid.metrics.clone());
+    let max = fronts.live.current().hybrid.limits.max_connections;
+    let mut acceptor = Acceptor::new(&ep.listener, ep.name, fronts.hybrid.metrics.clone(), max);
     loop {
-        let (tcp, remote) = acceptor.next().await;
+        let (tcp, remote, slot) = acceptor.next().await;
         let _ = tcp.set_nodelay(true);
         let (fronts, tls) = (fronts.current(), ep.tls.clone());
         let tracked = fronts.hybrid.shutdown.track();
@@ -207,7 +237,7 @@ async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duratio
         tokio::spawn(
             async move {
                 serve.await;
-                drop(tracked);
+                drop((tracked, slot));
             }
             .instrument(span),
         );

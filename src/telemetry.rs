@@ -75,6 +75,8 @@ pub struct Metrics {
     rejected_tokens: Family<Labels, Counter>,
     limit_hits: Family<Labels, Counter>,
     accept_errors: Family<Labels, Counter>,
+    splice_endings: Family<Labels, Counter>,
+    cap_hits: Family<Labels, Counter>,
     /// What the status page shows.
     pub status: std::sync::Arc<crate::status::Status>,
 }
@@ -111,6 +113,8 @@ impl Metrics {
             rejected_tokens: Family::default(),
             limit_hits: Family::default(),
             accept_errors: Family::default(),
+            splice_endings: Family::default(),
+            cap_hits: Family::default(),
             registry: Registry::default(),
             status: std::sync::Arc::default(),
         };
@@ -158,6 +162,16 @@ impl Metrics {
             "limit_hits",
             "Requests refused by a limit, by limit name",
             m.limit_hits.clone(),
+        );
+        registry.register(
+            "splice_endings",
+            "Spliced connections that ended, by how: clean, linger, idle, shutdown, broken_client, broken_listener, broken_gateway",
+            m.splice_endings.clone(),
+        );
+        registry.register(
+            "connection_cap_hits",
+            "Times an endpoint reached limits.max_connections and paused accepting, by endpoint",
+            m.cap_hits.clone(),
         );
         registry.register(
             "accept_errors",
@@ -273,6 +287,16 @@ impl Metrics {
         });
     }
 
+    /// A spliced connection ended as `ending` (a [`crate::relay::splice::SpliceEnd`] label).
+    pub fn splice_ended(&self, entity: &str, frontend: &str, ending: &str) {
+        self.count(
+            &self.splice_endings,
+            entity,
+            frontend,
+            Some(("ending", ending)),
+        );
+    }
+
     /// A token was refused for `reason`.
     pub fn token_rejected(&self, entity: &str, frontend: &str, reason: &str) {
         self.status
@@ -323,6 +347,16 @@ impl Metrics {
             ("namespace".to_owned(), self.namespace.clone()),
             ("endpoint".to_owned(), endpoint.to_owned()),
         ]);
+    }
+
+    /// `endpoint` reached its connection cap.
+    pub fn connection_cap_hit(&self, endpoint: &str) {
+        self.cap_hits
+            .get_or_create(&vec![
+                ("namespace".to_owned(), self.namespace.clone()),
+                ("endpoint".to_owned(), endpoint.to_owned()),
+            ])
+            .inc();
     }
 
     /// An accept on `endpoint` failed.

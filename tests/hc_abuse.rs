@@ -602,3 +602,40 @@ async fn running_out_of_descriptors_degrades_without_spinning() {
     still_works(&gw, "fd-after").await;
     assert!(gw.log().contains("accept failed; backing off"));
 }
+
+/// At `max_connections` an endpoint stops accepting until a connection
+/// ends (the kernel's backlog holds newcomers), and counts the hit; the
+/// waiting client is then served.
+#[tokio::test]
+async fn the_connection_cap_pauses_accepting_until_one_ends() {
+    let gw = Gateway::start("[limits]\nmax_connections = 2\n");
+    let first = TcpStream::connect(gw.http).await.unwrap();
+    let _second = TcpStream::connect(gw.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(gw.http).await.unwrap();
+    third
+        .write_all(b"GET /nowhere/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf)).await;
+    assert!(early.is_err(), "served over the cap");
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 "), "{:?}", &buf[..n]);
+    let (_, metrics) = http(gw.admin.unwrap(), "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let hits: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"relay_connection_cap_hits_total{namespace="localhost",endpoint="http"} "#,
+            )
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(hits >= 1, "{metrics}");
+}

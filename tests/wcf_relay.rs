@@ -111,13 +111,31 @@ fn a_client_reaches_an_amqp_listener_through_notice_dial_back_and_splice() {
     std::thread::sleep(Duration::from_millis(300));
     let log = gw.log();
     // Both peers closed TCP after their data without a TLS close_notify
-    // (as Mono's and .NET's SslStream may): a normal end, not a failure.
+    // (as Mono's and .NET's SslStream may): a normal end, not a failure,
+    // and counted as such.
+    let admin = gw.admin.unwrap();
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(admin).unwrap();
+        s.write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        metrics.contains(r#"relay_splice_endings_total{namespace="localhost",entity="echo",frontend="wcf_relayed",ending="clean"} 1"#),
+        "{metrics}"
+    );
     let ended: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("relayed connection ended"))
         .collect();
     assert!(
-        ended.len() == 1 && ended[0].contains("clean=true"),
+        ended.len() == 1 && ended[0].contains("end=clean"),
         "{ended:?}"
     );
     for endpoint in ["amqps", "relayed"] {

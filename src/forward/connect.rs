@@ -44,6 +44,6 @@ async fn carry(relay: &Relay, client: TcpStream) -> anyhow::Result<()> {
     let conn = relay.relayed_hello(&relay.relayed, &hello).await?;
     let client = Conn::tcp(client, BytesMut::new());
     let stats = stream::splice(client, conn, super::splice_limits(), std::future::pending()).await;
-    debug!(clean = stats.clean, "relayed connection ended");
+    debug!(end = %stats.end, "relayed connection ended");
     Ok(())
 }

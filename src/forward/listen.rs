@@ -134,6 +134,6 @@ async fn splice_to(relay: &Relay, to: &str, data: &[u8]) -> anyhow::Result<()> {
         std::future::pending(),
     )
     .await;
-    debug!(clean = stats.clean, "relayed connection ended");
+    debug!(end = %stats.end, "relayed connection ended");
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! is passed on and ends that direction only; once one direction has ended,
 //! the other has a bounded linger; no data either way for the idle time ends
 //! both; an error on either side aborts both; shutdown ends both after its
-//! grace period.
+//! grace period. The first leg is the client's (sender, connecting client),
+//! the second the listener's, so that [`SpliceEnd`] can say which side broke.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::leg::{Leg, LegEvent, LegReader, LegWriter};
+use super::Side;
 
 /// Timeouts of a splice.
 #[derive(Debug, Clone, Copy)]
@@ -21,15 +23,77 @@ pub struct SpliceLimits {
     pub linger: Duration,
 }
 
+/// How a splice ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpliceEnd {
+    /// Both directions closed.
+    Clean,
+    /// One direction closed and the other outlived the linger.
+    Linger,
+    /// No data either way for the idle time.
+    Idle,
+    /// The gateway's shutdown grace period ran out.
+    Shutdown,
+    /// A leg failed (reading from it or writing to it), with the error's kind.
+    Broken(Side, std::io::ErrorKind),
+}
+
+impl SpliceEnd {
+    /// The ending's name, as logged and as the `ending` metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SpliceEnd::Clean => "clean",
+            SpliceEnd::Linger => "linger",
+            SpliceEnd::Idle => "idle",
+            SpliceEnd::Shutdown => "shutdown",
+            SpliceEnd::Broken(Side::Client, _) => "broken_client",
+            SpliceEnd::Broken(Side::Listener, _) => "broken_listener",
+            SpliceEnd::Broken(Side::Gateway, _) => "broken_gateway",
+        }
+    }
+}
+
+impl std::fmt::Display for SpliceEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpliceEnd::Broken(_, kind) => write!(f, "{} ({kind})", self.label()),
+            _ => f.write_str(self.label()),
+        }
+    }
+}
+
 /// What a splice carried and how it ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpliceStats {
-    /// Bytes from the first leg to the second.
+    /// Bytes from the first (client's) leg to the second.
     pub a_to_b: u64,
-    /// Bytes from the second leg to the first.
+    /// Bytes from the second (listener's) leg to the first.
     pub b_to_a: u64,
-    /// Whether both directions closed cleanly.
-    pub clean: bool,
+    /// How it ended.
+    pub end: SpliceEnd,
+}
+
+/// A direction that failed: on its reading end or its writing end.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Broke {
+    /// Reading from the leg the direction starts at.
+    Reading(std::io::ErrorKind),
+    /// Writing to the leg it ends at.
+    Writing(std::io::ErrorKind),
+    /// The gateway's own resources (a pipe, say).
+    Gateway(std::io::ErrorKind),
+}
+
+impl Broke {
+    /// A read error.
+    pub(super) fn reading(e: std::io::Error) -> Broke {
+        Broke::Reading(e.kind())
+    }
+
+    /// A write error.
+    pub(super) fn writing(e: std::io::Error) -> Broke {
+        Broke::Writing(e.kind())
+    }
 }
 
 /// At most this many bytes, or chunks, go out in one batched write.
@@ -42,10 +106,10 @@ async fn pump(
     bytes: Arc<AtomicU64>,
     activity: Arc<AtomicU64>,
     epoch: Instant,
-) -> std::io::Result<()> {
+) -> Result<(), Broke> {
     loop {
         // Whatever else has already arrived goes out in the same write.
-        let mut event = Some(from.read().await?);
+        let mut event = Some(from.read().await.map_err(Broke::reading)?);
         let (mut batch, mut size, mut closed, mut broken) = (Vec::new(), 0, None, None);
         while let Some(e) = event {
             match e {
@@ -74,13 +138,13 @@ async fn pump(
         if !batch.is_empty() {
             bytes.fetch_add(size as u64, Ordering::Relaxed);
             activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-            to.write_batch(batch).await?;
+            to.write_batch(batch).await.map_err(Broke::writing)?;
         }
         if let Some(e) = broken {
-            return Err(e);
+            return Err(Broke::reading(e));
         }
         if let Some(info) = closed {
-            to.close(info).await?;
+            to.close(info).await.map_err(Broke::writing)?;
             return Ok(());
         }
     }
@@ -110,11 +174,11 @@ pub async fn splice(
         clock.last.clone(),
         clock.epoch,
     );
-    let clean = drive(ab, ba, limits, shutdown, &clock).await;
+    let end = drive(ab, ba, limits, shutdown, &clock).await;
     SpliceStats {
         a_to_b: ab_bytes.load(Ordering::Relaxed),
         b_to_a: ba_bytes.load(Ordering::Relaxed),
-        clean,
+        end,
     }
 }
 
@@ -136,14 +200,14 @@ impl Activity {
 /// Run the two directions of a splice to their end under the splice's
 /// rules (half-close ends one direction, then the other has the linger; no
 /// data for the idle time ends both; an error or `shutdown` ends both);
-/// `true` when both directions closed cleanly.
+/// how it ended. `ab` runs from the client's leg to the listener's.
 pub(super) async fn drive(
-    ab: impl std::future::Future<Output = std::io::Result<()>>,
-    ba: impl std::future::Future<Output = std::io::Result<()>>,
+    ab: impl std::future::Future<Output = Result<(), Broke>>,
+    ba: impl std::future::Future<Output = Result<(), Broke>>,
     limits: SpliceLimits,
     shutdown: impl std::future::Future<Output = ()>,
     clock: &Activity,
-) -> bool {
+) -> SpliceEnd {
     tokio::pin!(ab, ba, shutdown);
     let (mut ab_done, mut ba_done) = (false, false);
     let mut linger_until: Option<Instant> = None;
@@ -153,25 +217,35 @@ pub(super) async fn drive(
     loop {
         tokio::select! {
             r = &mut ab, if !ab_done => {
-                if r.is_err() { return false; }
+                match r {
+                    Err(Broke::Reading(k)) => return SpliceEnd::Broken(Side::Client, k),
+                    Err(Broke::Writing(k)) => return SpliceEnd::Broken(Side::Listener, k),
+                    Err(Broke::Gateway(k)) => return SpliceEnd::Broken(Side::Gateway, k),
+                    Ok(()) => {}
+                }
                 ab_done = true;
                 linger_until.get_or_insert(Instant::now() + limits.linger);
             }
             r = &mut ba, if !ba_done => {
-                if r.is_err() { return false; }
+                match r {
+                    Err(Broke::Reading(k)) => return SpliceEnd::Broken(Side::Listener, k),
+                    Err(Broke::Writing(k)) => return SpliceEnd::Broken(Side::Client, k),
+                    Err(Broke::Gateway(k)) => return SpliceEnd::Broken(Side::Gateway, k),
+                    Ok(()) => {}
+                }
                 ba_done = true;
                 linger_until.get_or_insert(Instant::now() + limits.linger);
             }
-            () = tokio::time::sleep_until(linger_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400))), if linger_until.is_some() => return false,
+            () = tokio::time::sleep_until(linger_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(86400))), if linger_until.is_some() => return SpliceEnd::Linger,
             () = tokio::time::sleep(tick), if limits.idle.is_some() => {
                 let idle = limits.idle.unwrap_or(Duration::MAX);
                 let last = Duration::from_millis(clock.last.load(Ordering::Relaxed));
-                if clock.epoch.elapsed().saturating_sub(last) >= idle { return false; }
+                if clock.epoch.elapsed().saturating_sub(last) >= idle { return SpliceEnd::Idle; }
             }
-            () = &mut shutdown => return false,
+            () = &mut shutdown => return SpliceEnd::Shutdown,
         }
         if ab_done && ba_done {
-            return true;
+            return SpliceEnd::Clean;
         }
     }
 }
@@ -327,7 +401,10 @@ mod tests {
             Instant::now(),
         )
         .await;
-        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(
+            r.unwrap_err(),
+            Broke::Reading(std::io::ErrorKind::InvalidData)
+        );
         assert_eq!(*writes.lock().unwrap(), vec![2]);
     }
 
@@ -357,7 +434,7 @@ mod tests {
         a_in.send(Ok(LegEvent::Closed(None))).await.unwrap();
         assert_eq!(b_out.recv().await, Some(LegEvent::Closed(None)));
         let stats = task.await.unwrap();
-        assert!(stats.clean);
+        assert_eq!(stats.end, SpliceEnd::Clean);
         assert_eq!((stats.a_to_b, stats.b_to_a), (9, 0));
     }
 
@@ -370,7 +447,7 @@ mod tests {
         a_in.send(Ok(LegEvent::Closed(None))).await.unwrap();
         assert_eq!(b_out.recv().await, Some(LegEvent::Closed(None)));
         let stats = task.await.unwrap();
-        assert!(!stats.clean);
+        assert_eq!(stats.end, SpliceEnd::Linger);
         assert_eq!(start.elapsed(), LIMITS.linger);
     }
 
@@ -380,7 +457,7 @@ mod tests {
         let (b, _b_in, _b_out) = leg();
         let start = Instant::now();
         let stats = splice(a, b, LIMITS, std::future::pending()).await;
-        assert!(!stats.clean);
+        assert_eq!(stats.end, SpliceEnd::Idle);
         let waited = start.elapsed();
         assert!(
             waited >= Duration::from_secs(60) && waited <= Duration::from_secs(76),
@@ -392,13 +469,28 @@ mod tests {
         a_in.send(Err(std::io::ErrorKind::ConnectionReset.into()))
             .await
             .unwrap();
-        assert!(!splice(a, b, LIMITS, std::future::pending()).await.clean);
+        // The client's leg failed while being read; a failing write to the
+        // listener's leg is the listener's.
+        assert_eq!(
+            splice(a, b, LIMITS, std::future::pending()).await.end,
+            SpliceEnd::Broken(Side::Client, std::io::ErrorKind::ConnectionReset)
+        );
+        let (a, a_in, _a_out) = leg();
+        let (b, _b_in, b_out) = leg();
+        drop(b_out);
+        a_in.send(Ok(chunk("x", true, false))).await.unwrap();
+        let end = splice(a, b, LIMITS, std::future::pending()).await.end;
+        assert!(
+            matches!(end, SpliceEnd::Broken(Side::Listener, _)),
+            "{end:?}"
+        );
+        assert_eq!(end.label(), "broken_listener");
 
         let (a, _a_in, _a_out) = leg();
         let (b, _b_in, _b_out) = leg();
         let start = Instant::now();
         let stats = splice(a, b, LIMITS, tokio::time::sleep(Duration::from_secs(3))).await;
-        assert!(!stats.clean);
+        assert_eq!(stats.end, SpliceEnd::Shutdown);
         assert_eq!(start.elapsed(), Duration::from_secs(3));
     }
 }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-use super::splice::{drive, Activity, SpliceLimits, SpliceStats};
+use super::splice::{drive, Activity, Broke, SpliceLimits, SpliceStats};
 
 /// Bytes moved per `splice(2)` call (and the pipe's capacity).
 const PIPE_SIZE: usize = 1 << 20;
@@ -31,7 +31,7 @@ async fn pump(
     mut to: WriteHalf<'_>,
     count: &AtomicU64,
     clock: &Activity,
-) -> io::Result<()> {
+) -> Result<(), Broke> {
     if copy_phase(&mut from, &mut to, count, clock).await? == Phase::Bulk {
         splice_phase(from.as_ref(), to.as_ref(), count, clock).await?;
     }
@@ -64,17 +64,19 @@ async fn copy_phase(
     to: &mut WriteHalf<'_>,
     count: &AtomicU64,
     clock: &Activity,
-) -> io::Result<Phase> {
+) -> Result<Phase, Broke> {
     let mut buf = Vec::new();
     loop {
-        from.as_ref().readable().await?;
+        from.as_ref().readable().await.map_err(Broke::reading)?;
         buf.resize(COPY_SIZE, 0);
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf).await.map_err(Broke::reading)?;
         if n == 0 {
             return Ok(Phase::Ended);
         }
         note(n, count, clock);
-        to.write_all(buf.get(..n).unwrap_or_default()).await?;
+        to.write_all(buf.get(..n).unwrap_or_default())
+            .await
+            .map_err(Broke::writing)?;
         if n == COPY_SIZE {
             return Ok(Phase::Bulk);
         }
@@ -87,8 +89,9 @@ async fn splice_phase(
     to: &TcpStream,
     count: &AtomicU64,
     clock: &Activity,
-) -> io::Result<()> {
-    let (pipe_out, pipe_in) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+) -> Result<(), Broke> {
+    let (pipe_out, pipe_in) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+        .map_err(|e| Broke::Gateway(io::Error::from(e).kind()))?;
     // A larger pipe moves more per call; the default (64 KiB) still works.
     let size = rustix::pipe::fcntl_setpipe_size(&pipe_in, PIPE_SIZE).unwrap_or(64 * 1024);
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
@@ -97,7 +100,8 @@ async fn splice_phase(
             .async_io(Interest::READABLE, || {
                 move_bytes(from, None, &pipe_in, None, size, flags).map_err(io::Error::from)
             })
-            .await?;
+            .await
+            .map_err(Broke::reading)?;
         if n == 0 {
             return Ok(());
         }
@@ -108,7 +112,8 @@ async fn splice_phase(
                 .async_io(Interest::WRITABLE, || {
                     move_bytes(&pipe_out, None, to, None, left, flags).map_err(io::Error::from)
                 })
-                .await?;
+                .await
+                .map_err(Broke::writing)?;
         }
     }
 }
@@ -124,7 +129,7 @@ pub async fn splice_tcp(
     let clock = Activity::new();
     let (ab, ba) = (AtomicU64::new(0), AtomicU64::new(0));
     let ((a_read, a_write), (b_read, b_write)) = (a.split(), b.split());
-    let clean = drive(
+    let end = drive(
         pump(a_read, b_write, &ab, &clock),
         pump(b_read, a_write, &ba, &clock),
         limits,
@@ -135,7 +140,7 @@ pub async fn splice_tcp(
     SpliceStats {
         a_to_b: ab.load(Ordering::Relaxed),
         b_to_a: ba.load(Ordering::Relaxed),
-        clean,
+        end,
     }
 }
 
@@ -185,8 +190,8 @@ mod tests {
         assert_eq!(writer.await.unwrap(), b"reply");
         let stats = task.await.unwrap();
         assert_eq!(
-            (stats.a_to_b, stats.b_to_a, stats.clean),
-            (300 + (3 << 20), 5, true)
+            (stats.a_to_b, stats.b_to_a, stats.end),
+            (300 + (3 << 20), 5, super::super::splice::SpliceEnd::Clean)
         );
     }
 }

@@ -226,10 +226,11 @@ pub async fn connect(
             )
             .await;
             metrics.bytes(&label, FRONTEND_WS, stats.a_to_b, stats.b_to_a);
+            metrics.splice_ended(&label, FRONTEND_WS, stats.end.label());
             debug!(
                 sender_to_listener = stats.a_to_b,
                 listener_to_sender = stats.b_to_a,
-                clean = stats.clean,
+                end = %stats.end,
                 "connection ended"
             );
         }

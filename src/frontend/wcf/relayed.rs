@@ -238,10 +238,12 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     let stats = stream::splice(conn, listener, limits, wcf.shutdown.drained()).await;
     wcf.metrics
         .bytes(&label, FRONTEND_RELAYED, stats.a_to_b, stats.b_to_a);
+    wcf.metrics
+        .splice_ended(&label, FRONTEND_RELAYED, stats.end.label());
     debug!(
         client_to_listener = stats.a_to_b,
         listener_to_client = stats.b_to_a,
-        clean = stats.clean,
+        end = %stats.end,
         "relayed connection ended"
     );
 }
