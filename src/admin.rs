@@ -336,7 +336,7 @@ mod tests {
                     &crate::config::Config::embedded("k".into()),
                 )),
                 registry,
-                bound: Arc::default(),
+                started: Arc::new(crate::config::Config::embedded("k".into())),
             },
             token: None,
             endpoints: vec![("http".into(), "127.0.0.1:9080".parse().unwrap())],

@@ -268,6 +268,41 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The limits a running gateway took at start and keeps until it
+    /// restarts (the others apply to new connections at a reload), with the
+    /// names of those that differ in `next`.
+    pub fn restart_only_changes(&self, next: &Limits) -> Vec<&'static str> {
+        [
+            (
+                "limits.listener_queue",
+                self.listener_queue != next.listener_queue,
+            ),
+            (
+                "limits.pending_per_path",
+                self.pending_per_path != next.pending_per_path,
+            ),
+            (
+                "limits.pending_total",
+                self.pending_total != next.pending_total,
+            ),
+            (
+                "limits.handshake_timeout",
+                self.handshake_timeout != next.handshake_timeout,
+            ),
+            (
+                "limits.shutdown_grace",
+                self.shutdown_grace != next.shutdown_grace,
+            ),
+            (
+                "limits.max_connections",
+                self.max_connections != next.max_connections,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
     /// A number of seconds as a duration.
     pub fn secs(v: u64) -> Duration {
         Duration::from_secs(v)

@@ -384,7 +384,7 @@ fn serve(
             path: config_path.clone(),
             live: live.clone(),
             registry: relay.registry.clone(),
-            bound: std::sync::Arc::new((config.listen.clone(), config.tls.clone())),
+            started: std::sync::Arc::new(config.clone()),
         };
         if let Some(addr) = config.listen.admin {
             let ep = server::bind("admin", addr, None, Protocol::Http).await?;

@@ -84,9 +84,9 @@ pub struct Reloader {
     pub live: Arc<Live>,
     /// The listeners, to close those whose entity is gone.
     pub registry: Registry,
-    /// `[listen]` and `[tls]` as the gateway started with them: only a
-    /// restart applies changes to them.
-    pub bound: Arc<(crate::config::Listen, Option<crate::config::Tls>)>,
+    /// The configuration the gateway started with: changes to `[listen]`,
+    /// `[tls]` and the limits it took at start apply only after a restart.
+    pub started: Arc<Config>,
 }
 
 impl Reloader {
@@ -129,16 +129,17 @@ impl Reloader {
                 evicted.join(", ")
             ));
         }
-        let (listen, tls) = &*self.bound;
-        let pending: Vec<&str> = [
-            ("[listen]", config.listen != *listen),
-            ("[tls]", config.tls != *tls),
+        let started = &*self.started;
+        let mut pending: Vec<&str> = [
+            ("[listen]", config.listen != started.listen),
+            ("[tls]", config.tls != started.tls),
         ]
         .into_iter()
         .filter_map(|(table, changed)| changed.then_some(table))
         .collect();
+        pending.extend(started.limits.restart_only_changes(&config.limits));
         if !pending.is_empty() {
-            let tables = pending.join(" and ");
+            let tables = pending.join(", ");
             tracing::warn!(
                 tables,
                 "reloaded, but these changes apply only after a restart"

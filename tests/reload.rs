@@ -208,6 +208,21 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
         ok && text.contains("[listen] changed: restart to apply"),
         "{text}"
     );
+    // So is a limit the gateway took at start; one it reads per connection
+    // applies at once and is not mentioned.
+    std::fs::write(
+        &file,
+        config("new-key", &["keep", "added"])
+            + "[limits]\npending_total = 100\naccept_timeout = 7\n",
+    )
+    .unwrap();
+    let (ok, text) = reload(&gw);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("limits.pending_total changed: restart to apply")
+            && !text.contains("accept_timeout"),
+        "{text}"
+    );
 
     // SIGHUP does the same: removing "added" closes its listener.
     std::fs::write(&file, config("new-key", &["keep"])).unwrap();
