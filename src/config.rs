@@ -200,7 +200,30 @@ fn yes() -> bool {
     true
 }
 
-/// `[limits]`: the named limits and timeouts, in seconds where timed.
+/// A configured duration: whole seconds (`30`) or a humantime text
+/// (`"30s"`, `"2m"`, `"1h 30m"`).
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Seconds(u64),
+        Text(String),
+    }
+    match Given::deserialize(d)? {
+        Given::Seconds(s) => Ok(Duration::from_secs(s)),
+        Given::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+            serde::de::Error::custom(format!("{t:?} is not a duration (say 30 or \"30s\"): {e}"))
+        }),
+    }
+}
+
+/// As [`duration`], with zero meaning "never".
+fn duration_or_never<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(|t| (!t.is_zero()).then_some(t))
+}
+
+/// `[limits]`: the named limits and timeouts. Timeouts are whole seconds or
+/// humantime texts (`"30s"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -212,22 +235,31 @@ pub struct Limits {
     pub pending_per_path: usize,
     /// Pending rendezvous in all.
     pub pending_total: usize,
-    /// Seconds a sender waits for the listener to accept.
-    pub accept_timeout: u64,
-    /// Seconds a relayed HTTP request waits for the response.
-    pub request_timeout: u64,
-    /// Seconds a response body may stall.
-    pub response_idle_timeout: u64,
-    /// Seconds a request's handshake (headers, TLS) may take.
-    pub handshake_timeout: u64,
-    /// Seconds a half-closed splice may linger.
-    pub linger: u64,
-    /// Seconds without data before a splice is ended (0: never).
-    pub splice_idle: u64,
-    /// Seconds between gateway pings on a listener control channel.
-    pub ping_interval: u64,
-    /// Seconds of grace after a listener token's expiry.
-    pub token_grace: u64,
+    /// How long a sender waits for the listener to accept.
+    #[serde(deserialize_with = "duration")]
+    pub accept_timeout: Duration,
+    /// How long a relayed HTTP request waits for the response.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// How long a response body may stall.
+    #[serde(deserialize_with = "duration")]
+    pub response_idle_timeout: Duration,
+    /// How long a handshake (TLS, request head, preamble, first message)
+    /// may take.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// How long a half-closed splice may linger.
+    #[serde(deserialize_with = "duration")]
+    pub linger: Duration,
+    /// How long a splice may go without data (`0`: forever).
+    #[serde(deserialize_with = "duration_or_never")]
+    pub splice_idle: Option<Duration>,
+    /// Between gateway pings on a listener control channel.
+    #[serde(deserialize_with = "duration")]
+    pub ping_interval: Duration,
+    /// Grace after a listener token's expiry.
+    #[serde(deserialize_with = "duration")]
+    pub token_grace: Duration,
     /// Largest control-channel text message in bytes.
     pub max_control_message: usize,
     /// Largest relayed HTTP header block in bytes.
@@ -236,8 +268,9 @@ pub struct Limits {
     /// request bodies it re-encodes, and `Xml` reply bodies it turns back
     /// into text (other bodies stream).
     pub max_buffered_http_body: usize,
-    /// Seconds of drain on shutdown.
-    pub shutdown_grace: u64,
+    /// How long connections may drain on shutdown.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
     /// Connections open at once per endpoint; at the cap the endpoint
     /// stops accepting until one ends.
     pub max_connections: usize,
@@ -250,18 +283,18 @@ impl Default for Limits {
             listener_queue: 64,
             pending_per_path: 1024,
             pending_total: 16384,
-            accept_timeout: 30,
-            request_timeout: 60,
-            response_idle_timeout: 60,
-            handshake_timeout: 10,
-            linger: 30,
-            splice_idle: 0,
-            ping_interval: 30,
-            token_grace: 300,
+            accept_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            response_idle_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(30),
+            splice_idle: None,
+            ping_interval: Duration::from_secs(30),
+            token_grace: Duration::from_secs(300),
             max_control_message: 64 * 1024,
             max_header_bytes: 32 * 1024,
             max_buffered_http_body: 16 << 20,
-            shutdown_grace: 10,
+            shutdown_grace: Duration::from_secs(10),
             max_connections: 20_000,
         }
     }
@@ -303,9 +336,12 @@ impl Limits {
         .collect()
     }
 
-    /// A number of seconds as a duration.
-    pub fn secs(v: u64) -> Duration {
-        Duration::from_secs(v)
+    /// The splice rules these limits give.
+    pub fn splice(&self) -> crate::relay::SpliceLimits {
+        crate::relay::SpliceLimits {
+            idle: self.splice_idle,
+            linger: self.linger,
+        }
     }
 }
 
@@ -522,6 +558,25 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_are_seconds_or_humantime_and_zero_idle_is_never() {
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\n[limits]\n";
+        let c = Config::parse(&format!(
+            "{base}accept_timeout = \"2m\"\nlinger = 5\nsplice_idle = \"90s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.accept_timeout, Duration::from_secs(120));
+        assert_eq!(c.limits.linger, Duration::from_secs(5));
+        assert_eq!(c.limits.splice_idle, Some(Duration::from_secs(90)));
+        let c = Config::parse(&format!("{base}splice_idle = 0\n")).unwrap();
+        assert_eq!(c.limits.splice().idle, None);
+        let err = Config::parse(&format!("{base}request_timeout = \"soon\"\n")).unwrap_err();
+        assert!(
+            err.contains("request_timeout") && err.contains("soon"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn admin_beyond_loopback_needs_a_token() {
         let base = "[namespace]\nhost = \"h\"\n[listen]\nadmin = \"0.0.0.0:9090\"\n";
         let err = Config::parse(base).unwrap_err();
@@ -569,6 +624,6 @@ listeners_per_path = 3
         );
         assert!(!c.hybrid_connection[0].requires_client_authorization);
         assert_eq!(c.limits.listeners_per_path, 3);
-        assert_eq!(c.limits.accept_timeout, 30);
+        assert_eq!(c.limits.accept_timeout, Duration::from_secs(30));
     }
 }

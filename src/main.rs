@@ -413,7 +413,7 @@ fn serve(
                     endpoints: bound.iter().map(|(n, a)| ((*n).to_owned(), *a)).collect(),
                     started: std::time::Instant::now(),
                 },
-                std::time::Duration::from_secs(config.limits.handshake_timeout),
+                config.limits.handshake_timeout,
                 config.limits.max_connections,
             ));
         }
@@ -463,7 +463,7 @@ fn serve(
         println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;
         tokio::spawn(reload_on_hangup(reloader));
-        let grace = config::Limits::secs(limits.shutdown_grace);
+        let grace = limits.shutdown_grace;
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stopping: no new connections; draining");
@@ -476,7 +476,7 @@ fn serve(
         server::run(
             endpoints,
             server::FrontEnds { hybrid, wcf, live },
-            config::Limits::secs(limits.handshake_timeout),
+            limits.handshake_timeout,
         )
         .await;
         tracing::info!("stopped");

@@ -276,13 +276,10 @@ pub fn relay(opts: &Options, uri: &str) -> anyhow::Result<Relay> {
     })
 }
 
-/// How forwarded connections are spliced: no idle limit, the gateway's
-/// default linger after one side ends.
+/// How forwarded connections are spliced: as the gateway's defaults (no
+/// idle limit, its linger after one side ends).
 pub fn splice_limits() -> crate::relay::SpliceLimits {
-    crate::relay::SpliceLimits {
-        idle: None,
-        linger: Duration::from_secs(crate::config::Limits::default().linger),
-    }
+    crate::config::Limits::default().splice()
 }
 
 /// Back-off between reconnects: 1 s doubling to 10 s (§8), reset by success.

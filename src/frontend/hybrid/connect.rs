@@ -24,7 +24,7 @@ use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
 use crate::config::Right;
 use crate::frontend::spelling::{canonical, Names};
 use crate::frontend::websocket;
-use crate::relay::{splice, CoreError, Filter, Guid, SpliceLimits};
+use crate::relay::{splice, CoreError, Filter, Guid};
 
 /// Headers never passed to a listener.
 const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];
@@ -153,10 +153,7 @@ pub async fn connect(
             return reply::status(code, &text);
         }
     };
-    let answer = match parked
-        .wait(std::time::Duration::from_secs(s.limits.accept_timeout))
-        .await
-    {
+    let answer = match parked.wait(s.limits.accept_timeout).await {
         Ok(a) => a
             .downcast::<Answer>()
             .map(|a| *a)
@@ -187,11 +184,7 @@ pub async fn connect(
             response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, v);
         }
     }
-    let limits = SpliceLimits {
-        idle: (s.limits.splice_idle > 0)
-            .then(|| std::time::Duration::from_secs(s.limits.splice_idle)),
-        linger: std::time::Duration::from_secs(s.limits.linger),
-    };
+    let limits = s.limits.splice();
     let shutdown = h.shutdown.clone();
     let tracked = shutdown.track();
     let max = usize::MAX;

@@ -188,7 +188,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
             );
         }
     };
-    let timeout = Duration::from_secs(s.limits.request_timeout);
+    let timeout = s.limits.request_timeout;
     let answer = match parked.wait(timeout).await {
         Ok(a) => a
             .downcast::<Answer>()
@@ -200,7 +200,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         }
         Err(_) => return gone(s, &entity.path),
     };
-    let idle = Duration::from_secs(s.limits.response_idle_timeout);
+    let idle = s.limits.response_idle_timeout;
     let (metrics, label) = (h.metrics.clone(), entity.path.clone());
     let count = move |to_listener: u64| {
         move |to_sender: u64| metrics.bytes(&label, FRONTEND_HTTP, to_listener, to_sender)

@@ -172,14 +172,14 @@ impl Outstanding {
 
 impl Control {
     fn deadline(&self) -> Instant {
-        let grace = self.h.settings.limits.token_grace + auth::CLOCK_SKEW;
+        let grace = self.h.settings.limits.token_grace.as_secs() + auth::CLOCK_SKEW;
         let left = (self.expiry + grace).saturating_sub(auth::now());
         Instant::now() + Duration::from_secs(left)
     }
 
     async fn run(mut self, mut read: WsRead, write: WsWrite, mut rx: mpsc::Receiver<CoreRequest>) {
         let max_message = self.h.settings.limits.max_control_message;
-        let interval = Duration::from_secs(self.h.settings.limits.ping_interval.max(1));
+        let interval = (self.h.settings.limits.ping_interval).max(Duration::from_secs(1));
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut last_seen = Instant::now();
         let expiry = tokio::time::sleep_until(self.deadline());
@@ -310,7 +310,7 @@ impl Control {
                     Some(&token),
                     &self.entity,
                     Right::Listen,
-                    s.limits.token_grace,
+                    s.limits.token_grace.as_secs(),
                 ) {
                     Ok(()) => {
                         self.expiry = Token::parse(&token).map_or(self.expiry, |t| t.expiry);

@@ -205,7 +205,7 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool
         max_frame: MAX_FRAME,
         batch: (!frame_per_write).then(Vec::new),
     };
-    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let handshake = wcf.settings.limits.handshake_timeout;
     let opened = tokio::time::timeout(handshake, open(&mut input, &mut out)).await;
     let remote_idle = match opened {
         Ok(Ok(idle)) => idle,
@@ -369,7 +369,7 @@ impl Connection {
         let mut last_beat = Instant::now();
         // A connection with no attached link has not authenticated: it may
         // stay so for the handshake time-out, whatever heartbeats it sends.
-        let handshake = Duration::from_secs(self.wcf.settings.limits.handshake_timeout);
+        let handshake = self.wcf.settings.limits.handshake_timeout;
         let mut unattached_since = Some(Instant::now());
         let stopping = self.wcf.shutdown.stopping();
         tokio::pin!(stopping);
@@ -679,7 +679,7 @@ impl Connection {
                     debug!(via = %link.via, "listener token renewed");
                     link.expiry = expiry;
                 }
-                Err(e) if expired(link.expiry, settings.limits.token_grace) => {
+                Err(e) if expired(link.expiry, settings.limits.token_grace.as_secs()) => {
                     refused = Some(props::error(AUTH_FAILED, &e.to_string()));
                 }
                 Err(e) => {
@@ -739,7 +739,7 @@ impl Connection {
 
     /// Detach links whose token expired (past the grace) without renewal.
     async fn expire_tokens(&mut self, out: &mut Out) -> Result<(), Stop> {
-        let grace = self.wcf.settings.limits.token_grace;
+        let grace = self.wcf.settings.limits.token_grace.as_secs();
         let mut dead = Vec::new();
         for (ch, s) in &mut self.sessions {
             let gone: Vec<u32> = s

@@ -222,14 +222,14 @@ async fn relay(
     };
     wcf.metrics
         .rendezvous(label, FRONTEND_HTTP, started.elapsed().as_secs_f64());
-    let timeout = Duration::from_secs(s.limits.request_timeout);
+    let timeout = s.limits.request_timeout;
     let exchange = Exchange {
         via: format!("sb://{}/{}/", s.host, entity.path),
         head,
         upload,
         max_head: s.limits.max_header_bytes.max(64 * 1024),
         max_buffered: max,
-        idle: Duration::from_secs(s.limits.response_idle_timeout),
+        idle: s.limits.response_idle_timeout,
         metrics: wcf.metrics.clone(),
         label: label.to_owned(),
     };
@@ -541,12 +541,12 @@ async fn release(head_tx: &mut HeadTx, pending: &mut Pending, fault: bool, body_
 }
 
 /// The HTTP response for a reply head and its body.
-fn respond(head: ReplyHead, rx: BodyRx, is_head: bool, idle: u64) -> Response<Body> {
+fn respond(head: ReplyHead, rx: BodyRx, is_head: bool, idle: Duration) -> Response<Body> {
     let body = if is_head {
         reply::empty()
     } else {
         // The exchange counts its bytes itself.
-        reply::channel_body(rx, Duration::from_secs(idle), |_| {})
+        reply::channel_body(rx, idle, |_| {})
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = hyper::StatusCode::from_u16(head.status.unwrap_or(200))

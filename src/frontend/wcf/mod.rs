@@ -84,7 +84,7 @@ impl Wcf {
             kind: Some(kind.label()),
             ..crate::relay::Filter::default()
         };
-        let wait = std::time::Duration::from_secs(self.settings.limits.accept_timeout);
+        let wait = self.settings.limits.accept_timeout;
         let mut parked = self
             .relay
             .connect(path, &filter, |_| Box::new(ToListener::Rendezvous))?;

@@ -69,7 +69,7 @@ struct Target {
 
 /// Serve one sender connection; `upgrade` allows the TLS upgrade (9351).
 pub async fn serve(wcf: Wcf, tcp: TcpStream, upgrade: bool) {
-    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let handshake = wcf.settings.limits.handshake_timeout;
     let connect_by = Instant::now() + handshake;
     let session = Session::new(Transport::Tcp(tcp), MAX_RECORD);
     let config = PreambleConfig {
@@ -398,7 +398,7 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
             Err(e) => Err(e),
         }
     } else {
-        let wait = Duration::from_secs(wcf.settings.limits.accept_timeout);
+        let wait = wcf.settings.limits.accept_timeout;
         wcf.relay
             .registry
             .deliver_waiting(&t.entity.path, &filter, request(inner), wait)

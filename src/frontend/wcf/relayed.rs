@@ -7,7 +7,7 @@
 //! dial-back answers it; both get their replies and the two streams are
 //! spliced untouched. Failures are SOAP faults with the relay codes (§6.1).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -23,11 +23,11 @@ use super::entity::split_address;
 use super::stream::{self, Conn, Rewind};
 use super::{Answer, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
-use crate::relay::{CoreError, Guid, SpliceLimits};
+use crate::relay::{CoreError, Guid};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {
-    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let handshake = wcf.settings.limits.handshake_timeout;
     let (conn, secure) = match tokio::time::timeout(handshake, preamble(&wcf, tcp)).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
@@ -78,7 +78,7 @@ async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), String>
 /// Read the first message and act on it: a client's RelayedConnect or a
 /// listener's RelayedAccept. `secure` says whether the leg is encrypted.
 pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
-    let handshake = Duration::from_secs(wcf.settings.limits.handshake_timeout);
+    let handshake = wcf.settings.limits.handshake_timeout;
     let msg = match tokio::time::timeout(handshake, conn.read_message(MAX_PREFIXED_MESSAGE)).await {
         Ok(Ok(m)) => m,
         Ok(Err(e))
@@ -229,10 +229,7 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     wcf.metrics.sender(&label, FRONTEND_RELAYED, 200);
     wcf.metrics
         .rendezvous(&label, FRONTEND_RELAYED, started.elapsed().as_secs_f64());
-    let limits = SpliceLimits {
-        idle: (s.limits.splice_idle > 0).then(|| Duration::from_secs(s.limits.splice_idle)),
-        linger: Duration::from_secs(s.limits.linger),
-    };
+    let limits = s.limits.splice();
     let _tracked = wcf.shutdown.track();
     let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
     let stats = stream::splice(conn, listener, limits, wcf.shutdown.drained()).await;
