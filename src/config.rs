@@ -336,6 +336,16 @@ impl Limits {
         .collect()
     }
 
+    /// The relay core's share of these limits.
+    pub fn core(&self) -> crate::relay::CoreLimits {
+        crate::relay::CoreLimits {
+            listeners_per_path: self.listeners_per_path,
+            listener_queue: self.listener_queue,
+            pending_per_path: self.pending_per_path,
+            pending_total: self.pending_total,
+        }
+    }
+
     /// The splice rules these limits give.
     pub fn splice(&self) -> crate::relay::SpliceLimits {
         crate::relay::SpliceLimits {

@@ -372,12 +372,7 @@ fn serve(
         for ep in &endpoints {
             bound.push((ep.name, ep.listener.local_addr()?));
         }
-        let relay = relay::Relay::new(relay::CoreLimits {
-            listeners_per_path: limits.listeners_per_path,
-            listener_queue: limits.listener_queue,
-            pending_per_path: limits.pending_per_path,
-            pending_total: limits.pending_total,
-        });
+        let relay = relay::Relay::new(limits.core());
         let snapshot = reload::Snapshot::of(&config);
         let live = reload::Live::new(snapshot.clone());
         let reloader = reload::Reloader {

@@ -92,7 +92,7 @@ impl CoreError {
     }
 }
 
-/// The core's limits (from `[limits]`).
+/// The core's limits (from `[limits]`, `config::Limits::core`).
 #[derive(Debug, Clone, Copy)]
 pub struct CoreLimits {
     /// Listeners per path (25, as the service).
@@ -103,17 +103,6 @@ pub struct CoreLimits {
     pub pending_per_path: usize,
     /// Pending rendezvous in all.
     pub pending_total: usize,
-}
-
-impl Default for CoreLimits {
-    fn default() -> Self {
-        CoreLimits {
-            listeners_per_path: 25,
-            listener_queue: 64,
-            pending_per_path: 1024,
-            pending_total: 16384,
-        }
-    }
 }
 
 /// The core: registry plus rendezvous table.
