@@ -343,30 +343,30 @@ impl Metrics {
 
     /// A zero-valued accept-error series for `endpoint`.
     pub fn prime_endpoint(&self, endpoint: &str) {
-        let _ = self.accept_errors.get_or_create(&vec![
-            ("namespace".to_owned(), self.namespace.clone()),
-            ("endpoint".to_owned(), endpoint.to_owned()),
-        ]);
+        let _ = self
+            .accept_errors
+            .get_or_create(&self.endpoint_labels(endpoint));
     }
 
     /// `endpoint` reached its connection cap.
     pub fn connection_cap_hit(&self, endpoint: &str) {
         self.cap_hits
-            .get_or_create(&vec![
-                ("namespace".to_owned(), self.namespace.clone()),
-                ("endpoint".to_owned(), endpoint.to_owned()),
-            ])
+            .get_or_create(&self.endpoint_labels(endpoint))
             .inc();
     }
 
     /// An accept on `endpoint` failed.
     pub fn accept_failed(&self, endpoint: &str) {
         self.accept_errors
-            .get_or_create(&vec![
-                ("namespace".to_owned(), self.namespace.clone()),
-                ("endpoint".to_owned(), endpoint.to_owned()),
-            ])
+            .get_or_create(&self.endpoint_labels(endpoint))
             .inc();
+    }
+
+    fn endpoint_labels(&self, endpoint: &str) -> Labels {
+        vec![
+            ("namespace".to_owned(), self.namespace.clone()),
+            ("endpoint".to_owned(), endpoint.to_owned()),
+        ]
     }
 
     /// The text exposition.

@@ -22,6 +22,7 @@ use fastwebsockets::OpCode;
 use support::gateway::{token, Gateway, ROOT};
 use support::hc::{listener, pair};
 use support::wsclient::{http, next, next_json, send, send_text, split_url, upgrade_request, ws};
+use support::{open_fds, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -427,17 +428,6 @@ async fn frames_that_break_rfc_6455_close_with_1002() {
     still_works(&gw, "rfc-after").await;
 }
 
-/// The gateway's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 /// A frame declaring 2^40 bytes, of which 64 MiB are sent, is passed on as
 /// it arrives: the listener receives every byte, unmasked, as fragments of
 /// one message, and the gateway's memory does not grow with the frame (it
@@ -551,9 +541,7 @@ async fn running_out_of_descriptors_degrades_without_spinning() {
     let mut ctl = listener(&gw, "fd").await;
     let (mut s, mut l) = pair(&gw, &mut ctl, "fd").await;
     let pid = gw.pid();
-    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let open = open_fds(pid);
     let limit = format!("--nofile={}:{}", open + 8, open + 8);
     let status = std::process::Command::new("prlimit")
         .args(["--pid", &pid.to_string(), &limit])

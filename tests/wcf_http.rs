@@ -282,17 +282,6 @@ fn curl_reaches_a_local_web_server_through_forward_http() {
     gw.stop_clean();
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn hundred_megabyte_bodies_stream_both_ways() {
     let gw = Gateway::start("");
@@ -339,7 +328,7 @@ fn hundred_megabyte_bodies_stream_both_ways() {
         .enumerate()
         .all(|(i, b)| usize::from(*b) == i % 251));
     // Streamed, not held: the gateway's peak RSS stays far below 100 MB.
-    let peak = vm_hwm_kib(gw.pid());
+    let peak = support::status_kib(gw.pid(), "VmHWM");
     eprintln!("100 MB up {up:?}, down {down:?}; gateway peak RSS {peak} KiB");
     assert!(peak < 60 * 1024, "gateway peak RSS {peak} KiB");
     gw.stop_clean();
@@ -671,12 +660,6 @@ fn mono_wcf_web_and_basic_http_services_serve_through_the_relay() {
     gw.stop_clean();
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[test]
 fn malformed_replies_are_bad_gateway_and_leak_nothing() {
     let gw = Gateway::start("");
@@ -717,7 +700,7 @@ fn malformed_replies_are_bad_gateway_and_leak_nothing() {
         ),
         ("a StatusCode that is no number", vec![0x0B], bad_status),
     ];
-    let before = open_fds(gw.pid());
+    let before = support::open_fds(gw.pid());
     for (what, ack, reply) in cases {
         let handle = curl_meanwhile(&gw, &["-H", &a, &url(&gw, "soap/x")]);
         let _ = sdk_listener_with(&rhea, &gw.ca(), &ack, &reply);
@@ -731,7 +714,7 @@ fn malformed_replies_are_bad_gateway_and_leak_nothing() {
         );
     }
     std::thread::sleep(Duration::from_millis(300));
-    let after = open_fds(gw.pid());
+    let after = support::open_fds(gw.pid());
     assert!(
         after <= before + 1,
         "descriptors: {before} before, {after} after"

@@ -259,17 +259,6 @@ pub fn pin(pid: u32, cpus: &str) {
         .status();
 }
 
-/// Resident set size of a process, KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A gateway for a benchmark: the test namespace plus `limits` (a `[limits]`
 /// body), logging at `$RELAY_BENCH_GATEWAY_LOG` or `info`, as in production.
 pub fn bench_gateway(limits: &str) -> crate::support::gateway::Gateway {

@@ -47,14 +47,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    bench_gateway, gateway_listener, interleaved, latency_rows, median, ms, rathole, rss_kib,
-    serve, tcp_echo, tcp_once, tool, wait_port,
+    bench_gateway, gateway_listener, interleaved, latency_rows, median, ms, rathole, serve,
+    tcp_echo, tcp_once, tool, wait_port,
 };
 use fastwebsockets::{Frame, Payload, Role, WebSocket};
 use sha1::Digest;
 use support::gateway::{token, ROOT};
 use support::wsclient::ws;
-use support::{free_port, Proc};
+use support::{free_port, rss_kib, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

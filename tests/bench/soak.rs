@@ -36,20 +36,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bench_gateway, forward_listener, gateway_listener, relayed, rss_kib, tcp_echo};
+use common::{bench_gateway, forward_listener, gateway_listener, relayed, tcp_echo};
 use fastwebsockets::{Frame, OpCode, Payload};
 use support::gateway::{token, Gateway, ROOT};
 use support::wsclient::ws;
+use support::{open_fds as fds, rss_kib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WORKERS: usize = 8;
 const RESTART: Duration = Duration::from_secs(10);
 const MESSAGE: usize = 1024;
-
-/// Open descriptors of a process.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
 
 /// Counts of one phase.
 #[derive(Default)]
