@@ -21,7 +21,7 @@ use crate::config::Secret;
 use crate::server::Acceptor;
 
 use crate::frontend::hybrid::reply::{self, Body};
-use crate::relay::Registry;
+use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
@@ -32,8 +32,8 @@ pub struct Admin {
     pub shutdown: Shutdown,
     /// Metrics and the status store.
     pub metrics: Arc<Metrics>,
-    /// The listeners.
-    pub registry: Registry,
+    /// The relay core (listeners here and, in a cluster, everywhere).
+    pub relay: Relay,
     /// The namespace host.
     pub namespace: String,
     /// Configured entities: path and type.
@@ -62,6 +62,9 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
             r
         }
         "/metrics" => {
+            if let Some(view) = admin.relay.view() {
+                metrics.cluster(&view);
+            }
             let mut r = reply::status(200, "OK");
             *r.body_mut() = reply::full(metrics.render());
             r.headers_mut().insert(
@@ -88,7 +91,15 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
         "/reload" => reply::status(405, "use POST"),
         "/healthz" => reply::status(200, "ok"),
         "/readyz" if shutdown.is_stopping() => reply::status(503, "draining"),
-        "/readyz" => reply::status(200, "ready"),
+        // A node that lost the cluster still serves pairs whose listener and
+        // client are both here, so it stays in the load balancer's set.
+        "/readyz" => match admin.relay.view().and_then(|v| v.problem) {
+            Some(why) => reply::status(
+                200,
+                &format!("ready, alone: {why}; serving this node's listeners only"),
+            ),
+            None => reply::status(200, "ready"),
+        },
         _ => reply::status(404, "not found"),
     }
 }
@@ -199,9 +210,10 @@ fn page(admin: &Admin) -> String {
     for (path, kind) in admin.configured.iter() {
         rows.insert(path.trim_matches('/').to_ascii_lowercase(), kind.clone());
     }
-    for path in admin.registry.paths() {
-        let kind = admin
-            .registry
+    let registry = &admin.relay.registry;
+    let view = admin.relay.view();
+    for path in registry.paths() {
+        let kind = registry
             .listeners(&path)
             .first()
             .map(|l| kind_name(&l.kind))
@@ -209,6 +221,9 @@ fn page(admin: &Admin) -> String {
         rows.entry(path).or_insert(kind);
     }
     for path in stats.keys().filter(|p| *p != "unknown") {
+        rows.entry(path.clone()).or_default();
+    }
+    for path in view.iter().flat_map(|v| v.listeners.keys()) {
         rows.entry(path.clone()).or_default();
     }
     let mut html = String::new();
@@ -238,22 +253,49 @@ Endpoints: {endpoints}. Reload the page to refresh; bytes count connections and 
         html.push_str("<tr><td colspan=\"7\">No entities yet.</td></tr>");
     }
     for (path, kind) in &rows {
-        let listeners = admin.registry.listeners(path);
+        let listeners = registry.listeners(path);
         let ids: Vec<String> = listeners.iter().map(|l| esc(&l.identity)).collect();
         let s = stats.get(path).copied().unwrap_or_default();
+        let count = match &view {
+            Some(_) => {
+                let n = admin.relay.listener_count(path);
+                format!("{} here, {} in the cluster", n.here, n.cluster)
+            }
+            None => listeners.len().to_string(),
+        };
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(path),
             esc(kind),
-            listeners.len(),
+            count,
             ids.join("<br>"),
             s.active,
             s.to_listener,
             s.to_sender
         );
     }
-    html.push_str("</table><h2>Recent errors</h2>");
+    html.push_str("</table>");
+    if let Some(v) = &view {
+        let _ = write!(
+            html,
+            "<h2>Cluster</h2><p>This node: <b>{}</b>. NATS: {}. Members seen: {}.</p>",
+            esc(&v.node),
+            match &v.problem {
+                None => "connected".to_owned(),
+                Some(why) => format!(
+                    "<b>not joined</b> ({}); serving this node's listeners only",
+                    esc(why)
+                ),
+            },
+            v.members
+                .iter()
+                .map(|m| esc(m))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    html.push_str("<h2>Recent errors</h2>");
     let errors = status.errors();
     if errors.is_empty() {
         html.push_str("<p>None.</p>");
@@ -312,7 +354,13 @@ mod tests {
     #[test]
     fn the_page_escapes_what_clients_chose() {
         let metrics = Arc::new(Metrics::new("ns"));
-        let registry = Registry::new(25, 4);
+        let relay = crate::relay::Relay::new(crate::relay::CoreLimits {
+            listeners_per_path: 25,
+            listener_queue: 4,
+            pending_per_path: 4,
+            pending_total: 4,
+        });
+        let registry = relay.registry.clone();
         let _l = registry
             .register(
                 "hc1",
@@ -327,7 +375,7 @@ mod tests {
         let admin = Admin {
             shutdown,
             metrics,
-            registry: registry.clone(),
+            relay,
             namespace: "ns".into(),
             configured: Arc::new(vec![("orders".into(), "WCF NetTcp".into())]),
             reloader: crate::reload::Reloader {

@@ -389,6 +389,135 @@ pub struct Config {
     /// Admin endpoint access.
     #[serde(default)]
     pub admin: AdminAccess,
+    /// Several nodes sharing relays over NATS; absent: this node alone.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: this node is one of several behind a load balancer, sharing
+/// listeners and routing connects over NATS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The NATS servers (`nats://HOST:PORT`, `tls://HOST:PORT`).
+    pub nats: Vec<String>,
+    /// This node's name among the members (default: the host name).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The first token of every subject, so that clusters can share a NATS.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// How other parties reach this node directly.
+    #[serde(default)]
+    pub advertise: Advertise,
+    /// Credentials and TLS for NATS.
+    #[serde(default)]
+    pub auth: ClusterAuth,
+}
+
+fn default_subject_prefix() -> String {
+    "relay".into()
+}
+
+/// `[cluster.advertise]`: the addresses listeners on other nodes are told to
+/// dial to reach a client held here; each defaults to what this node bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advertise {
+    /// Plain HTTP and WebSocket (Hybrid Connections rendezvous over `ws`).
+    pub http: Option<SocketAddr>,
+    /// HTTPS and WSS (rendezvous over `wss`).
+    pub https: Option<SocketAddr>,
+    /// The relayed-connect port WCF listeners dial back to.
+    pub relayed: Option<SocketAddr>,
+    /// The host name in rendezvous addresses and WCF `InstanceDnsAddress`
+    /// (default: the advertised IP address).
+    pub host: Option<String>,
+}
+
+/// `[cluster.auth]`: how this node authenticates to NATS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterAuth {
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<Secret>,
+    /// A token.
+    pub token: Option<Secret>,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// CA certificates (PEM) to verify the NATS servers' TLS with.
+    pub ca: Option<PathBuf>,
+}
+
+impl Cluster {
+    /// This node's name: `node`, else the host name (letters, digits, '-'
+    /// and '_' kept, anything else made '-').
+    pub fn node_name(&self) -> String {
+        if let Some(node) = &self.node {
+            return node.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default();
+        let name: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if name.is_empty() {
+            "node".into()
+        } else {
+            name
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.nats.is_empty() {
+            return Err("cluster.nats must name at least one NATS server".into());
+        }
+        for url in &self.nats {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) || url.ends_with("://") {
+                return Err(format!(
+                    "cluster.nats: \"{url}\" is not a NATS address (nats://HOST:PORT)"
+                ));
+            }
+        }
+        // Both name NATS subjects and the key-value bucket.
+        let name_ok = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !name_ok(&self.subject_prefix) {
+            return Err(format!(
+                "cluster.subject_prefix \"{}\" may hold only letters, digits, '-' and '_'",
+                self.subject_prefix
+            ));
+        }
+        if let Some(node) = self.node.as_deref().filter(|n| !name_ok(n)) {
+            return Err(format!(
+                "cluster.node \"{node}\" may hold only letters, digits, '-' and '_'"
+            ));
+        }
+        let a = &self.auth;
+        if a.user.is_some() != a.password.is_some() {
+            return Err("cluster.auth: user and password go together".into());
+        }
+        let ways = [a.user.is_some(), a.token.is_some(), a.creds.is_some()];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err("cluster.auth: choose one of user/password, token or creds".into());
+        }
+        Ok(())
+    }
 }
 
 /// Name of the rule the embedded default creates.
@@ -410,6 +539,19 @@ impl Config {
         if let Some(t) = &config.tls {
             crate::tls::acceptor(&t.cert, &t.key)
                 .map_err(|e| format!("{}: [tls]: {e}", path.display()))?;
+        }
+        if let Some(auth) = config.cluster.as_ref().map(|c| &c.auth) {
+            for (key, file) in [("creds", &auth.creds), ("ca", &auth.ca)] {
+                if let Some(file) = file {
+                    std::fs::File::open(file).map_err(|e| {
+                        format!(
+                            "{}: cluster.auth.{key} {}: {e}",
+                            path.display(),
+                            file.display()
+                        )
+                    })?;
+                }
+            }
         }
         Ok(config)
     }
@@ -443,6 +585,7 @@ impl Config {
             wcf_relay: Vec::new(),
             limits: Limits::default(),
             admin: AdminAccess::default(),
+            cluster: None,
         }
     }
 
@@ -483,6 +626,9 @@ impl Config {
         }
         if self.limits.listeners_per_path == 0 {
             return Err("limits.listeners_per_path must be at least 1".into());
+        }
+        if let Some(c) = &self.cluster {
+            c.check()?;
         }
         if let Some(addr) = self.listen.admin.filter(|a| !a.ip().is_loopback()) {
             if self.admin.token.is_none() {

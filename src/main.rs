@@ -44,6 +44,7 @@
 
 mod admin;
 mod auth;
+mod cluster;
 mod config;
 mod forward;
 mod frontend;
@@ -372,7 +373,35 @@ fn serve(
         for ep in &endpoints {
             bound.push((ep.name, ep.listener.local_addr()?));
         }
-        let relay = relay::Relay::new(limits.core());
+        let mut relay = relay::Relay::new(limits.core());
+        if let Some(c) = &config.cluster {
+            let a = &c.advertise;
+            let origin = relay::Origin {
+                node: c.node_name(),
+                http: a.http.or(ports.http),
+                https: a.https.or(ports.https),
+                relayed: a.relayed.or(ports.relayed),
+                host: a.host.clone(),
+            };
+            for addr in [origin.http, origin.https, origin.relayed].into_iter().flatten() {
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(%addr, "cluster: advertising an unspecified address; set [cluster.advertise] so that other nodes' listeners can reach this one");
+                }
+            }
+            let settings = cluster::Settings {
+                nats: c.nats.clone(),
+                node: origin.node.clone(),
+                prefix: c.subject_prefix.clone(),
+                origin,
+                auth: c.auth.clone(),
+                listeners_per_path: limits.listeners_per_path,
+            };
+            tracing::info!(node = settings.node, nats = ?settings.nats, "cluster: joining");
+            let routes = cluster::Cluster::start(settings, relay.registry.clone())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            relay = relay.with_routes(std::sync::Arc::new(routes));
+        }
         let snapshot = reload::Snapshot::of(&config);
         let live = reload::Live::new(snapshot.clone());
         let reloader = reload::Reloader {
@@ -400,7 +429,7 @@ fn serve(
                 admin::Admin {
                     shutdown: shutdown.clone(),
                     metrics: metrics.clone(),
-                    registry: relay.registry.clone(),
+                    relay: relay.clone(),
                     namespace: config.namespace.host.clone(),
                     configured: std::sync::Arc::new(configured),
                     reloader: reloader.clone(),

@@ -77,6 +77,10 @@ pub struct Metrics {
     accept_errors: Family<Labels, Counter>,
     splice_endings: Family<Labels, Counter>,
     cap_hits: Family<Labels, Counter>,
+    cluster_members: Family<Labels, Gauge>,
+    cluster_connected: Family<Labels, Gauge>,
+    cluster_listeners: Family<Labels, Gauge>,
+    cluster_dropped: Family<Labels, Counter>,
     /// What the status page shows.
     pub status: std::sync::Arc<crate::status::Status>,
 }
@@ -115,6 +119,10 @@ impl Metrics {
             accept_errors: Family::default(),
             splice_endings: Family::default(),
             cap_hits: Family::default(),
+            cluster_members: Family::default(),
+            cluster_connected: Family::default(),
+            cluster_listeners: Family::default(),
+            cluster_dropped: Family::default(),
             registry: Registry::default(),
             status: std::sync::Arc::default(),
         };
@@ -178,7 +186,55 @@ impl Metrics {
             "Connections the listening socket could not accept (descriptors or memory exhausted), by endpoint",
             m.accept_errors.clone(),
         );
+        registry.register(
+            "cluster_members",
+            "Gateway nodes this node sees in the cluster (itself included)",
+            m.cluster_members.clone(),
+        );
+        registry.register(
+            "cluster_connected",
+            "1 while this node reaches NATS and the cluster's bucket, else 0 (serving its own listeners only)",
+            m.cluster_connected.clone(),
+        );
+        registry.register(
+            "cluster_listeners",
+            "Listeners of each entity on every node of the cluster (active_listeners counts this node's)",
+            m.cluster_listeners.clone(),
+        );
+        registry.register(
+            "cluster_messages_dropped",
+            "Messages from other nodes dropped, by reason: oversized, malformed, listener_queue (a Multicast message found the listener's queue full)",
+            m.cluster_dropped.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Take the cluster's figures as this node now sees them.
+    pub fn cluster(&self, view: &crate::relay::ClusterView) {
+        let ns = ("namespace".to_owned(), self.namespace.clone());
+        let node = ("node".to_owned(), view.node.clone());
+        let at = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.cluster_members
+            .get_or_create(&vec![ns.clone(), node.clone()])
+            .set(at(view.members.len()));
+        self.cluster_connected
+            .get_or_create(&vec![ns.clone(), node])
+            .set(i64::from(view.connected));
+        self.cluster_listeners.clear();
+        for (path, n) in &view.listeners {
+            self.cluster_listeners
+                .get_or_create(&vec![ns.clone(), ("entity".to_owned(), path.clone())])
+                .set(at(*n));
+        }
+        for (reason, n) in &view.dropped {
+            self.cluster_dropped
+                .get_or_create(&vec![
+                    ns.clone(),
+                    ("reason".to_owned(), (*reason).to_owned()),
+                ])
+                .inner()
+                .store(*n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn labels(&self, entity: &str, frontend: &str, extra: Option<(&str, &str)>) -> Labels {

@@ -72,6 +72,20 @@ impl fmt::Display for Guid {
     }
 }
 
+/// On the cluster's bus a GUID is its hyphenated text.
+impl serde::Serialize for Guid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Guid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Guid::parse(&text).ok_or_else(|| serde::de::Error::custom("not a GUID"))
+    }
+}
+
 impl fmt::Debug for Guid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)

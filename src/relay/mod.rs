@@ -1,28 +1,177 @@
 //! The protocol-neutral relay core (`src/main.rs`, "Design"): which listeners
-//! serve which path ([`registry`]), the table that pairs a parked client with
-//! the listener's answer ([`rendezvous`]), and the splice of two legs
-//! ([`splice`], or [`zerocopy`] for two plain TCP sockets). Front ends translate their protocols into these calls; the
-//! core never names a protocol type (a test checks that no file here
-//! mentions the protocol crates).
+//! serve which path ([`registry`]), how a request reaches one of them, on
+//! this node or another ([`routes`]), the table that pairs a parked client
+//! with the listener's answer ([`rendezvous`]), and the splice of two legs
+//! ([`splice`], or [`zerocopy`] for two plain TCP sockets). Front ends
+//! translate their protocols into these calls; the core never names a
+//! protocol type (a test checks that no file here mentions the protocol
+//! crates).
+//!
+//! What a listener is asked ([`Ask`]) is typed and serializable, since it
+//! may travel to the node that holds the listener; the answer ([`Answer`])
+//! never travels: the listener's rendezvous or dial-back comes to the node
+//! that parked the client ([`Origin`]), and is matched there.
 
 pub mod id;
 pub mod leg;
 pub mod registry;
 pub mod rendezvous;
+pub mod routes;
 pub mod splice;
 #[cfg(target_os = "linux")]
 pub mod zerocopy;
 
 use std::any::Any;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 pub use id::Guid;
 pub use leg::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
-pub use registry::{Filter, ListenerInfo, Registry, Request};
+pub use registry::{Broadcast, Filter, ListenerGuard, ListenerInfo, Registry};
 pub use rendezvous::{Parked, Rendezvous};
+pub use routes::{ClusterView, Routes};
 pub use splice::{splice, SpliceLimits};
 
-/// Opaque data a front end passes through the core.
-pub type Payload = Box<dyn Any + Send>;
+/// A listener's answer to a parked client, as its front end shaped it. It
+/// stays on the node that parked the client (see the module docs).
+pub type Answer = Box<dyn Any + Send>;
+
+/// Something a listener must act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The rendezvous id the answer must carry.
+    pub id: Guid,
+    /// The node holding the client, when the listener must be told to dial
+    /// a node other than the one it is connected to; `None`: that node.
+    pub origin: Option<Box<Origin>>,
+    /// What is asked.
+    pub ask: Ask,
+}
+
+/// What a listener is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ask {
+    /// Open a rendezvous for a connecting client.
+    Connect(Box<Caller>),
+    /// Serve an HTTP request: its head when the listener gets it now, not
+    /// on the rendezvous, and then its body too, if it has one.
+    Http {
+        /// Who sends it.
+        caller: Box<Caller>,
+        /// The request head, when it travels with the ask.
+        head: Option<HttpHead>,
+        /// The body, when it travels with the ask.
+        #[serde(with = "base64_bytes::option")]
+        body: Option<Bytes>,
+    },
+    /// Take one message (a one-way send).
+    Message(#[serde(with = "base64_bytes")] Bytes),
+}
+
+/// Bytes in serialized asks as base64 text.
+mod base64_bytes {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        B64.decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(b: &Option<Bytes>, s: S) -> Result<S::Ok, S::Error> {
+            match b {
+                Some(b) => super::serialize(b, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+            let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+            text.map(|t| {
+                B64.decode(t.as_bytes())
+                    .map(Bytes::from)
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+        }
+    }
+}
+
+/// Who is connecting, as far as a listener is told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The client's tracking id.
+    pub tracking: String,
+    /// The part of the path the client addressed below the entity's.
+    pub suffix: String,
+    /// The query the listener sees in its rendezvous address, if any.
+    pub query: Option<String>,
+    /// The client's headers (names as sent; repeated ones joined).
+    pub headers: BTreeMap<String, String>,
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+}
+
+/// An HTTP request head, as relayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpHead {
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Whether a body follows.
+    pub body: bool,
+}
+
+/// How parties reach a node directly (`[cluster.advertise]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The node's name.
+    pub node: String,
+    /// Plain HTTP and WebSocket.
+    pub http: Option<SocketAddr>,
+    /// HTTPS and WSS.
+    pub https: Option<SocketAddr>,
+    /// The relayed-connect port.
+    pub relayed: Option<SocketAddr>,
+    /// The host name to use instead of the IP address.
+    pub host: Option<String>,
+}
+
+impl Origin {
+    /// `scheme://host:port` of the node's WebSocket endpoint, `wss` when
+    /// `tls` and the node has one (else the other).
+    pub fn websocket_base(&self, tls: bool) -> Option<String> {
+        let (scheme, addr) = match (tls, self.https, self.http) {
+            (true, Some(a), _) | (false, Some(a), None) => ("wss", a),
+            (_, _, Some(a)) => ("ws", a),
+            (_, None, None) => return None,
+        };
+        let host = match &self.host {
+            Some(h) => h.clone(),
+            None if addr.is_ipv6() => format!("[{}]", addr.ip()),
+            None => addr.ip().to_string(),
+        };
+        Some(format!("{scheme}://{host}:{}", addr.port()))
+    }
+}
 
 /// Which side a failure is attributed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,43 +254,126 @@ pub struct CoreLimits {
     pub pending_total: usize,
 }
 
-/// The core: registry plus rendezvous table.
+/// The core: this node's listeners, the routes to listeners anywhere, and
+/// the rendezvous table.
 #[derive(Clone)]
 pub struct Relay {
-    /// Listeners by path.
+    /// This node's listeners by path.
     pub registry: Registry,
     /// Pending rendezvous.
     pub rendezvous: Rendezvous,
+    routes: Arc<dyn Routes>,
 }
 
 impl Relay {
-    /// A core with these limits.
+    /// A core with these limits, serving this node's listeners only.
     pub fn new(limits: CoreLimits) -> Self {
+        let registry = Registry::new(limits.listeners_per_path, limits.listener_queue);
         Relay {
-            registry: Registry::new(limits.listeners_per_path, limits.listener_queue),
+            routes: Arc::new(registry.clone()),
+            registry,
             rendezvous: Rendezvous::new(limits.pending_per_path, limits.pending_total),
         }
     }
 
-    /// Connect a client to `path`: park it under a fresh id, then hand a
-    /// request built by `make(id)` to one listener chosen by `filter`. The
-    /// caller awaits the listener's answer on the returned [`Parked`].
-    pub fn connect(
+    /// The same core, reaching listeners through `routes` (a cluster built
+    /// over [`Relay::registry`]).
+    pub fn with_routes(self, routes: Arc<dyn Routes>) -> Self {
+        Relay { routes, ..self }
+    }
+
+    /// Register a listener of this node for `path`: dropping the guard
+    /// unregisters it; requests for it arrive on the receiver.
+    pub async fn register(
+        &self,
+        path: &str,
+        info: ListenerInfo,
+    ) -> Result<(ListenerGuard, tokio::sync::mpsc::Receiver<Request>), CoreError> {
+        self.routes.register(path, info).await
+    }
+
+    /// Connect a client to `path`: park it under a fresh id, then hand the
+    /// ask built by `make(id)` to one listener chosen by `filter`, wherever
+    /// it is. The caller awaits the listener's answer on the [`Parked`].
+    pub async fn connect(
         &self,
         path: &str,
         filter: &Filter,
-        make: impl FnOnce(Guid) -> Payload,
+        make: impl FnOnce(Guid) -> Ask,
     ) -> Result<Parked, CoreError> {
         let parked = self.rendezvous.park(path)?;
-        let payload = make(parked.id());
-        self.registry.deliver(
-            path,
-            filter,
-            Request {
-                id: parked.id(),
-                payload,
-            },
-        )?;
+        let request = Request {
+            id: parked.id(),
+            origin: self.routes.origin().map(Box::new),
+            ask: make(parked.id()),
+        };
+        self.routes
+            .deliver(path, filter, request, Duration::ZERO)
+            .await?;
         Ok(parked)
     }
+
+    /// Hand a message to one listener of `path` (a Unicast one-way send),
+    /// waiting up to `wait` for room when every admitted listener is busy.
+    pub async fn send(
+        &self,
+        path: &str,
+        filter: &Filter,
+        message: Bytes,
+        wait: Duration,
+    ) -> Result<(), CoreError> {
+        let request = self.message(message);
+        self.routes.deliver(path, filter, request, wait).await
+    }
+
+    /// Hand a message to every listener of `path` (a Multicast send), at
+    /// most once each; those whose queue is full miss it (counted).
+    pub async fn publish(
+        &self,
+        path: &str,
+        filter: &Filter,
+        message: Bytes,
+    ) -> Result<Broadcast, CoreError> {
+        let request = self.message(message);
+        self.routes.broadcast(path, filter, request).await
+    }
+
+    fn message(&self, message: Bytes) -> Request {
+        Request {
+            id: Guid::random(),
+            origin: None,
+            ask: Ask::Message(message),
+        }
+    }
+
+    /// Whether an ask may carry request bodies: false when it may be sent
+    /// to another node, so that relayed bytes stay off the cluster's bus.
+    pub fn carries_bodies(&self) -> bool {
+        self.routes.origin().is_none()
+    }
+
+    /// The listeners of `path` this node knows of: its own, and in a
+    /// cluster, those of every node.
+    pub fn listener_count(&self, path: &str) -> Counts {
+        let here = self.registry.listeners(path).len();
+        let cluster = self
+            .view()
+            .and_then(|v| v.listeners.get(&registry::normalize(path)).copied())
+            .map_or(here, |n| n.max(here));
+        Counts { here, cluster }
+    }
+
+    /// The cluster as this node sees it; `None` on a single node.
+    pub fn view(&self) -> Option<ClusterView> {
+        self.routes.view()
+    }
+}
+
+/// Listener counts of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// On this node.
+    pub here: usize,
+    /// In the whole cluster (equal to `here` on a single node).
+    pub cluster: usize,
 }

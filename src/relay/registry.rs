@@ -10,18 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 
-use super::{CoreError, Payload};
-
-/// Something a listener must act on: a rendezvous to open or a request to serve.
-pub struct Request {
-    /// The rendezvous id the answer must carry.
-    pub id: super::Guid,
-    /// Front-end data describing what is asked.
-    pub payload: Payload,
-}
+use super::{CoreError, Request};
 
 /// What the core knows of a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListenerInfo {
     /// The listener's identity (its tracking id), for filters and status.
     pub identity: String,
@@ -30,7 +22,7 @@ pub struct ListenerInfo {
 }
 
 /// Which listeners a delivery may go to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// If not empty, only these identities.
     pub allowed: Vec<String>,
@@ -41,7 +33,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn admits(&self, info: &ListenerInfo) -> bool {
+    /// Whether a listener may get the request.
+    pub fn admits(&self, info: &ListenerInfo) -> bool {
         (self.allowed.is_empty()
             || self
                 .allowed
@@ -79,10 +72,27 @@ pub struct ListenerGuard {
     inner: Arc<Inner>,
     path: String,
     id: u64,
+    queue: mpsc::Sender<Request>,
+    tied: Vec<tokio::task::AbortHandle>,
+}
+
+impl ListenerGuard {
+    /// The listener's request queue, for routes that feed it directly.
+    pub fn queue(&self) -> mpsc::Sender<Request> {
+        self.queue.clone()
+    }
+
+    /// Stop `task` when the listener unregisters.
+    pub fn tie(&mut self, task: tokio::task::AbortHandle) {
+        self.tied.push(task);
+    }
 }
 
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
+        for task in &self.tied {
+            task.abort();
+        }
         let mut paths = lock(&self.inner.paths);
         if let Some(list) = paths.get_mut(&self.path) {
             list.retain(|e| e.id != self.id);
@@ -131,12 +141,18 @@ impl Registry {
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue);
-        list.push(Entry { id, info, tx });
+        list.push(Entry {
+            id,
+            info,
+            tx: tx.clone(),
+        });
         Ok((
             ListenerGuard {
                 inner: self.inner.clone(),
                 path,
                 id,
+                queue: tx,
+                tied: Vec::new(),
             },
             rx,
         ))
@@ -206,7 +222,7 @@ impl Registry {
     pub fn deliver(&self, path: &str, filter: &Filter, request: Request) -> Result<(), CoreError> {
         let mut candidates = self.admitted(path, filter)?;
         candidates.shuffle(&mut rand::rng());
-        offer(&candidates, request).map_err(|(e, _)| e)
+        offer(&candidates, request).map_err(|failed| failed.0)
     }
 
     /// Like [`Registry::deliver`], but when every admitted listener's queue
@@ -221,7 +237,7 @@ impl Registry {
     ) -> Result<(), CoreError> {
         let mut candidates = self.admitted(path, filter)?;
         candidates.shuffle(&mut rand::rng());
-        match offer(&candidates, request) {
+        match offer(&candidates, request).map_err(|failed| *failed) {
             Ok(()) => Ok(()),
             Err((CoreError::ListenerBusy, request)) => {
                 let Some(tx) = candidates.into_iter().find(|tx| !tx.is_closed()) else {
@@ -262,7 +278,7 @@ impl Registry {
 fn offer(
     candidates: &[mpsc::Sender<Request>],
     request: Request,
-) -> Result<(), (CoreError, Request)> {
+) -> Result<(), Box<(CoreError, Request)>> {
     let mut request = request;
     let mut busy = false;
     for tx in candidates {
@@ -280,7 +296,7 @@ fn offer(
     } else {
         CoreError::ListenerGone
     };
-    Err((e, request))
+    Err(Box::new((e, request)))
 }
 
 /// What a [`Registry::broadcast`] reached.
@@ -301,10 +317,7 @@ mod tests {
         let reg = Registry::new(25, 1);
         let (_g1, mut r1) = reg.register("p", info("a")).unwrap();
         let (_g2, mut r2) = reg.register("p", info("b")).unwrap();
-        let make = || Request {
-            id: super::super::Guid::random(),
-            payload: Box::new(()),
-        };
+        let make = req;
         let all = Filter::default();
         assert_eq!(
             reg.broadcast("p", &all, make).unwrap(),
@@ -338,7 +351,8 @@ mod tests {
     fn req() -> Request {
         Request {
             id: super::super::Guid::random(),
-            payload: Box::new(()),
+            origin: None,
+            ask: super::super::Ask::Message(bytes::Bytes::new()),
         }
     }
 

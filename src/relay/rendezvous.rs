@@ -13,16 +13,16 @@ use tokio::sync::oneshot;
 
 use super::id::Guid;
 use super::registry::normalize;
-use super::{CoreError, Payload};
+use super::{Answer, CoreError};
 
 #[derive(Default)]
 struct Table {
-    pending: HashMap<Guid, (String, oneshot::Sender<Payload>)>,
+    pending: HashMap<Guid, (String, oneshot::Sender<Answer>)>,
     per_path: HashMap<String, usize>,
 }
 
 impl Table {
-    fn remove(&mut self, id: Guid) -> Option<oneshot::Sender<Payload>> {
+    fn remove(&mut self, id: Guid) -> Option<oneshot::Sender<Answer>> {
         let (path, tx) = self.pending.remove(&id)?;
         if let Some(n) = self.per_path.get_mut(&path) {
             *n -= 1;
@@ -35,11 +35,11 @@ impl Table {
 }
 
 /// A claimed rendezvous, answered once with [`Claim::send`].
-pub struct Claim(oneshot::Sender<Payload>);
+pub struct Claim(oneshot::Sender<Answer>);
 
 impl Claim {
     /// Deliver the answer; when the client has gone, the answer comes back.
-    pub fn send(self, answer: Payload) -> Result<(), Payload> {
+    pub fn send(self, answer: Answer) -> Result<(), Answer> {
         self.0.send(answer)
     }
 }
@@ -55,7 +55,7 @@ pub struct Rendezvous {
 /// A parked client: its id, and the answer to wait for.
 pub struct Parked {
     id: Guid,
-    rx: oneshot::Receiver<Payload>,
+    rx: oneshot::Receiver<Answer>,
     table: Arc<Mutex<Table>>,
 }
 
@@ -70,7 +70,7 @@ impl Parked {
     }
 
     /// Wait for the answer, at most `limit`.
-    pub async fn wait(&mut self, limit: Duration) -> Result<Payload, CoreError> {
+    pub async fn wait(&mut self, limit: Duration) -> Result<Answer, CoreError> {
         match tokio::time::timeout(limit, &mut self.rx).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(CoreError::ListenerGone),
@@ -118,7 +118,7 @@ impl Rendezvous {
     }
 
     /// Complete the rendezvous `id` with the listener's answer (once).
-    pub fn complete(&self, id: Guid, answer: Payload) -> Result<(), CoreError> {
+    pub fn complete(&self, id: Guid, answer: Answer) -> Result<(), CoreError> {
         self.take(id)
             .ok_or(CoreError::UnknownRendezvous)?
             .send(answer)

@@ -12,19 +12,17 @@
 use std::collections::BTreeMap;
 
 use hybrid::address;
-use hybrid::control::{Accept, RemoteEndpoint};
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{HeaderMap, Request, Response};
 use tracing::Instrument;
 use tracing::{debug, info};
 
-use super::listener::rendezvous_tail;
 use super::reply::{self, Body};
-use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
+use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::config::Right;
 use crate::frontend::spelling::{canonical, Names};
 use crate::frontend::websocket;
-use crate::relay::{splice, CoreError, Filter, Guid};
+use crate::relay::{splice, Ask, Caller, CoreError, Filter, Guid};
 
 /// Headers never passed to a listener.
 const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];
@@ -130,20 +128,19 @@ pub async fn connect(
         Ok(r) => r,
         Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
     };
-    let remote = RemoteEndpoint {
-        address: peer.remote.ip().to_string(),
-        port: peer.remote.port(),
+    let caller = Caller {
+        tracking: id,
+        suffix: entity.suffix.clone(),
+        query: app_query,
+        headers,
+        remote: Some(peer.remote),
     };
     let parked = h
         .relay
-        .connect(&entity.path, &filter(req.headers()), |rid| {
-            Box::new(ToListener::Accept(Accept {
-                address: rendezvous_tail(&entity, app_query.as_deref(), "accept", &id, rid),
-                id: id.clone(),
-                connect_headers: headers,
-                remote_endpoint: remote,
-            }))
-        });
+        .connect(&entity.path, &filter(req.headers()), |_| {
+            Ask::Connect(Box::new(caller))
+        })
+        .await;
     let started = std::time::Instant::now();
     let mut parked = match parked {
         Ok(p) => p,

@@ -25,13 +25,12 @@ use tracing::Instrument;
 
 use super::connect::{filter, join_headers};
 use super::entity::{Settings, TokenSource};
-use super::listener::rendezvous_tail;
 use super::reply::{self, Body, BodyPart, BodyRx};
-use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_HTTP};
+use super::{Answer, Hybrid, Peer, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::spelling::Names;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
-use crate::relay::{CoreError, Guid};
+use crate::relay::{Ask, Caller, CoreError, Guid, HttpHead};
 
 /// Largest body sent inline on the control channel.
 pub const INLINE_BODY: usize = 64 * 1024;
@@ -124,9 +123,12 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
     let has_body = chunked || length.is_some_and(|n| n > 0);
+    // Where the request may go to another node, it always takes the
+    // rendezvous, so that its bytes never travel on the cluster's bus.
     let inline = !chunked
         && length.is_none_or(|n| n as usize <= INLINE_BODY)
-        && header_bytes <= s.limits.max_header_bytes;
+        && header_bytes <= s.limits.max_header_bytes
+        && h.relay.carries_bodies();
     let target = match address::filter_query(&query) {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
@@ -155,23 +157,23 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         None
     };
     let mut sent = inline_body.as_ref().map_or(0, |b| b.len() as u64);
-    let parked = h.relay.connect(&entity.path, &filter, |rid| {
-        let address = rendezvous_tail(
-            &entity,
-            address::filter_query(&query).as_deref(),
-            "request",
-            &rid.to_string(),
-            rid,
-        );
-        Box::new(ToListener::Request(
-            HcRequest {
-                address,
-                id: rid.to_string(),
-                head: inline.then(|| head.clone()),
-            },
-            inline_body,
-        ))
-    });
+    let caller = Caller {
+        tracking: String::new(),
+        suffix: entity.suffix.clone(),
+        query: address::filter_query(&query),
+        headers: head.request_headers.clone(),
+        remote: Some(peer.remote),
+    };
+    let ask = Ask::Http {
+        caller: Box::new(caller),
+        head: inline.then(|| HttpHead {
+            method: head.method.clone(),
+            target: head.request_target.clone(),
+            body: head.body,
+        }),
+        body: inline_body,
+    };
+    let parked = h.relay.connect(&entity.path, &filter, |_| ask).await;
     let mut parked = match parked {
         Ok(p) => p,
         Err(e) => {

@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::OpCode;
 use hybrid::address;
-use hybrid::control::{parse_command, ListenerCommand};
+use hybrid::control::{
+    parse_command, Accept, ListenerCommand, RemoteEndpoint, Request as HcRequest, RequestHead,
+};
 use hybrid::sas::Token;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
@@ -25,11 +27,11 @@ use tracing::{debug, info, warn};
 
 use super::entity::Entity;
 use super::reply::{self, Body, BodyPart, BodyTx};
-use super::{Answer, Hybrid, Peer, ToListener, FRONTEND_WS};
+use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
 use crate::frontend::websocket::{self, WsRead, WsWrite};
-use crate::relay::{CoreError, Guid, ListenerInfo, Request as CoreRequest};
+use crate::relay::{Ask, Caller, CoreError, Guid, ListenerInfo, Request as CoreRequest};
 
 /// The core's listener kind of Hybrid Connections listeners (so that senders
 /// never reach a WCF relay listener registered on the same path).
@@ -66,13 +68,14 @@ pub async fn listen(
         .and_then(|t| Token::parse(t).ok())
         .map_or(0, |t| t.expiry);
     let identity = address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id);
-    let (guard, rx) = match h.relay.registry.register(
+    let registered = h.relay.register(
         &entity.path,
         ListenerInfo {
             identity: identity.clone(),
             kind: KIND.into(),
         },
-    ) {
+    );
+    let (guard, rx) = match registered.await {
         Ok(r) => r,
         Err(CoreError::ListenerQuota(n)) => {
             info!(path = entity.path, "listen refused: quota");
@@ -96,6 +99,7 @@ pub async fn listen(
         h: h.clone(),
         entity,
         base,
+        tls: peer.tls,
         identity,
         expiry,
         outstanding: Outstanding::default(),
@@ -137,6 +141,8 @@ struct Control {
     h: Hybrid,
     entity: Entity,
     base: String,
+    /// Whether the listener is connected over TLS (its rendezvous too).
+    tls: bool,
     identity: String,
     expiry: u64,
     /// Rendezvous ids delivered on this channel that may still be pending.
@@ -266,19 +272,39 @@ impl Control {
 
     /// Write what the core asks for; false when the channel is broken.
     async fn deliver(&mut self, write: &WsWrite, r: CoreRequest) -> bool {
-        let Ok(payload) = r.payload.downcast::<ToListener>() else {
-            warn!("unexpected request payload");
-            return true;
-        };
         let pending = &self.h.relay.rendezvous;
         self.outstanding.insert(r.id, |id| pending.is_pending(id));
-        let sent = match *payload {
-            ToListener::Accept(mut a) => {
-                a.address = format!("{}{}", self.base, a.address);
-                websocket::send_text(write, &a.to_json()).await
+        // The node holding the client, as this listener reaches it.
+        let base = match r.origin.as_ref().and_then(|o| o.websocket_base(self.tls)) {
+            Some(base) => base,
+            None => self.base.clone(),
+        };
+        let path = &self.entity.path;
+        let sent = match r.ask {
+            Ask::Connect(c) => {
+                let tail = rendezvous_tail(path, &c, "accept", &c.tracking, r.id);
+                let accept = Accept {
+                    address: format!("{base}{tail}"),
+                    remote_endpoint: remote_endpoint(c.remote),
+                    id: c.tracking,
+                    connect_headers: c.headers,
+                };
+                websocket::send_text(write, &accept.to_json()).await
             }
-            ToListener::Request(mut r, body) => {
-                r.address = format!("{}{}", self.base, r.address);
+            Ask::Http { caller, head, body } => {
+                let id = r.id.to_string();
+                let tail = rendezvous_tail(path, &caller, "request", &id, r.id);
+                let r = HcRequest {
+                    address: format!("{base}{tail}"),
+                    id,
+                    head: head.map(|h| RequestHead {
+                        request_target: h.target,
+                        method: h.method,
+                        request_headers: caller.headers,
+                        remote_endpoint: remote_endpoint(caller.remote),
+                        body: h.body,
+                    }),
+                };
                 let t = r.to_json();
                 // Both frames back to back, nothing in between.
                 let mut w = write.lock().await;
@@ -296,6 +322,10 @@ impl Control {
                     }
                     (r, _) => r,
                 }
+            }
+            Ask::Message(_) => {
+                warn!(path, "a message cannot go to a Hybrid Connections listener");
+                return true;
             }
         };
         sent.is_ok()
@@ -384,18 +414,25 @@ impl Control {
 /// `request`): `/$hc/{entity}{suffix}?{query&}sb-hc-action=…&sb-hc-id=…&sb-hc-rendezvous=…`.
 /// The single-use rendezvous id rides in an `sb-hc-` parameter, which SDKs
 /// hide from applications.
-pub fn rendezvous_tail(
-    entity: &Entity,
-    query: Option<&str>,
-    action: &str,
-    id: &str,
-    rid: Guid,
-) -> String {
-    let q = query.map(|q| format!("{q}&")).unwrap_or_default();
+fn rendezvous_tail(path: &str, caller: &Caller, action: &str, id: &str, rid: Guid) -> String {
+    let q = caller
+        .query
+        .as_ref()
+        .map(|q| format!("{q}&"))
+        .unwrap_or_default();
     format!(
-        "/$hc/{}{}?{q}sb-hc-action={action}&sb-hc-id={id}&sb-hc-rendezvous={rid}",
-        entity.path, entity.suffix
+        "/$hc/{path}{}?{q}sb-hc-action={action}&sb-hc-id={id}&sb-hc-rendezvous={rid}",
+        caller.suffix
     )
+}
+
+/// The `remoteEndpoint` of a caller (unspecified when not known).
+fn remote_endpoint(remote: Option<std::net::SocketAddr>) -> RemoteEndpoint {
+    let remote = remote.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    RemoteEndpoint {
+        address: remote.ip().to_string(),
+        port: remote.port(),
+    }
 }
 
 #[cfg(test)]

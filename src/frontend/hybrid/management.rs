@@ -60,7 +60,7 @@ pub fn get<B>(h: &Hybrid, req: &Request<B>, path: &str) -> Response<Body> {
             &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
         );
     }
-    let count = h.relay.registry.listeners(&entity.path).len();
+    let count = h.relay.listener_count(&entity.path).cluster;
     let now = httpdate_rfc3339();
     let body = format!(
         concat!(

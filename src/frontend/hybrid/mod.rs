@@ -15,7 +15,6 @@ pub mod reply;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hybrid::address::{self, Action};
 use hyper::{Method, Request, Response};
 use tracing::info;
@@ -24,17 +23,6 @@ use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 use entity::Settings;
 use reply::Body;
-
-/// What the gateway asks a listener to do (the core's request payload).
-/// Addresses hold only the path and query; the listener's task prefixes the
-/// scheme and host its own control channel came in on.
-pub enum ToListener {
-    /// Send an `accept`.
-    Accept(hybrid::control::Accept),
-    /// Send a `request` and, for the inline form with a body, the body right
-    /// after it as one binary message.
-    Request(hybrid::control::Request, Option<Bytes>),
-}
 
 /// What answers a parked sender (the core's answer payload).
 pub enum Answer {

@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wcf::amqp::frame::{self, Body, Header, Sasl, AMQP_HEADER, HEARTBEAT, SASL_HEADER};
 use wcf::amqp::listener::{
     self as props, answer_attach, flow_token, Half, ListenerAttach, ADDRESS_IN_USE, AUTH_FAILED,
@@ -36,10 +36,10 @@ use wcf::relay::{Notice, OnewaySend};
 
 use super::entity::{split_address, Entity, Kind, Refused};
 use super::stream::BoxIo;
-use super::{ToListener, Wcf, FRONTEND_AMQP};
+use super::{Wcf, FRONTEND_AMQP};
 use crate::config::Right;
-use crate::relay::registry::ListenerGuard;
-use crate::relay::{CoreError, ListenerInfo, Request};
+use crate::relay::ListenerGuard;
+use crate::relay::{Ask, CoreError, ListenerInfo, Origin, Request};
 
 /// The idle time-out the gateway advertises; the SDK refuses less (§11.2).
 pub const IDLE_TIMEOUT_MS: u32 = 60_000;
@@ -540,7 +540,7 @@ impl Connection {
                 "the handle is already attached",
             )));
         }
-        match self.admit(&attach) {
+        match self.admit(&attach).await {
             Ok(link) => {
                 let reply = answer_attach(&attach, handle, true);
                 out.send(ch, Performative::Attach(reply), &[]).await?;
@@ -568,7 +568,7 @@ impl Connection {
     }
 
     /// Validate an attach and, for `:in`, register the listener.
-    fn admit(&self, attach: &Attach) -> Result<Link, AmqpError> {
+    async fn admit(&self, attach: &Attach) -> Result<Link, AmqpError> {
         let wcf = &self.wcf;
         let a = ListenerAttach::parse(attach).map_err(|e| props::error(NOT_ALLOWED, &e))?;
         let ltype = a.listener_type.ok_or_else(|| {
@@ -613,8 +613,8 @@ impl Connection {
             };
             let q = wcf
                 .relay
-                .registry
                 .register(&entity.path, info)
+                .await
                 .map_err(|e| match e {
                     CoreError::ListenerQuota(n) => {
                         wcf.metrics
@@ -779,12 +779,16 @@ impl Connection {
         let Some(link) = session.links.get_mut(&h) else {
             return Ok(());
         };
-        let data = match req.payload.downcast::<ToListener>() {
-            Ok(to) => match *to {
-                ToListener::Rendezvous => notice(&link.via, &req.id.to_string(), ip, ports, &host),
-                ToListener::Message(inner) => wrap(&link.via, inner),
+        let data = match req.ask {
+            Ask::Connect(_) => match &req.origin {
+                Some(o) => notice(&link.via, &req.id.to_string(), &o.as_ref().into(), &host),
+                None => notice(&link.via, &req.id.to_string(), &(ip, ports).into(), &host),
             },
-            Err(_) => return Ok(()),
+            Ask::Message(inner) => wrap(&link.via, inner.into()),
+            Ask::Http { .. } => {
+                warn!("an HTTP request cannot go to a WCF listener over AMQP");
+                return Ok(());
+            }
         };
         link.credit = link.credit.saturating_sub(1);
         link.delivery_count = link.delivery_count.wrapping_add(1);
@@ -825,16 +829,57 @@ fn expired(expiry: u64, grace: u64) -> bool {
 
 /// The notice for rendezvous `id` (§3.2), wrapped for delivery (§2.2): the
 /// addresses are the gateway's own, as the listener reached it.
-fn notice(via: &str, id: &str, ip: Ipv4Addr, ports: super::Ports, host: &str) -> Vec<u8> {
+/// Where a notice tells the listener to dial back (§3.2).
+struct DialBack {
+    ip: Ipv4Addr,
+    ports: super::Ports,
+    host: Option<String>,
+}
+
+/// This node, as the listener reached it.
+impl From<(Ipv4Addr, super::Ports)> for DialBack {
+    fn from((ip, ports): (Ipv4Addr, super::Ports)) -> Self {
+        DialBack {
+            ip,
+            ports,
+            host: None,
+        }
+    }
+}
+
+/// The node holding the client, as it advertises itself.
+impl From<&Origin> for DialBack {
+    fn from(o: &Origin) -> Self {
+        let ip = [o.relayed, o.https, o.http]
+            .into_iter()
+            .flatten()
+            .find_map(|a| match a.ip() {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .unwrap_or(Ipv4Addr::LOCALHOST);
+        DialBack {
+            ip,
+            ports: super::Ports {
+                relayed: o.relayed,
+                http: o.http,
+                https: o.https,
+            },
+            host: o.host.clone(),
+        }
+    }
+}
+
+fn notice(via: &str, id: &str, to: &DialBack, host: &str) -> Vec<u8> {
     let port = |a: Option<SocketAddr>, d: u16| a.map_or(d, |a| a.port());
     let inner = Notice {
         to: via.to_owned(),
         id: id.to_owned(),
-        ip,
-        ip_port: port(ports.relayed, 9352),
-        http: (ip, port(ports.http, 80)),
-        https: (ip, port(ports.https, 443)),
-        instance_dns: Some(host.to_owned()),
+        ip: to.ip,
+        ip_port: port(to.ports.relayed, 9352),
+        http: (to.ip, port(to.ports.http, 80)),
+        https: (to.ip, port(to.ports.https, 443)),
+        instance_dns: Some(to.host.clone().unwrap_or_else(|| host.to_owned())),
     }
     .to_envelope()
     .to_msbin1();

@@ -25,15 +25,6 @@ use crate::relay::Relay;
 use crate::shutdown::Shutdown;
 use entity::Settings;
 
-/// What the gateway asks a WCF listener to do (the core's request payload).
-pub enum ToListener {
-    /// Open a rendezvous for a client; the id is the core request's id and
-    /// the notice names the listener's own address.
-    Rendezvous,
-    /// Deliver a one-way message (plain msbin1), wrapped for the listener.
-    Message(Vec<u8>),
-}
-
 /// What answers a parked client (the core's answer payload): the listener's
 /// dial-back, after its RelayedAccept was read and before any reply.
 pub struct Answer(pub stream::Conn);
@@ -85,9 +76,10 @@ impl Wcf {
             ..crate::relay::Filter::default()
         };
         let wait = self.settings.limits.accept_timeout;
-        let mut parked = self
-            .relay
-            .connect(path, &filter, |_| Box::new(ToListener::Rendezvous))?;
+        // The notice tells a WCF listener nothing of the client but where
+        // to dial back, which the core's request carries.
+        let ask = crate::relay::Ask::Connect(Box::default());
+        let mut parked = self.relay.connect(path, &filter, |_| ask).await?;
         // Only a dial-back answers a WCF rendezvous; anything else is a
         // listener that did not.
         match parked.wait(wait).await?.downcast::<Answer>() {

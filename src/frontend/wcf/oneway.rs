@@ -43,9 +43,9 @@ use wcf::soap::Envelope;
 use super::entity::{split_address, Entity, Kind};
 use super::nmf::Session;
 use super::stream::{Rewind, Transport};
-use super::{ToListener, Wcf};
+use super::Wcf;
 use crate::config::{Right, WcfRelayType};
-use crate::relay::{CoreError, Filter, Request};
+use crate::relay::{CoreError, Filter};
 
 /// Largest application message (§5, the SDK's 64 KB).
 pub const MAX_MESSAGE: usize = 65_536;
@@ -379,13 +379,10 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
         ..Filter::default()
     };
     let label = wcf.entity_label(&t.entity.path);
-    let request = |inner: Vec<u8>| Request {
-        id: crate::relay::Guid::random(),
-        payload: Box::new(ToListener::Message(inner)),
-    };
+    let inner = bytes::Bytes::from(inner);
+    let path = &t.entity.path;
     let result = if t.family == "NetEvent" {
-        let each = || request(inner.clone());
-        match wcf.relay.registry.broadcast(&t.entity.path, &filter, each) {
+        match wcf.relay.publish(path, &filter, inner).await {
             Ok(b) => {
                 for _ in 0..b.busy {
                     wcf.metrics
@@ -399,10 +396,7 @@ async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
         }
     } else {
         let wait = wcf.settings.limits.accept_timeout;
-        wcf.relay
-            .registry
-            .deliver_waiting(&t.entity.path, &filter, request(inner), wait)
-            .await
+        wcf.relay.send(path, &filter, inner, wait).await
     };
     result.map_err(|e| match e {
         CoreError::NoListener | CoreError::NoListenerMatches | CoreError::ListenerGone => (

@@ -1,0 +1,116 @@
+//! How a request reaches a listener (`src/main.rs`, "Design", "Where users
+//! outgrow one machine"): the seam between this node's [`Registry`] and a
+//! cluster. A single node routes to its own registry; a cluster
+//! (`crate::cluster`) routes through the cluster's bus to a listener on any
+//! node, telling it where the client is held. Front ends see only
+//! [`super::Relay`] and never learn which routes run.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::leg::BoxFuture;
+use super::registry::Broadcast;
+use super::{CoreError, Filter, ListenerGuard, ListenerInfo, Origin, Registry, Request};
+
+/// Ownership of listeners and routing of requests to them.
+pub trait Routes: Send + Sync {
+    /// Register a listener of this node for `path`, and make it reachable
+    /// by every node that routes here.
+    fn register<'a>(
+        &'a self,
+        path: &'a str,
+        info: ListenerInfo,
+    ) -> BoxFuture<'a, Result<(ListenerGuard, mpsc::Receiver<Request>), CoreError>>;
+
+    /// Hand `request` to one listener of `path` that `filter` admits,
+    /// chosen uniformly among all of them, wherever they are; when every
+    /// one's queue is full, wait up to `wait` for room (zero: refuse).
+    fn deliver<'a>(
+        &'a self,
+        path: &'a str,
+        filter: &'a Filter,
+        request: Request,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), CoreError>>;
+
+    /// Hand `request` to every listener of `path` that `filter` admits, at
+    /// most once each, skipping those whose queue is full.
+    fn broadcast<'a>(
+        &'a self,
+        path: &'a str,
+        filter: &'a Filter,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Broadcast, CoreError>>;
+
+    /// How listeners elsewhere reach this node; `None` on a single node,
+    /// where every listener is connected to the node holding the client.
+    fn origin(&self) -> Option<Origin>;
+
+    /// The cluster as this node sees it; `None` on a single node.
+    fn view(&self) -> Option<ClusterView>;
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's name.
+    pub node: String,
+    /// The nodes seen alive (this one included), sorted.
+    pub members: Vec<String>,
+    /// Whether the bus is connected (and its store reachable).
+    pub connected: bool,
+    /// Why not, when it is not.
+    pub problem: Option<String>,
+    /// Listeners per path on every node.
+    pub listeners: std::collections::BTreeMap<String, usize>,
+    /// Messages from other nodes dropped, by reason.
+    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// A single node: its registry is every listener there is.
+impl Routes for Registry {
+    fn register<'a>(
+        &'a self,
+        path: &'a str,
+        info: ListenerInfo,
+    ) -> BoxFuture<'a, Result<(ListenerGuard, mpsc::Receiver<Request>), CoreError>> {
+        Box::pin(std::future::ready(Registry::register(self, path, info)))
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        path: &'a str,
+        filter: &'a Filter,
+        request: Request,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<(), CoreError>> {
+        if wait.is_zero() {
+            Box::pin(std::future::ready(Registry::deliver(
+                self, path, filter, request,
+            )))
+        } else {
+            Box::pin(self.deliver_waiting(path, filter, request, wait))
+        }
+    }
+
+    fn broadcast<'a>(
+        &'a self,
+        path: &'a str,
+        filter: &'a Filter,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Broadcast, CoreError>> {
+        let each = || request.clone();
+        Box::pin(std::future::ready(Registry::broadcast(
+            self, path, filter, each,
+        )))
+    }
+
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
+
+    fn view(&self) -> Option<ClusterView> {
+        None
+    }
+}
