@@ -354,12 +354,7 @@ mod tests {
     #[test]
     fn the_page_escapes_what_clients_chose() {
         let metrics = Arc::new(Metrics::new("ns"));
-        let relay = crate::relay::Relay::new(crate::relay::CoreLimits {
-            listeners_per_path: 25,
-            listener_queue: 4,
-            pending_per_path: 4,
-            pending_total: 4,
-        });
+        let relay = crate::relay::Relay::new(crate::config::Limits::default().core());
         let registry = relay.registry.clone();
         let _l = registry
             .register(
@@ -375,7 +370,7 @@ mod tests {
         let admin = Admin {
             shutdown,
             metrics,
-            relay,
+            relay: relay.clone(),
             namespace: "ns".into(),
             configured: Arc::new(vec![("orders".into(), "WCF NetTcp".into())]),
             reloader: crate::reload::Reloader {
@@ -383,7 +378,7 @@ mod tests {
                 live: crate::reload::Live::new(crate::reload::Snapshot::of(
                     &crate::config::Config::embedded("k".into()),
                 )),
-                registry,
+                relay: relay.clone(),
                 started: Arc::new(crate::config::Config::embedded("k".into())),
             },
             token: None,

@@ -407,7 +407,7 @@ fn serve(
         let reloader = reload::Reloader {
             path: config_path.clone(),
             live: live.clone(),
-            registry: relay.registry.clone(),
+            relay: relay.clone(),
             started: std::sync::Arc::new(config.clone()),
         };
         if let Some(addr) = config.listen.admin {

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::frontend::{hybrid, wcf, Settings};
-use crate::relay::Registry;
+use crate::relay::Relay;
 
 /// The settings the front ends read, swapped as a whole on reload.
 #[derive(Clone)]
@@ -82,8 +82,9 @@ pub struct Reloader {
     pub path: Option<PathBuf>,
     /// Where the settings live.
     pub live: Arc<Live>,
-    /// The listeners, to close those whose entity is gone.
-    pub registry: Registry,
+    /// The relay core: this node's listeners are closed when their entity
+    /// is gone.
+    pub relay: Relay,
     /// The configuration the gateway started with: changes to `[listen]`,
     /// `[tls]` and the limits it took at start apply only after a restart.
     pub started: Arc<Config>,
@@ -99,28 +100,21 @@ impl Reloader {
         let config = Config::load(path)?;
         let next = Snapshot::of(&config);
         let mut evicted = Vec::new();
-        for p in self.registry.paths() {
-            let kinds: Vec<String> = self
-                .registry
-                .listeners(&p)
-                .into_iter()
-                .map(|l| l.kind)
-                .collect();
+        let registry = &self.relay.registry;
+        for p in registry.paths() {
+            let kinds: Vec<String> = registry.listeners(&p).into_iter().map(|l| l.kind).collect();
             let still = kinds
                 .iter()
                 .all(|kind| match wcf::entity::Kind::parse(kind) {
-                    Some(k) => next
-                        .wcf
-                        .resolve_listener(&p, k, true, &self.registry)
-                        .is_ok(),
-                    None => next.hybrid.resolve(&p, &self.registry, true).is_some(),
+                    Some(k) => next.wcf.resolve_listener(&p, k, true, &self.relay).is_ok(),
+                    None => next.hybrid.resolve(&p, &self.relay, true).is_some(),
                 });
             if !still {
-                self.registry.evict(&p);
+                registry.evict(&p);
                 evicted.push(p);
             }
         }
-        self.registry.set_per_path(config.limits.listeners_per_path);
+        registry.set_per_path(config.limits.listeners_per_path);
         self.live.set(next);
         let mut what = "reloaded".to_owned();
         if !evicted.is_empty() {

@@ -18,95 +18,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::gateway::{Gateway, KEY, ROOT};
-
-/// A node process, killed on drop; its stdout lines are collected.
-struct Node {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Node {
-    fn spawn(script: &str, args: &[&str], ca: Option<&std::path::Path>) -> Node {
-        let dir = support::root().join("tests/peers/hc");
-        assert!(
-            dir.join("node_modules/hyco-ws").exists(),
-            "run tests/peers/install.sh"
-        );
-        let mut cmd = Command::new("node");
-        cmd.current_dir(&dir)
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(ca) = ca {
-            cmd.env("NODE_EXTRA_CA_CERTS", ca);
-        }
-        let mut child = cmd.spawn().expect("node");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        Node { child, lines }
-    }
-
-    /// A hyco-ws echo listener (`ws-listener.js`, root key) on `path`
-    /// at `base`, once its control channel is open.
-    fn echo(base: &str, path: &str, name: &str, ca: Option<&std::path::Path>) -> Node {
-        let l = Node::spawn("ws-listener.js", &[base, path, ROOT, KEY, name], ca);
-        l.wait_for(&format!("listening {name}"), Duration::from_secs(10));
-        l
-    }
-
-    fn wait_for(&self, line: &str, limit: Duration) {
-        let start = Instant::now();
-        while !self.lines.lock().unwrap().iter().any(|l| l == line) {
-            if start.elapsed() > limit {
-                let lines = self.lines.lock().unwrap();
-                panic!(
-                    "no {line:?} from node; first lines: {:?}",
-                    &lines[..lines.len().min(5)]
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| *l == line)
-            .count()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sender(base: &str, path: &str, rounds: &str, ca: Option<&std::path::Path>) -> String {
-    let mut cmd = Command::new("node");
-    cmd.current_dir(support::root().join("tests/peers/hc"))
-        .args(["ws-sender.js", base, path, ROOT, KEY, rounds]);
-    if let Some(ca) = ca {
-        cmd.env("NODE_EXTRA_CA_CERTS", ca);
-    }
-    let out = support::run_with_timeout(&mut cmd, Duration::from_secs(40));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use support::hyco::{curl, sender, sha256_hex, Node};
 
 #[test]
 fn hyco_ws_echo_over_ws_and_wss() {
@@ -144,29 +60,6 @@ fn balancing_across_three_hyco_ws_listeners() {
         .collect();
     assert_eq!(counts.iter().sum::<usize>(), 24);
     assert!(counts.iter().all(|c| *c >= 1), "{counts:?}");
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = support::run_with_timeout(
-        Command::new("curl")
-            .args(["-sS", "--max-time", "30"])
-            .args(args),
-        Duration::from_secs(40),
-    );
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[test]

@@ -21,19 +21,7 @@ use std::time::{Duration, Instant};
 
 use support::gateway::Gateway;
 use support::relayed::forward;
-use support::{free_port, mono, run_with_timeout, spawn_ready, Proc};
-
-/// Start the Mono host behind the relay; returns it and, per service
-/// (calc, blob, chat), the local port it listens on and its public port.
-fn relay_host() -> (Proc, Vec<(u16, u16)>) {
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let args: Vec<String> = ports.iter().map(|(l, p)| format!("{l}:{p}")).collect();
-    let (host, _, _) = spawn_ready(
-        &mut mono(&["relayhost", &args[0], &args[1], &args[2]]),
-        "ready",
-    );
-    (host, ports)
-}
+use support::{free_port, mono, mono_client, mono_relay_host, run_with_timeout, spawn_ready, Proc};
 
 /// A `forward --listen` for `path` to the local port, and a
 /// `forward --connect` accepting on the public port.
@@ -52,11 +40,6 @@ fn forwards(gw: &Gateway, path: &str, local: u16, public: u16, extra: &[&str]) -
     (l, c)
 }
 
-fn mono_client(args: &[&str]) -> String {
-    let out = run_with_timeout(&mut mono(args), Duration::from_secs(60));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn calc_uri(public: u16) -> String {
     format!("net.tcp://127.0.0.1:{public}/calc")
 }
@@ -64,7 +47,7 @@ fn calc_uri(public: u16) -> String {
 #[test]
 fn mono_and_pynettcp_reach_a_mono_host_through_the_relay_with_tls_on_every_hop() {
     let gw = Gateway::start("");
-    let (_host, ports) = relay_host();
+    let (_host, ports) = mono_relay_host();
     let names = ["calc", "blob", "chat"];
     let _fw: Vec<(Proc, Proc)> = names
         .iter()
@@ -114,7 +97,7 @@ fn mono_and_pynettcp_reach_a_mono_host_through_the_relay_with_tls_on_every_hop()
 #[test]
 fn plain_relayed_hops_work_when_the_listener_waives_transport_security() {
     let gw = Gateway::start("");
-    let (_host, ports) = relay_host();
+    let (_host, ports) = mono_relay_host();
     let _fw = forwards(&gw, "calc", ports[0].0, ports[0].1, &["--plain"]);
     assert_eq!(
         mono_client(&["calc", &calc_uri(ports[0].1)]),
@@ -128,7 +111,7 @@ fn plain_relayed_hops_work_when_the_listener_waives_transport_security() {
 #[test]
 fn listener_tokens_are_renewed_and_an_unrenewed_one_is_detached() {
     let gw = Gateway::start("[limits]\ntoken_grace = 0\n");
-    let (_host, ports) = relay_host();
+    let (_host, ports) = mono_relay_host();
     // Signed tokens of 4 s, renewed every 2 s: still serving after 8 s.
     let _fw = forwards(&gw, "calc", ports[0].0, ports[0].1, &["--token-ttl", "4"]);
     std::thread::sleep(Duration::from_secs(8));
@@ -166,7 +149,7 @@ fn forward_listeners_reconnect_after_the_gateway_restarts() {
     // The second gateway takes the first one's ports and certificate.
     let keep = support::gateway::TempDir::new("restart");
     let config = first.restart_config(&keep);
-    let (_host, ports) = relay_host();
+    let (_host, ports) = mono_relay_host();
     let (mut listen, _connect) = {
         let (amqps, relayed) = (first.amqps.unwrap(), first.relayed.unwrap());
         let uri = "sb://localhost/calc";

@@ -21,95 +21,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::json;
 use support::gateway::{token, Gateway, ROOT};
-use support::nettcp::{operation, request, DuplexClient};
+use support::nettcp::DuplexClient;
+use support::oneway::{self, connect, delivered_text, note, send_note, via};
 use support::relayed::{self, fault_code, Rhea};
-use wcf::relay::{
-    Connect, OnewaySend, ACTION_CONNECT_REPLY, ACTION_ONEWAY_PING, ACTION_SEND_REPLY,
-};
+use wcf::relay::{ACTION_CONNECT_REPLY, ACTION_ONEWAY_PING, ACTION_SEND_REPLY};
 use wcf::soap::{Element, Envelope, NS_WSA10};
-use wcf::Limits;
-
-const PLAIN_LISTENER: &str = r#"{"com.microsoft:transport-security-required": false, "com.microsoft:client-authentication-required": true}"#;
 
 fn listeners(gw: &Gateway, path: &str, kind: &str, count: usize, plain: bool) -> Rhea {
-    let mut extra: serde_json::Value = if plain {
-        serde_json::from_str(PLAIN_LISTENER).unwrap()
-    } else {
-        json!({})
-    };
-    extra["com.microsoft:listener-type"] = json!(kind);
-    let r = Rhea::start(
-        gw.amqps.unwrap(),
-        &gw.ca(),
-        &format!("sb://localhost/{path}/"),
-        &token(path, ROOT, 600),
-        count,
-        extra,
-    );
-    for _ in 0..count {
-        r.next_of("attached");
-    }
-    r
-}
-
-/// The via of a one-way sender on `port` (§11.4: explicit port, trailing slash).
-fn via(port: u16, path: &str) -> String {
-    format!("net.tcp://localhost:{port}/{path}/")
-}
-
-/// §5.1 step 1: the Connect, answered by a correlated reply.
-fn connect(c: &mut DuplexClient, path: &str, tok: Option<String>) -> Envelope {
-    let id = support::nettcp::message_id();
-    let env = Connect {
-        message_id: id.clone(),
-        token: tok,
-        uri: format!("sb://localhost/{path}/"),
-    }
-    .to_envelope(&format!("sb://localhost/{path}/"));
-    c.send(&env);
-    let reply = c.receive();
-    assert_eq!(
-        reply.relates_to(),
-        Some(id),
-        "the reply correlates with the Connect"
-    );
-    reply
-}
-
-/// An application message as the SDK sends it; returns its MessageID.
-fn note(path: &str, text: &str) -> (String, Envelope) {
-    let env = request(
-        &format!("{}/ICalc/Note", support::nettcp::NS),
-        &format!("sb://localhost/{path}/"),
-        operation("Note", &[("text", text)]),
-    );
-    (env.message_id().unwrap(), env)
-}
-
-fn send_note(c: &mut DuplexClient, path: &str, text: &str) -> Envelope {
-    let (id, env) = note(path, text);
-    c.send(&env);
-    let reply = c.receive();
-    assert_eq!(reply.relates_to(), Some(id));
-    reply
-}
-
-/// The text of the Note inside a delivered wrapper, checking the wrapper.
-fn delivered_text(data: &[u8], path: &str) -> String {
-    let wrapper =
-        OnewaySend::from_envelope(&Envelope::decode(data, Limits::DEFAULT).unwrap()).unwrap();
-    assert_eq!(wrapper.via, format!("sb://localhost/{path}/"));
-    // Plain msbin1: decodes without any session dictionary.
-    let inner = Envelope::decode(&wrapper.inner, Limits::DEFAULT).unwrap();
-    assert!(inner.action().unwrap().ends_with("/ICalc/Note"));
-    inner
-        .body_element()
-        .unwrap()
-        .find_local("text")
-        .unwrap()
-        .text_content()
+    oneway::listeners(gw.amqps.unwrap(), &gw.ca(), path, kind, count, plain)
 }
 
 #[test]

@@ -90,7 +90,7 @@ struct Inner {
     store: Mutex<Option<kv::Store>>,
     directory: Mutex<Directory>,
     /// Queues of this node's listeners, by subject.
-    local: Mutex<HashMap<String, mpsc::Sender<Request>>>,
+    local: Mutex<HashMap<String, mpsc::WeakSender<Request>>>,
     problem: Mutex<Option<String>>,
     dropped: [AtomicU64; 3],
 }
@@ -211,7 +211,7 @@ async fn keep_bucket(inner: Arc<Inner>) {
                 continue;
             }
         };
-        let mut watch = match store.watch_all().await {
+        let mut watch = match store.watch_with_history(">").await {
             Ok(w) => w,
             Err(e) => {
                 inner.set_problem(Some(format!("NATS key-value watch: {e}")));
@@ -374,7 +374,7 @@ impl Drop for LocalEntry {
 }
 
 /// Serve a listener's subject and its path's Multicast subject.
-async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::Sender<Request>) {
+async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::WeakSender<Request>) {
     let _entry = LocalEntry {
         inner: inner.clone(),
         subject: slot.subject.clone(),
@@ -402,7 +402,8 @@ async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::Sender<Request>) {
             }
             Some(msg) = events.next() => match wire::decode::<Event>(&msg.payload) {
                 Ok(e) if e.filter.admits(&slot.info) => {
-                    if queue.try_send(e.request).is_err() {
+                    let full = queue.upgrade().map(|q| q.try_send(e.request));
+                    if let Some(Err(mpsc::error::TrySendError::Full(_))) = full {
                         inner.drop_message(wire::Drop::ListenerQueue);
                     }
                 }
@@ -415,7 +416,14 @@ async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::Sender<Request>) {
 }
 
 /// Queue `request` for a listener, waiting up to `wait` for room.
-async fn offer(queue: &mpsc::Sender<Request>, request: Request, wait: Duration) -> &'static [u8] {
+async fn offer(
+    queue: &mpsc::WeakSender<Request>,
+    request: Request,
+    wait: Duration,
+) -> &'static [u8] {
+    let Some(queue) = queue.upgrade() else {
+        return wire::reply::GONE;
+    };
     match queue.try_send(request) {
         Ok(()) => wire::reply::OK,
         Err(mpsc::error::TrySendError::Closed(_)) => wire::reply::GONE,
@@ -595,6 +603,20 @@ impl Routes for Cluster {
 
     fn origin(&self) -> Option<Origin> {
         Some(self.inner.settings.origin.clone())
+    }
+
+    fn elsewhere(&self, path: &str) -> Vec<ListenerInfo> {
+        let inner = &self.inner;
+        if inner.store().is_none() {
+            return Vec::new();
+        }
+        let d = lock(&inner.directory);
+        d.admitted(&normalize(path), &Filter::default(), SystemTime::now())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.node != inner.settings.node)
+            .map(|s| s.info)
+            .collect()
     }
 
     fn view(&self) -> Option<ClusterView> {

@@ -352,15 +352,34 @@ impl Relay {
         self.routes.origin().is_none()
     }
 
-    /// The listeners of `path` this node knows of: its own, and in a
-    /// cluster, those of every node.
-    pub fn listener_count(&self, path: &str) -> Counts {
-        let here = self.registry.listeners(path).len();
-        let cluster = self
+    /// The listeners of `path` on every node: this node's first.
+    pub fn listeners(&self, path: &str) -> Vec<ListenerInfo> {
+        let mut all = self.registry.listeners(path);
+        all.extend(self.routes.elsewhere(path));
+        all
+    }
+
+    /// Paths with listeners on any node.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths = self.registry.paths();
+        for p in self
             .view()
-            .and_then(|v| v.listeners.get(&registry::normalize(path)).copied())
-            .map_or(here, |n| n.max(here));
-        Counts { here, cluster }
+            .into_iter()
+            .flat_map(|v| v.listeners.into_keys())
+        {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        paths
+    }
+
+    /// How many listeners `path` has, here and on every node.
+    pub fn listener_count(&self, path: &str) -> Counts {
+        Counts {
+            here: self.registry.listeners(path).len(),
+            cluster: self.listeners(path).len(),
+        }
     }
 
     /// The cluster as this node sees it; `None` on a single node.

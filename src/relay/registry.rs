@@ -72,13 +72,14 @@ pub struct ListenerGuard {
     inner: Arc<Inner>,
     path: String,
     id: u64,
-    queue: mpsc::Sender<Request>,
+    queue: mpsc::WeakSender<Request>,
     tied: Vec<tokio::task::AbortHandle>,
 }
 
 impl ListenerGuard {
-    /// The listener's request queue, for routes that feed it directly.
-    pub fn queue(&self) -> mpsc::Sender<Request> {
+    /// The listener's request queue, for routes that feed it directly;
+    /// weak, so that unregistering (or eviction) still closes it.
+    pub fn queue(&self) -> mpsc::WeakSender<Request> {
         self.queue.clone()
     }
 
@@ -141,17 +142,14 @@ impl Registry {
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.inner.queue);
-        list.push(Entry {
-            id,
-            info,
-            tx: tx.clone(),
-        });
+        let queue = tx.downgrade();
+        list.push(Entry { id, info, tx });
         Ok((
             ListenerGuard {
                 inner: self.inner.clone(),
                 path,
                 id,
-                queue: tx,
+                queue,
                 tied: Vec::new(),
             },
             rx,

@@ -49,6 +49,9 @@ pub trait Routes: Send + Sync {
 
     /// The cluster as this node sees it; `None` on a single node.
     fn view(&self) -> Option<ClusterView>;
+
+    /// The listeners of `path` connected to other nodes.
+    fn elsewhere(&self, path: &str) -> Vec<ListenerInfo>;
 }
 
 /// The cluster as one node sees it.
@@ -112,5 +115,9 @@ impl Routes for Registry {
 
     fn view(&self) -> Option<ClusterView> {
         None
+    }
+
+    fn elsewhere(&self, _path: &str) -> Vec<ListenerInfo> {
+        Vec::new()
     }
 }

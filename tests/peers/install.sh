@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests drive:
-# Mono's WCF (with System.ServiceModel.Web), Node.js, curl, Chromium and systemd-analyze (apt); python `wcf` and `pynettcp` (PyPI, in a
+# Mono's WCF (with System.ServiceModel.Web), Node.js, curl, Chromium, systemd-analyze,
+# nats-server and HAProxy (apt; the cluster tests start them on loopback); python `wcf` and `pynettcp` (PyPI, in a
 # venv under target/peers); `hyco-ws` and `hyco-https` (npm, in
 # tests/peers/hc), rhea (npm, tests/peers/amqp), ws with bufferutil (npm,
 # tests/peers/wsnode, for a benchmark); websocat (crates.io, under target/peers/tools).
@@ -18,6 +19,8 @@ command -v node >/dev/null || apt_packages+=(nodejs npm)
 command -v curl >/dev/null || apt_packages+=(curl)
 command -v systemd-analyze >/dev/null || apt_packages+=(systemd)
 command -v chromium >/dev/null || apt_packages+=(chromium)
+[ -x /usr/sbin/nats-server ] || [ -x /usr/bin/nats-server ] || apt_packages+=(nats-server)
+[ -x /usr/sbin/haproxy ] || [ -x /usr/bin/haproxy ] || apt_packages+=(haproxy)
 if ((${#apt_packages[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

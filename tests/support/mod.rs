@@ -9,13 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod gateway;
 /// The gateway's own GUID type, to read and write ids as the SDKs do.
 #[path = "../../src/relay/id.rs"]
 #[allow(unused_imports)] // its unit tests also run here, in microseconds
 pub mod guid;
 pub mod hc;
+pub mod hyco;
 pub mod nettcp;
+pub mod oneway;
 pub mod relayed;
 pub mod wsclient;
 
@@ -121,6 +124,24 @@ pub fn mono(args: &[&str]) -> Command {
     let mut c = Command::new("mono");
     c.arg(peers().join("MonoPeer.exe")).args(args);
     c
+}
+
+/// The Mono host behind the relay (`relayhost` mode); returns it and, per
+/// service (calc, blob, chat), the local port it listens on and its public port.
+pub fn mono_relay_host() -> (Proc, Vec<(u16, u16)>) {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let args: Vec<String> = ports.iter().map(|(l, p)| format!("{l}:{p}")).collect();
+    let (host, _, _) = spawn_ready(
+        &mut mono(&["relayhost", &args[0], &args[1], &args[2]]),
+        "ready",
+    );
+    (host, ports)
+}
+
+/// What a Mono client run (`MonoPeer.exe` with `args`) printed.
+pub fn mono_client(args: &[&str]) -> String {
+    let out = run_with_timeout(&mut mono(args), Duration::from_secs(60));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`, ...).

@@ -247,6 +247,21 @@ impl Rhea {
             .unwrap()
     }
 
+    /// The data of every message that arrives until none has for `quiet`.
+    pub fn messages_until_quiet(&self, quiet: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(v) = self.events.recv_timeout(quiet) {
+            if v["event"] == "message" {
+                out.push(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(v["data"].as_str().unwrap())
+                        .unwrap(),
+                );
+            }
+        }
+        out
+    }
+
     /// Whether an event arrives within `wait`.
     pub fn quiet_for(&self, wait: Duration) -> bool {
         self.events.recv_timeout(wait).is_err()

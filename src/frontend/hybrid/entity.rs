@@ -10,7 +10,7 @@ use hybrid::sas::TokenError;
 use hyper::HeaderMap;
 
 use crate::config::{self, Right, Rule};
-use crate::relay::Registry;
+use crate::relay::Relay;
 
 /// The Hybrid Connections front end's settings.
 pub type Settings = crate::frontend::Settings<config::HybridConnection>;
@@ -41,7 +41,7 @@ pub enum TokenSource {
 impl Settings {
     /// Resolve `path` (without `/$hc/`). A listener on an unknown path gets a
     /// dynamic entity for its whole path when dynamic registration is on.
-    pub fn resolve(&self, path: &str, registry: &Registry, for_listener: bool) -> Option<Entity> {
+    pub fn resolve(&self, path: &str, relay: &Relay, for_listener: bool) -> Option<Entity> {
         let path = path.trim_start_matches('/');
         if let Some((i, suffix)) = address::resolve(
             path,
@@ -62,7 +62,7 @@ impl Settings {
         if !self.dynamic {
             return None;
         }
-        let live = registry.paths();
+        let live = relay.paths();
         let (path, suffix) = match address::resolve(path, &live) {
             Some((i, suffix)) if !for_listener => (live.get(i)?.clone(), suffix.to_owned()),
             _ => (path.trim_end_matches('/').to_owned(), String::new()),

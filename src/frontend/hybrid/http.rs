@@ -77,7 +77,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     let s = &h.settings;
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let Some(entity) = s.resolve(&path, &h.relay.registry, false) else {
+    let Some(entity) = s.resolve(&path, &h.relay, false) else {
         return reply::json_error(
             404,
             "EndpointNotFound",

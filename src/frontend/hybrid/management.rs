@@ -37,7 +37,7 @@ fn error(code: u16, what: &str, detail: &str) -> Response<Body> {
 pub fn get<B>(h: &Hybrid, req: &Request<B>, path: &str) -> Response<Body> {
     let s = &h.settings;
     let Some(entity) = s
-        .resolve(path, &h.relay.registry, false)
+        .resolve(path, &h.relay, false)
         .filter(|e| e.suffix.is_empty())
     else {
         return error(

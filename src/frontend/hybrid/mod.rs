@@ -91,7 +91,7 @@ impl Hybrid {
     /// Resolve `path` to an entity, or the service's 404 ("Endpoint does not exist").
     pub fn entity_or_404(&self, path: &str, for_listener: bool) -> Result<entity::Entity, Refusal> {
         self.settings
-            .resolve(path, &self.relay.registry, for_listener)
+            .resolve(path, &self.relay, for_listener)
             .inspect(|e| crate::telemetry::record_entity(&e.path))
             .ok_or_else(|| {
                 info!(path, "refused: no such hybrid connection");
@@ -194,13 +194,13 @@ impl Hybrid {
     /// which dynamic registration would accept, cannot create series).
     fn entity_label(&self, path: &str) -> String {
         self.settings
-            .resolve(path, &self.relay.registry, false)
+            .resolve(path, &self.relay, false)
             .filter(|e| {
                 self.settings
                     .entities
                     .iter()
                     .any(|c| c.path.trim_matches('/').eq_ignore_ascii_case(&e.path))
-                    || !self.relay.registry.listeners(&e.path).is_empty()
+                    || !self.relay.listeners(&e.path).is_empty()
             })
             .map_or_else(|| "unknown".to_owned(), |e| e.path)
     }

@@ -590,7 +590,7 @@ impl Connection {
         };
         let entity = wcf
             .settings
-            .resolve_listener(path, kind, a.dynamic, &wcf.relay.registry)
+            .resolve_listener(path, kind, a.dynamic, &wcf.relay)
             .map_err(|r| match r {
                 Refused::NotFound(m) => refuse(RELAY_NOT_FOUND, 404, &m),
                 Refused::InUse(m) => refuse(ADDRESS_IN_USE, 409, &m),

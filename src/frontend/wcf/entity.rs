@@ -10,7 +10,7 @@ use hybrid::sas::TokenError;
 use wcf::amqp::listener::{ListenerAttach, ListenerType};
 
 use crate::config::{self, Right, Rule};
-use crate::relay::Registry;
+use crate::relay::Relay;
 
 /// The WCF relay front end's settings.
 pub type Settings = crate::frontend::Settings<config::WcfRelay>;
@@ -126,7 +126,7 @@ impl Settings {
         path: &str,
         kind: Kind,
         dynamic: bool,
-        registry: &Registry,
+        relay: &Relay,
     ) -> Result<Entity, Refused> {
         if path.is_empty() {
             return Err(Refused::NotFound("the address names no relay".into()));
@@ -152,7 +152,7 @@ impl Settings {
             }
             None => {}
         }
-        let live = registry.listeners(path);
+        let live = relay.listeners(path);
         if let Some(other) = live.iter().find(|l| l.kind != kind.label()) {
             return Err(Refused::InUse(format!(
                 "the address is in use by a listener of another kind ({})",
@@ -168,12 +168,12 @@ impl Settings {
         &self,
         path: &str,
         family: &str,
-        registry: &Registry,
+        relay: &Relay,
     ) -> Option<(Entity, Kind)> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         (1..=segments.len()).rev().find_map(|n| {
             let candidate = segments.get(..n)?.join("/");
-            let kind = registry
+            let kind = relay
                 .listeners(&candidate)
                 .iter()
                 .find_map(|l| Kind::parse(&l.kind))
@@ -185,8 +185,8 @@ impl Settings {
     /// The HTTP relay a request path reaches: the longest whole-segment
     /// prefix with live `RelayedHttp` listeners (and their kind), else the
     /// longest configured `type = "Http"` relay, which has no listener now.
-    pub fn resolve_http(&self, path: &str, registry: &Registry) -> Option<(Entity, Option<Kind>)> {
-        if let Some((e, k)) = self.resolve_client(path, "Http", registry) {
+    pub fn resolve_http(&self, path: &str, relay: &Relay) -> Option<(Entity, Option<Kind>)> {
+        if let Some((e, k)) = self.resolve_client(path, "Http", relay) {
             return Some((e, Some(k)));
         }
         let path = path.trim_matches('/');
@@ -267,32 +267,33 @@ mod tests {
 
     #[test]
     fn listeners_resolve_by_configuration_and_dynamic_flags() {
-        let reg = Registry::new(25, 4);
+        let relay = crate::relay::Relay::new(crate::config::Limits::default().core());
         let s = settings(false);
-        assert!(s.resolve_listener("fixed", NETTCP, false, &reg).is_ok());
+        assert!(s.resolve_listener("fixed", NETTCP, false, &relay).is_ok());
         let oneway = Kind {
             family: "NetOneway",
             ..NETTCP
         };
         assert!(matches!(
-            s.resolve_listener("fixed", oneway, true, &reg),
+            s.resolve_listener("fixed", oneway, true, &relay),
             Err(Refused::InUse(_))
         ));
         assert!(matches!(
-            s.resolve_listener("other", NETTCP, true, &reg),
+            s.resolve_listener("other", NETTCP, true, &relay),
             Err(Refused::NotFound(_))
         ));
         let s = settings(true);
         assert!(matches!(
-            s.resolve_listener("other", NETTCP, false, &reg),
+            s.resolve_listener("other", NETTCP, false, &relay),
             Err(Refused::NotFound(_))
         ));
-        assert!(s.resolve_listener("other", NETTCP, true, &reg).is_ok());
+        assert!(s.resolve_listener("other", NETTCP, true, &relay).is_ok());
     }
 
     #[test]
     fn clients_reach_the_longest_live_prefix_and_flag_disagreement_is_refused() {
-        let reg = Registry::new(25, 4);
+        let relay = crate::relay::Relay::new(crate::config::Limits::default().core());
+        let reg = &relay.registry;
         let s = settings(true);
         let info = |k: &Kind| ListenerInfo {
             identity: "l".into(),
@@ -301,18 +302,21 @@ mod tests {
         let _a = reg.register("a", info(&NETTCP)).unwrap();
         let _b = reg.register("a/b", info(&NETTCP)).unwrap();
         assert_eq!(
-            s.resolve_client("a/b/c", "NetTcp", &reg).unwrap().0.path,
+            s.resolve_client("a/b/c", "NetTcp", &relay).unwrap().0.path,
             "a/b"
         );
-        assert_eq!(s.resolve_client("a/x", "NetTcp", &reg).unwrap().0.path, "a");
-        assert!(s.resolve_client("a/x", "NetOneway", &reg).is_none());
-        assert!(s.resolve_client("zzz", "NetTcp", &reg).is_none());
+        assert_eq!(
+            s.resolve_client("a/x", "NetTcp", &relay).unwrap().0.path,
+            "a"
+        );
+        assert!(s.resolve_client("a/x", "NetOneway", &relay).is_none());
+        assert!(s.resolve_client("zzz", "NetTcp", &relay).is_none());
         let open = Kind {
             client_auth: false,
             ..NETTCP
         };
         assert!(matches!(
-            s.resolve_listener("a", open, true, &reg),
+            s.resolve_listener("a", open, true, &relay),
             Err(Refused::InUse(_))
         ));
     }

@@ -51,7 +51,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// The HTTP relay `path` reaches, if any (see [`super::entity::Settings::resolve_http`]).
 pub fn resolve(wcf: &Wcf, path: &str) -> Option<(Entity, Option<Kind>)> {
-    wcf.settings.resolve_http(path, &wcf.relay.registry)
+    wcf.settings.resolve_http(path, &wcf.relay)
 }
 
 /// Serve one HTTP request for an HTTP relay.

@@ -97,7 +97,7 @@ impl Wcf {
             .entities
             .iter()
             .any(|e| e.path.trim_matches('/').eq_ignore_ascii_case(path))
-            || !self.relay.registry.listeners(path).is_empty();
+            || !self.relay.listeners(path).is_empty();
         if known {
             path.to_owned()
         } else {

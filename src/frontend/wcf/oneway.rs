@@ -300,7 +300,7 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
         "Connect/Uri is not a URI".to_owned(),
     ))?;
     let s = &wcf.settings;
-    let registry = &wcf.relay.registry;
+    let registry = &wcf.relay;
     let live = ["NetOneway", "NetEvent"].into_iter().find_map(|f| {
         s.resolve_client(path, f, registry)
             .map(|(e, k)| (e, k.family, Some(k)))

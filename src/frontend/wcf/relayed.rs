@@ -159,7 +159,7 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     };
     let label = wcf.entity_label(path);
     let refuse = |status: u16| wcf.metrics.sender(&label, FRONTEND_RELAYED, status);
-    let Some((entity, kind)) = s.resolve_client(path, "NetTcp", &wcf.relay.registry) else {
+    let Some((entity, kind)) = s.resolve_client(path, "NetTcp", &wcf.relay) else {
         info!(uri = %c.uri, "connect refused: no listener");
         refuse(404);
         let _ = fault(
