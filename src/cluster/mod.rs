@@ -402,8 +402,10 @@ async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::WeakSender<Request>) 
             }
             Some(msg) = events.next() => match wire::decode::<Event>(&msg.payload) {
                 Ok(e) if e.filter.admits(&slot.info) => {
-                    let full = queue.upgrade().map(|q| q.try_send(e.request));
-                    if let Some(Err(mpsc::error::TrySendError::Full(_))) = full {
+                    let full = queue
+                        .upgrade()
+                        .is_some_and(|q| matches!(q.try_send(e.request), Err(mpsc::error::TrySendError::Full(_))));
+                    if full {
                         inner.drop_message(wire::Drop::ListenerQueue);
                     }
                 }
