@@ -100,8 +100,13 @@ fn example_configs_pass_check_config() {
     let state = gw.ca().parent().unwrap().to_path_buf();
     let tmp = TempDir::new("examples");
     let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let example = entry.unwrap().path();
+    let cluster = dir.join("cluster");
+    let examples = std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(&cluster).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"));
+    for example in examples {
         let text: String = std::fs::read_to_string(&example)
             .unwrap()
             .lines()
@@ -133,7 +138,25 @@ fn example_configs_pass_check_config() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
         seen += 1;
     }
-    assert!(seen >= 2);
+    assert!(seen >= 5, "the two examples and the three cluster nodes");
+    // The cluster example's NATS servers and HAProxy, checked by their own
+    // programs.
+    for i in 1..=3 {
+        let conf = cluster.join(format!("nats-{i}.conf"));
+        let out = Command::new("/usr/sbin/nats-server")
+            .arg("-t")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .expect("nats-server: run tests/peers/install.sh");
+        assert!(out.status.success(), "{}: {out:?}", conf.display());
+    }
+    let out = Command::new("/usr/sbin/haproxy")
+        .args(["-c", "-f"])
+        .arg(cluster.join("haproxy.cfg"))
+        .output()
+        .expect("haproxy: run tests/peers/install.sh");
+    assert!(out.status.success(), "haproxy.cfg: {out:?}");
     // A bad one is refused with the key named and status 1.
     let tmp = TempDir::new("check");
     let bad = tmp.0.join("bad.toml");
