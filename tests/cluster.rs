@@ -475,3 +475,57 @@ fn events_reach_every_multicast_listener_in_the_cluster_once_and_unicast_balance
     eprintln!("{M} Unicast messages from B over listeners on A and C: {per:?}");
     assert!(per.iter().all(|n| *n >= M / 5), "{per:?}");
 }
+
+/// Publish `payload` on `subject` with a bare NATS client on `port`.
+fn nats_publish(port: u16, subject: &str, payload: &[u8]) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    write!(
+        s,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
+    s.write_all(payload).unwrap();
+    s.write_all(b"\r\nPING\r\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "PONG", "the server took the message");
+}
+
+#[test]
+fn malformed_and_oversized_messages_on_nats_are_dropped_and_counted() {
+    let nats = Nats::single();
+    let n = Nodes::start(&nats, 2, "");
+    let (a, b) = (&n.nodes[0], &n.nodes[1]);
+    let _l = Node::echo(&ws_base(a), "guarded", "on-a", None);
+    eventually(Duration::from_secs(10), "B sees the listener", || {
+        listener_count(b, "guarded") == 1
+    });
+    let port = nats.servers[0].port;
+    let path_token: String = b"guarded".iter().map(|c| format!("{c:02x}")).collect();
+    // On the path's Multicast subject, which A's listener serves: not JSON,
+    // then JSON of the wrong shape, then 300 KB (over the 256 KiB bound).
+    let events = format!("relay.e.{path_token}");
+    nats_publish(port, &events, b"\xff\xfe not json");
+    nats_publish(port, &events, br#"{"filter":{},"request":{"id":"x"}}"#);
+    nats_publish(port, &events, &vec![b'{'; 300 * 1024]);
+    // A listener slot whose value is not a slot, in the cluster's bucket.
+    nats_publish(port, "$KV.relay-listeners.l.70.0", b"garbage");
+    let dropped = |reason: &str, n: u32| {
+        format!("relay_cluster_messages_dropped_total{{namespace=\"localhost\",reason=\"{reason}\"}} {n}")
+    };
+    eventually(Duration::from_secs(10), "A counts what it dropped", || {
+        let m = admin_get(a, "/metrics");
+        m.contains(&dropped("malformed", 3)) && m.contains(&dropped("oversized", 1))
+    });
+    // Nothing else changed: the listener is served from either node.
+    assert_eq!(sender(&ws_base(b), "guarded", "1", None), "ok 1");
+    assert_eq!(sender(&ws_base(a), "guarded", "1", None), "ok 1");
+    assert_eq!(listener_count(b, "guarded"), 1);
+}
