@@ -43,8 +43,8 @@ use tracing::{debug, info, warn};
 use crate::relay::leg::BoxFuture;
 use crate::relay::registry::normalize;
 use crate::relay::{
-    Broadcast, ClusterView, CoreError, Filter, Guid, ListenerGuard, ListenerInfo, Origin, Registry,
-    Request, Routes,
+    Broadcast, ClusterView, CoreError, Delivery, Filter, Guid, ListenerGuard, ListenerInfo, Origin,
+    Registry, Request, Routes,
 };
 use directory::Directory;
 use wire::{Event, Routed, Slot};
@@ -417,6 +417,47 @@ async fn serve(inner: Arc<Inner>, slot: Slot, queue: mpsc::WeakSender<Request>) 
     }
 }
 
+/// Offer `request` to each candidate in turn until one takes it: straight
+/// into the queue of a listener of this node, else as a NATS request to the
+/// listener's node. "No responders" or silence: that listener is gone.
+async fn try_in_turn(
+    inner: Arc<Inner>,
+    candidates: Vec<Slot>,
+    request: Request,
+    wait: Duration,
+) -> Result<(), CoreError> {
+    let routed = wire::encode(&Routed {
+        request: request.clone(),
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    });
+    let mut busy = false;
+    for slot in candidates {
+        let local = lock(&inner.local).get(&slot.subject).cloned();
+        let answer = match local {
+            Some(queue) => offer(&queue, request.clone(), wait).await,
+            None => match tokio::time::timeout(
+                ROUTE_WAIT,
+                inner.client.request(slot.subject.clone(), routed.clone()),
+            )
+            .await
+            {
+                Ok(Ok(reply)) if reply.payload == wire::reply::OK => wire::reply::OK,
+                Ok(Ok(reply)) if reply.payload == wire::reply::BUSY => wire::reply::BUSY,
+                _ => wire::reply::GONE,
+            },
+        };
+        if answer == wire::reply::OK {
+            return Ok(());
+        }
+        busy |= answer == wire::reply::BUSY;
+    }
+    Err(if busy {
+        CoreError::ListenerBusy
+    } else {
+        CoreError::ListenerGone
+    })
+}
+
 /// Queue `request` for a listener, waiting up to `wait` for room.
 async fn offer(
     queue: &mpsc::WeakSender<Request>,
@@ -488,13 +529,15 @@ impl Cluster {
         Ok((guard, rx))
     }
 
-    async fn deliver_anywhere(
+    /// Pick the admitted listeners of `path` in a random order; the
+    /// delivery tries them in turn.
+    fn deliver_anywhere(
         &self,
         path: &str,
         filter: &Filter,
         request: Request,
         wait: Duration,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Delivery, CoreError> {
         let inner = &self.inner;
         let path = normalize(path);
         let found = match inner.store() {
@@ -506,43 +549,19 @@ impl Cluster {
             // Listeners of this node that are not in the directory yet
             // (NATS away, or the slot not yet seen) are still served.
             Err(e) => {
-                return match Routes::deliver(&inner.registry, &path, filter, request, wait).await {
+                return match Routes::deliver(&inner.registry, &path, filter, request, wait) {
                     Err(CoreError::NoListener) => Err(e),
                     other => other,
                 }
             }
         };
         candidates.shuffle(&mut rand::rng());
-        let routed = wire::encode(&Routed {
-            request: request.clone(),
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        });
-        let mut busy = false;
-        for slot in candidates {
-            let local = lock(&inner.local).get(&slot.subject).cloned();
-            let answer = match local {
-                Some(queue) => offer(&queue, request.clone(), wait).await,
-                None => match tokio::time::timeout(
-                    ROUTE_WAIT,
-                    inner.client.request(slot.subject.clone(), routed.clone()),
-                )
-                .await
-                {
-                    Ok(Ok(reply)) if reply.payload == wire::reply::OK => wire::reply::OK,
-                    Ok(Ok(reply)) if reply.payload == wire::reply::BUSY => wire::reply::BUSY,
-                    _ => wire::reply::GONE,
-                },
-            };
-            if answer == wire::reply::OK {
-                return Ok(());
-            }
-            busy |= answer == wire::reply::BUSY;
-        }
-        Err(if busy {
-            CoreError::ListenerBusy
-        } else {
-            CoreError::ListenerGone
-        })
+        Ok(Box::pin(try_in_turn(
+            inner.clone(),
+            candidates,
+            request,
+            wait,
+        )))
     }
 
     async fn broadcast_anywhere(
@@ -584,14 +603,14 @@ impl Routes for Cluster {
         Box::pin(self.register_here(path, info))
     }
 
-    fn deliver<'a>(
-        &'a self,
-        path: &'a str,
-        filter: &'a Filter,
+    fn deliver(
+        &self,
+        path: &str,
+        filter: &Filter,
         request: Request,
         wait: Duration,
-    ) -> BoxFuture<'a, Result<(), CoreError>> {
-        Box::pin(self.deliver_anywhere(path, filter, request, wait))
+    ) -> Result<Delivery, CoreError> {
+        self.deliver_anywhere(path, filter, request, wait)
     }
 
     fn broadcast<'a>(

@@ -34,7 +34,7 @@ pub use id::Guid;
 pub use leg::{Chunk, CloseInfo, Leg, LegEvent, LegReader, LegWriter};
 pub use registry::{Broadcast, Filter, ListenerGuard, ListenerInfo, Registry};
 pub use rendezvous::{Parked, Rendezvous};
-pub use routes::{ClusterView, Routes};
+pub use routes::{ClusterView, Delivery, Routes};
 pub use splice::{splice, SpliceLimits};
 
 /// A listener's answer to a parked client, as its front end shaped it. It
@@ -295,21 +295,26 @@ impl Relay {
     /// Connect a client to `path`: park it under a fresh id, then hand the
     /// ask built by `make(id)` to one listener chosen by `filter`, wherever
     /// it is. The caller awaits the listener's answer on the [`Parked`].
-    pub async fn connect(
+    ///
+    /// A refusal known at once (no listener, none admitted, the table full)
+    /// is returned here; one known later (a listener on another node that
+    /// has just gone) ends [`Parked::wait`], which meanwhile also takes the
+    /// answer, so that waiting for the other node's word adds nothing to a
+    /// connect that succeeds.
+    pub fn connect(
         &self,
         path: &str,
         filter: &Filter,
         make: impl FnOnce(Guid) -> Ask,
     ) -> Result<Parked, CoreError> {
-        let parked = self.rendezvous.park(path)?;
+        let mut parked = self.rendezvous.park(path)?;
         let request = Request {
             id: parked.id(),
             origin: self.routes.origin().map(Box::new),
             ask: make(parked.id()),
         };
-        self.routes
-            .deliver(path, filter, request, Duration::ZERO)
-            .await?;
+        let delivery = self.routes.deliver(path, filter, request, Duration::ZERO)?;
+        parked.deliver(delivery);
         Ok(parked)
     }
 
@@ -323,7 +328,7 @@ impl Relay {
         wait: Duration,
     ) -> Result<(), CoreError> {
         let request = self.message(message);
-        self.routes.deliver(path, filter, request, wait).await
+        self.routes.deliver(path, filter, request, wait)?.await
     }
 
     /// Hand a message to every listener of `path` (a Multicast send), at

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::id::Guid;
 use super::registry::normalize;
-use super::{Answer, CoreError};
+use super::{Answer, CoreError, Delivery};
 
 #[derive(Default)]
 struct Table {
@@ -52,11 +52,13 @@ pub struct Rendezvous {
     total: usize,
 }
 
-/// A parked client: its id, and the answer to wait for.
+/// A parked client: its id, the answer to wait for, and the delivery of
+/// its request while that is still under way.
 pub struct Parked {
     id: Guid,
     rx: oneshot::Receiver<Answer>,
     table: Arc<Mutex<Table>>,
+    delivery: Option<Delivery>,
 }
 
 fn lock(m: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
@@ -69,12 +71,29 @@ impl Parked {
         self.id
     }
 
-    /// Wait for the answer, at most `limit`.
+    /// The delivery of the client's request, to follow while waiting.
+    pub fn deliver(&mut self, delivery: Delivery) {
+        self.delivery = Some(delivery);
+    }
+
+    /// Wait for the answer, at most `limit`; a delivery that fails ends
+    /// the wait with its error.
     pub async fn wait(&mut self, limit: Duration) -> Result<Answer, CoreError> {
-        match tokio::time::timeout(limit, &mut self.rx).await {
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(_)) => Err(CoreError::ListenerGone),
-            Err(_) => Err(CoreError::Timeout),
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                answer = &mut self.rx => {
+                    return answer.map_err(|_| CoreError::ListenerGone);
+                }
+                delivered = async { self.delivery.as_mut()?.await.err() }, if self.delivery.is_some() => {
+                    self.delivery = None;
+                    if let Some(e) = delivered {
+                        return Err(e);
+                    }
+                }
+                () = &mut deadline => return Err(CoreError::Timeout),
+            }
         }
     }
 }
@@ -114,6 +133,7 @@ impl Rendezvous {
             id,
             rx,
             table: self.table.clone(),
+            delivery: None,
         })
     }
 

@@ -13,6 +13,10 @@ use super::leg::BoxFuture;
 use super::registry::Broadcast;
 use super::{CoreError, Filter, ListenerGuard, ListenerInfo, Origin, Registry, Request};
 
+/// The part of a delivery that may still be under way (a request sent to
+/// another node, awaiting its answer), and how it ended.
+pub type Delivery = BoxFuture<'static, Result<(), CoreError>>;
+
 /// Ownership of listeners and routing of requests to them.
 pub trait Routes: Send + Sync {
     /// Register a listener of this node for `path`, and make it reachable
@@ -26,13 +30,16 @@ pub trait Routes: Send + Sync {
     /// Hand `request` to one listener of `path` that `filter` admits,
     /// chosen uniformly among all of them, wherever they are; when every
     /// one's queue is full, wait up to `wait` for room (zero: refuse).
-    fn deliver<'a>(
-        &'a self,
-        path: &'a str,
-        filter: &'a Filter,
+    /// What can be refused at once is (no listener, none admitted); the
+    /// rest of the delivery is the returned [`Delivery`], which a caller
+    /// may await alongside the listener's answer.
+    fn deliver(
+        &self,
+        path: &str,
+        filter: &Filter,
         request: Request,
         wait: Duration,
-    ) -> BoxFuture<'a, Result<(), CoreError>>;
+    ) -> Result<Delivery, CoreError>;
 
     /// Hand `request` to every listener of `path` that `filter` admits, at
     /// most once each, skipping those whose queue is full.
@@ -81,20 +88,23 @@ impl Routes for Registry {
         Box::pin(std::future::ready(Registry::register(self, path, info)))
     }
 
-    fn deliver<'a>(
-        &'a self,
-        path: &'a str,
-        filter: &'a Filter,
+    fn deliver(
+        &self,
+        path: &str,
+        filter: &Filter,
         request: Request,
         wait: Duration,
-    ) -> BoxFuture<'a, Result<(), CoreError>> {
+    ) -> Result<Delivery, CoreError> {
         if wait.is_zero() {
-            Box::pin(std::future::ready(Registry::deliver(
-                self, path, filter, request,
-            )))
-        } else {
-            Box::pin(self.deliver_waiting(path, filter, request, wait))
+            Registry::deliver(self, path, filter, request)?;
+            return Ok(Box::pin(std::future::ready(Ok(()))));
         }
+        let (registry, path, filter) = (self.clone(), path.to_owned(), filter.clone());
+        Ok(Box::pin(async move {
+            registry
+                .deliver_waiting(&path, &filter, request, wait)
+                .await
+        }))
     }
 
     fn broadcast<'a>(

@@ -259,6 +259,68 @@ pub fn pin(pid: u32, cpus: &str) {
         .status();
 }
 
+/// WebSocket messages of the throughput runs.
+pub const MSG: usize = 64 * 1024;
+/// Bytes per throughput run.
+pub const THROUGHPUT_BYTES: usize = 256 << 20;
+
+/// A WebSocket to `target` at `addr`, with a `bench` token when it goes
+/// through the gateway.
+pub async fn connect(
+    addr: SocketAddr,
+    target: &str,
+    through_gateway: bool,
+) -> WebSocket<TcpStream> {
+    let t = token("bench", ROOT, 36000);
+    let headers: Vec<(&str, &str)> = if through_gateway {
+        vec![("ServiceBusAuthorization", &t)]
+    } else {
+        vec![]
+    };
+    let (h, w) = ws(addr, target, &headers).await;
+    assert_eq!(h.status, 101, "{h:?}");
+    let mut w = w.unwrap();
+    w.set_auto_close(true);
+    w
+}
+
+/// Send THROUGHPUT_BYTES in 64 KiB messages, then wait for the sink's ack: Gbit/s.
+pub async fn throughput(addr: SocketAddr, target: &str, gw: bool) -> f64 {
+    let mut w = connect(addr, target, gw).await;
+    let data = vec![0x5Au8; MSG];
+    let start = Instant::now();
+    for _ in 0..THROUGHPUT_BYTES / MSG {
+        w.write_frame(Frame::binary(Payload::Borrowed(&data)))
+            .await
+            .unwrap();
+    }
+    w.write_frame(Frame::text(Payload::Borrowed(b"done")))
+        .await
+        .unwrap();
+    // Wait for the sink's acknowledgement (its type may change in a relay).
+    loop {
+        let f = w.read_frame().await.unwrap();
+        if &f.payload[..] == b"ack" {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (THROUGHPUT_BYTES as f64 * 8.0) / secs / 1e9
+}
+
+/// One sender connect through the gateway to the first echoed byte.
+pub async fn rendezvous_once(gw: SocketAddr) -> Duration {
+    let start = Instant::now();
+    let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
+    w.write_frame(Frame::binary(Payload::Borrowed(b"x")))
+        .await
+        .unwrap();
+    let _ = w.read_frame().await.unwrap();
+    let took = start.elapsed();
+    let _ = w.write_frame(Frame::close(1000, b"")).await;
+    took
+}
+
 /// A gateway for a benchmark: the test namespace plus `limits` (a `[limits]`
 /// body), logging at `$RELAY_BENCH_GATEWAY_LOG` or `info`, as in production.
 pub fn bench_gateway(limits: &str) -> crate::support::gateway::Gateway {

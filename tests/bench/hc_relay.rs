@@ -47,19 +47,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{
-    bench_gateway, gateway_listener, interleaved, latency_rows, median, ms, rathole, serve,
-    tcp_echo, tcp_once, tool, wait_port,
+    bench_gateway, connect, gateway_listener, interleaved, latency_rows, median, ms, rathole,
+    rendezvous_once, serve, tcp_echo, tcp_once, throughput, tool, wait_port, THROUGHPUT_BYTES,
 };
 use fastwebsockets::{Frame, Payload, Role, WebSocket};
 use sha1::Digest;
 use support::gateway::{token, ROOT};
-use support::wsclient::ws;
 use support::{free_port, rss_kib, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-const MSG: usize = 64 * 1024;
-const THROUGHPUT_BYTES: usize = 256 << 20;
 /// Throughput runs per contender, alternated; medians are reported.
 const THROUGHPUT_RUNS: usize = 5;
 
@@ -102,44 +99,6 @@ async fn direct_server() -> SocketAddr {
     addr
 }
 
-async fn connect(addr: SocketAddr, target: &str, through_gateway: bool) -> WebSocket<TcpStream> {
-    let t = token("bench", ROOT, 36000);
-    let headers: Vec<(&str, &str)> = if through_gateway {
-        vec![("ServiceBusAuthorization", &t)]
-    } else {
-        vec![]
-    };
-    let (h, w) = ws(addr, target, &headers).await;
-    assert_eq!(h.status, 101, "{h:?}");
-    let mut w = w.unwrap();
-    w.set_auto_close(true);
-    w
-}
-
-/// Send THROUGHPUT_BYTES in 64 KiB messages, then wait for the sink's ack: Gbit/s.
-async fn throughput(addr: SocketAddr, target: &str, gw: bool) -> f64 {
-    let mut w = connect(addr, target, gw).await;
-    let data = vec![0x5Au8; MSG];
-    let start = Instant::now();
-    for _ in 0..THROUGHPUT_BYTES / MSG {
-        w.write_frame(Frame::binary(Payload::Borrowed(&data)))
-            .await
-            .unwrap();
-    }
-    w.write_frame(Frame::text(Payload::Borrowed(b"done")))
-        .await
-        .unwrap();
-    // Wait for the sink's acknowledgement (its type may change in a relay).
-    loop {
-        let f = w.read_frame().await.unwrap();
-        if &f.payload[..] == b"ack" {
-            break;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    (THROUGHPUT_BYTES as f64 * 8.0) / secs / 1e9
-}
-
 /// 1 KiB echo round trips per second over one connection.
 async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 {
     let mut w = connect(addr, target, gw).await;
@@ -153,19 +112,6 @@ async fn round_trips(addr: SocketAddr, target: &str, gw: bool, n: usize) -> f64 
         assert_eq!(f.payload.len(), 1024);
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// One sender connect through the gateway to the first echoed byte.
-async fn rendezvous_once(gw: SocketAddr) -> Duration {
-    let start = Instant::now();
-    let mut w = connect(gw, "/$hc/bench/echo?sb-hc-action=connect", true).await;
-    w.write_frame(Frame::binary(Payload::Borrowed(b"x")))
-        .await
-        .unwrap();
-    let _ = w.read_frame().await.unwrap();
-    let took = start.elapsed();
-    let _ = w.write_frame(Frame::close(1000, b"")).await;
-    took
 }
 
 /// websocat as a plain WebSocket-to-WebSocket relay from a free port to

@@ -170,12 +170,18 @@ pub struct Nodes {
     pub tls: TempDir,
     nats: String,
     extra: String,
+    level: String,
 }
 
 impl Nodes {
     /// `count` nodes named `a`, `b`, ... on `nats`, each with `extra`
-    /// config; returns once every node has joined.
+    /// config, logging at debug; returns once every node has joined.
     pub fn start(nats: &Nats, count: usize, extra: &str) -> Nodes {
+        Self::start_logging(nats, count, extra, "debug")
+    }
+
+    /// The same, logging at `level` (benchmarks run at `info`).
+    pub fn start_logging(nats: &Nats, count: usize, extra: &str, level: &str) -> Nodes {
         let tls = TempDir::new("cluster-tls");
         // A gateway without [tls] makes the development certificate; the
         // nodes share it.
@@ -189,6 +195,7 @@ impl Nodes {
             tls,
             nats: nats.urls(),
             extra: extra.to_owned(),
+            level: level.to_owned(),
         };
         for _ in 0..count {
             n.add();
@@ -203,7 +210,8 @@ impl Nodes {
     pub fn add(&mut self) -> &Gateway {
         let name = ((b'a' + self.nodes.len() as u8) as char).to_string();
         let config = node_config(&name, &self.nats, &self.tls, &self.extra);
-        self.nodes.push(Gateway::start_with(&config));
+        self.nodes
+            .push(Gateway::start_logging(&config, &self.level));
         self.nodes.last().unwrap()
     }
 

@@ -135,12 +135,9 @@ pub async fn connect(
         headers,
         remote: Some(peer.remote),
     };
-    let parked = h
-        .relay
-        .connect(&entity.path, &filter(req.headers()), |_| {
-            Ask::Connect(Box::new(caller))
-        })
-        .await;
+    let parked = h.relay.connect(&entity.path, &filter(req.headers()), |_| {
+        Ask::Connect(Box::new(caller))
+    });
     let started = std::time::Instant::now();
     let mut parked = match parked {
         Ok(p) => p,

@@ -173,7 +173,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         }),
         body: inline_body,
     };
-    let parked = h.relay.connect(&entity.path, &filter, |_| ask).await;
+    let parked = h.relay.connect(&entity.path, &filter, |_| ask);
     let mut parked = match parked {
         Ok(p) => p,
         Err(e) => {

@@ -79,7 +79,7 @@ impl Wcf {
         // The notice tells a WCF listener nothing of the client but where
         // to dial back, which the core's request carries.
         let ask = crate::relay::Ask::Connect(Box::default());
-        let mut parked = self.relay.connect(path, &filter, |_| ask).await?;
+        let mut parked = self.relay.connect(path, &filter, |_| ask)?;
         // Only a dial-back answers a WCF rendezvous; anything else is a
         // listener that did not.
         match parked.wait(wait).await?.downcast::<Answer>() {
