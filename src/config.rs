@@ -669,6 +669,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_table_is_checked_and_defaults_apply() {
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\n";
+        let c = Config::parse(&format!(
+            "{base}[cluster]\nnats = [\"nats://127.0.0.1:4222\"]\n[cluster.advertise]\nhttp = \"10.0.0.5:9080\"\nhost = \"node1.example\"\n[cluster.auth]\nuser = \"u\"\npassword = \"p-secret-1\"\n"
+        ))
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.subject_prefix, "relay");
+        assert_eq!(
+            cluster.advertise.http,
+            Some("10.0.0.5:9080".parse().unwrap())
+        );
+        assert!(!cluster.node_name().is_empty());
+        assert!(!format!("{c:?}").contains("p-secret-1"));
+        for (table, wanted) in [
+            ("[cluster]\nnats = [\"nats://x:1\"]\nnodes = 3\n", "nodes"),
+            ("[cluster]\nnats = [\"nats://x:1\"]\n[cluster.advertise]\nrelay = \"1.2.3.4:1\"\n", "relay"),
+            ("[cluster]\nnats = []\n", "at least one NATS server"),
+            ("[cluster]\nnats = [\"http://x:1\"]\n", "not a NATS address"),
+            ("[cluster]\nnats = [\"nats://x:1\"]\nsubject_prefix = \"a.b\"\n", "subject_prefix"),
+            ("[cluster]\nnats = [\"nats://x:1\"]\nnode = \"my node\"\n", "cluster.node"),
+            ("[cluster]\nnats = [\"nats://x:1\"]\n[cluster.auth]\nuser = \"u\"\n", "user and password go together"),
+            ("[cluster]\nnats = [\"nats://x:1\"]\n[cluster.auth]\ntoken = \"t\"\ncreds = \"/c\"\n", "choose one"),
+        ] {
+            let err = Config::parse(&format!("{base}{table}")).unwrap_err();
+            assert!(err.contains(wanted), "{table}: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_or_display() {
         let c = Config::parse(
             "[namespace]\nhost = \"h\"\n[[namespace.rule]]\nname = \"r\"\nkey = \"k-primary-123\"\nsecondary_key = \"k-secondary-456\"\nrights = [\"Send\"]\n[listen]\nhttp = \"127.0.0.1:0\"\n[admin]\ntoken = \"t-admin-789\"\n",

@@ -529,3 +529,21 @@ fn malformed_and_oversized_messages_on_nats_are_dropped_and_counted() {
     assert_eq!(sender(&ws_base(a), "guarded", "1", None), "ok 1");
     assert_eq!(listener_count(b, "guarded"), 1);
 }
+
+#[test]
+fn nodes_authenticate_to_nats_and_a_refused_password_is_named() {
+    let nats = Nats::single_with(&["--user", "relay", "--pass", "s3cret-pass"]);
+    let mut n = Nodes::start(&nats, 0, "");
+    n.add_with("[cluster.auth]\nuser = \"relay\"\npassword = \"s3cret-pass\"\n");
+    n.add_with("[cluster.auth]\nuser = \"relay\"\npassword = \"wrong\"\n");
+    wait_joined(&n.nodes[0], Duration::from_secs(20));
+    let refused = &n.nodes[1];
+    eventually(Duration::from_secs(20), "readyz names the refusal", || {
+        let r = readyz(refused);
+        r.contains("alone") && r.to_lowercase().contains("authorization")
+    });
+    // The refused node still serves its own pairs.
+    let _l = Node::echo(&ws_base(refused), "solo", "solo", None);
+    assert_eq!(sender(&ws_base(refused), "solo", "1", None), "ok 1");
+    assert!(!refused.log().contains("s3cret-pass"));
+}

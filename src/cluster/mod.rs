@@ -92,6 +92,7 @@ struct Inner {
     /// Queues of this node's listeners, by subject.
     local: Mutex<HashMap<String, mpsc::WeakSender<Request>>>,
     problem: Mutex<Option<String>>,
+    last_error: Arc<Mutex<Option<String>>>,
     dropped: [AtomicU64; 3],
 }
 
@@ -103,7 +104,23 @@ impl Cluster {
     /// Start joining: returns at once; the node serves its own listeners
     /// until NATS answers, and joins by itself when it does.
     pub async fn start(settings: Settings, registry: Registry) -> Result<Cluster, String> {
+        // The client's last error (a refused password, say), for /readyz.
+        let last_error = Arc::new(Mutex::new(None::<String>));
+        let noted = last_error.clone();
         let mut options = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                let note = match &event {
+                    async_nats::Event::Connected => Some(None),
+                    async_nats::Event::ServerError(_) | async_nats::Event::ClientError(_) => {
+                        Some(Some(event.to_string()))
+                    }
+                    _ => None,
+                };
+                if let Some(note) = note {
+                    *lock(&noted) = note;
+                }
+                std::future::ready(())
+            })
             .name(format!("relay-gateway {}", settings.node))
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -138,6 +155,7 @@ impl Cluster {
             directory: Mutex::new(Directory::default()),
             local: Mutex::new(HashMap::new()),
             problem: Mutex::new(Some("connecting to NATS".into())),
+            last_error,
             dropped: Default::default(),
         });
         tokio::spawn(keep_bucket(inner.clone()));
@@ -199,7 +217,11 @@ async fn keep_bucket(inner: Arc<Inner>) {
     let member_key = directory::member_key(&inner.settings.node);
     loop {
         if inner.client.connection_state() != async_nats::connection::State::Connected {
-            inner.set_problem(Some("NATS is not connected".into()));
+            let why = match lock(&inner.last_error).as_deref() {
+                Some(e) => format!("NATS is not connected ({e})"),
+                None => "NATS is not connected".into(),
+            };
+            inner.set_problem(Some(why));
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }

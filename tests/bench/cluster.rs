@@ -14,7 +14,12 @@
 //!    B reaching it across, against rathole's new-connection rate through
 //!    its tunnel at the same concurrency.
 //!
-//! `RELAY_BENCH_PHASES=1,2,3,4` selects phases; `RELAY_BENCH_TOOLS=DIR` finds
+//! 5. A small relayed HTTP request (GET, a JSON answer of about 200 bytes)
+//!    to a hyco-https listener: through a single gateway, where it goes
+//!    inline on the control channel, against a cluster node, where every
+//!    request takes a rendezvous (the choice that keeps bodies off NATS).
+//!
+//! `RELAY_BENCH_PHASES=1,2,3,4,5` selects phases; `RELAY_BENCH_TOOLS=DIR` finds
 //! rathole in `DIR/bin` (`cargo install --root DIR rathole`).
 
 #![allow(
@@ -39,6 +44,8 @@ use common::{
     tcp_echo, tcp_once, throughput, tool,
 };
 use support::cluster::{Nats, Nodes};
+use support::gateway::{token, KEY, ROOT};
+use support::hyco::Node;
 use support::relayed::forward;
 use support::spawn_ready;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,6 +55,7 @@ const CONNECTIONS: usize = 1000;
 const THROUGHPUT_RUNS: usize = 5;
 const CONCURRENCY: usize = 64;
 const RATE_CONNECTS: usize = 3000;
+const HTTP_REQUESTS: usize = 300;
 
 /// One WCF relayed connect (TLS off) to the first echoed byte.
 async fn wcf_once(relay: SocketAddr, path: &str) -> Duration {
@@ -175,5 +183,49 @@ async fn main() {
             }
             None => println!("   rathole tunnel: not found (set RELAY_BENCH_TOOLS)"),
         }
+    }
+
+    if run("5") {
+        let single = common::bench_gateway("listener_queue = 1024\n");
+        let mut listeners = Vec::new();
+        for gw in [&single, a] {
+            let l = Node::spawn(
+                "https-listener.js",
+                &[&format!("ws://{}", gw.http), "web", ROOT, KEY],
+                None,
+            );
+            l.wait_for("listening", Duration::from_secs(10));
+            listeners.push(l);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = token("web", ROOT, 36000);
+        let (s, c) = (single.http, a.http);
+        let p = interleaved(HTTP_REQUESTS, 2, |k| {
+            let t = t.clone();
+            async move {
+                let start = Instant::now();
+                let (head, _) = support::wsclient::http(
+                    if k == 0 { s } else { c },
+                    "GET",
+                    "/web/x",
+                    &[("ServiceBusAuthorization", &t)],
+                    b"",
+                )
+                .await;
+                assert_eq!(head.status, 200);
+                start.elapsed()
+            }
+        })
+        .await;
+        println!("\n5. Small relayed HTTP GET to a hyco-https listener, {HTTP_REQUESTS} each, interleaved:");
+        latency_rows(&[
+            ("single node, inline", p[0]),
+            ("cluster node, rendezvous", p[1]),
+        ]);
+        println!(
+            "   rendezvous / inline p50 = {:.2}x; p99 {:.2}x",
+            ms(p[1].0) / ms(p[0].0),
+            ms(p[1].1) / ms(p[0].1)
+        );
     }
 }

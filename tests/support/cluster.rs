@@ -88,9 +88,15 @@ pub struct Nats {
 impl Nats {
     /// One server.
     pub fn single() -> Nats {
+        Self::single_with(&[])
+    }
+
+    /// One server with `extra` options (`--user`, `--pass`, ...).
+    pub fn single_with(extra: &[&str]) -> Nats {
         let dir = TempDir::new("nats");
         let port = free_port();
-        let args = vec![
+        let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        args.extend([
             "-a".into(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -98,7 +104,7 @@ impl Nats {
             "-js".into(),
             "-sd".into(),
             dir.0.display().to_string(),
-        ];
+        ]);
         Nats {
             servers: vec![NatsServer::spawn(args, port)],
             _dir: dir,
@@ -208,8 +214,14 @@ impl Nodes {
 
     /// Start one more node (not waiting for it to join).
     pub fn add(&mut self) -> &Gateway {
+        self.add_with("")
+    }
+
+    /// The same, with `cluster` appended to its `[cluster]` table (such as
+    /// `[cluster.auth]`).
+    pub fn add_with(&mut self, cluster: &str) -> &Gateway {
         let name = ((b'a' + self.nodes.len() as u8) as char).to_string();
-        let config = node_config(&name, &self.nats, &self.tls, &self.extra);
+        let config = node_config(&name, &self.nats, &self.tls, &self.extra) + cluster;
         self.nodes
             .push(Gateway::start_logging(&config, &self.level));
         self.nodes.last().unwrap()
