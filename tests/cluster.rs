@@ -547,3 +547,26 @@ fn nodes_authenticate_to_nats_and_a_refused_password_is_named() {
     assert_eq!(sender(&ws_base(refused), "solo", "1", None), "ok 1");
     assert!(!refused.log().contains("s3cret-pass"));
 }
+
+#[test]
+fn listeners_of_a_killed_node_reconnect_through_the_load_balancer_and_are_served_again() {
+    let nats = Nats::single();
+    let mut n = Nodes::start(&nats, 2, "");
+    let lb = Haproxy::start(&n.nodes.iter().map(|g| g.http).collect::<Vec<_>>());
+    let via_lb = format!("ws://{}", lb.addr);
+    let l = Node::echo(&via_lb, "moving", "mover", None);
+    assert_eq!(sender(&via_lb, "moving", "1", None), "ok 1");
+    let holder = n
+        .nodes
+        .iter()
+        .position(|g| admin_get(g, "/").contains("1 here"))
+        .expect("one node holds the listener");
+    drop(n.nodes.remove(holder)); // SIGKILL
+    let survivor = &n.nodes[0];
+    // hyco-ws reconnects on its own; HAProxy's health check has taken the
+    // dead node out, so it lands on the survivor.
+    eventually(Duration::from_secs(30), "the listener is back", || {
+        l.count("listening mover") >= 2 && admin_get(survivor, "/").contains("1 here")
+    });
+    assert_eq!(sender(&via_lb, "moving", "2", None), "ok 2");
+}

@@ -298,7 +298,7 @@ impl Haproxy {
         let servers: String = backends
             .iter()
             .enumerate()
-            .map(|(i, a)| format!("    server node{i} {a}\n"))
+            .map(|(i, a)| format!("    server node{i} {a} check inter 300ms fall 2 rise 2\n"))
             .collect();
         let cfg = format!(
             "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 1m\n    timeout server 1m\n\
