@@ -5,11 +5,13 @@
 //! rendezvous to a local service ([`listen`], over [`amqp`]); `--connect`
 //! accepts local net.tcp clients and carries each through a RelayedConnect
 //! ([`connect`]); `--listen --http` serves an HTTP relay from a local web
-//! server ([`http`]). Both sign their own tokens (or take one), trust a given CA,
+//! server ([`http`]). With `--hc`, the same roles for Hybrid Connections
+//! ([`hc`]). All sign their own tokens (or take one), trust a given CA,
 //! and reconnect with back-off.
 
 pub mod amqp;
 pub mod connect;
+pub mod hc;
 pub mod http;
 pub mod listen;
 pub mod oneway;
@@ -36,13 +38,14 @@ use crate::frontend::wcf::stream::Conn;
 #[derive(clap::Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("role").required(true).args(["listen", "connect"])))]
 pub struct Options {
-    /// Register as a listener for this relay address (sb://HOST/PATH) ...
+    /// Register as a listener for this relay address (sb://HOST/PATH; with
+    /// --hc, http(s):// or ws(s)://HOST[:PORT]/PATH) ...
     #[arg(long, value_name = "URI", requires = "to")]
     pub listen: Option<String>,
     /// ... and splice each connection to this local service.
     #[arg(long, value_name = "HOST:PORT")]
     pub to: Option<String>,
-    /// Carry local clients to this relay address (sb://HOST/PATH) ...
+    /// Carry local clients to this relay address (as for --listen) ...
     #[arg(long, value_name = "URI", requires = "local")]
     pub connect: Option<String>,
     /// ... accepting them on this local address.
@@ -91,6 +94,11 @@ pub struct Options {
     /// then lets clients in without a Send token.
     #[arg(long)]
     pub no_client_auth: bool,
+    /// Hybrid Connections instead of the WCF relay: --listen serves the
+    /// hybrid connection from the TCP service at --to, --connect carries
+    /// local TCP clients to it.
+    #[arg(long, conflicts_with_all = ["oneway", "event", "plain", "amqp", "relayed", "nettcp", "via", "no_client_auth"])]
+    pub hc: bool,
     /// The gateway's net.tcp endpoint for one-way senders (default: the
     /// address's host, port 9351, or 9350 with --plain).
     #[arg(long, value_name = "HOST:PORT")]
@@ -223,6 +231,10 @@ fn client_tls(ca: &std::path::Path) -> anyhow::Result<TlsConnector> {
     for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("{}", ca.display()))? {
         roots.add(cert.with_context(|| format!("{}", ca.display()))?)?;
     }
+    client_tls_with(roots)
+}
+
+fn client_tls_with(roots: RootCertStore) -> anyhow::Result<TlsConnector> {
     let config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
@@ -243,7 +255,12 @@ pub fn relay(opts: &Options, uri: &str) -> anyhow::Result<Relay> {
             "the relay address must name a host and a path: {uri}"
         ));
     }
-    let host = host.to_owned();
+    build(opts, host.to_owned(), path, true)
+}
+
+/// The shared settings for the relay at `host` and `path`; without `tls`
+/// (plain `ws://` Hybrid Connections), a missing CA file is no error.
+fn build(opts: &Options, host: String, path: String, tls: bool) -> anyhow::Result<Relay> {
     let tokens = match &opts.token {
         Some(t) => Tokens::Fixed(t.clone()),
         None => {
@@ -266,7 +283,11 @@ pub fn relay(opts: &Options, uri: &str) -> anyhow::Result<Relay> {
             .relayed
             .clone()
             .unwrap_or_else(|| format!("{host}:9352")),
-        tls: client_tls(&ca)?,
+        tls: match client_tls(&ca) {
+            Ok(connector) => connector,
+            Err(_) if !tls && opts.ca.is_none() => client_tls_with(RootCertStore::empty())?,
+            Err(e) => return Err(e),
+        },
         plain: opts.plain,
         client_auth: !opts.no_client_auth,
         spares: spare::Spares::default(),
@@ -303,6 +324,9 @@ impl Backoff {
 
 /// Run the role the options ask for, until interrupted.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    if opts.hc {
+        return run_hc(opts).await;
+    }
     let messages = opts.oneway || opts.event;
     match (&opts.listen, &opts.to, &opts.connect, opts.local) {
         (Some(uri), Some(to), None, None) if messages => {
@@ -330,6 +354,36 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         (None, None, Some(uri), Some(local)) => connect::run(relay(&opts, uri)?, local).await,
         _ => Err(anyhow!(
             "use --listen URI --to HOST:PORT, or --connect URI --local ADDR:PORT"
+        )),
+    }
+}
+
+/// The `--hc` roles.
+async fn run_hc(opts: Options) -> anyhow::Result<()> {
+    let hc_relay = |uri: &str| -> anyhow::Result<(Relay, hc::Endpoint)> {
+        let mut ep = hc::endpoint(uri)?;
+        ep.rest = ep.rest.trim_matches('/').to_owned();
+        if ep.rest.is_empty() || ep.rest.contains('?') {
+            return Err(anyhow!(
+                "the hybrid connection address must name a path (and no query): {uri}"
+            ));
+        }
+        Ok((build(&opts, ep.host.clone(), ep.rest.clone(), ep.tls)?, ep))
+    };
+    match (&opts.listen, &opts.to, &opts.connect, opts.local) {
+        (Some(_), Some(_), None, None) if opts.http => Err(anyhow!(
+            "forward --hc --listen --http (relayed HTTP to a local web server) is not built yet"
+        )),
+        (Some(uri), Some(to), None, None) => {
+            let (relay, ep) = hc_relay(uri)?;
+            hc::listen(relay, ep, to.clone()).await
+        }
+        (None, None, Some(uri), Some(local)) => {
+            let (relay, ep) = hc_relay(uri)?;
+            hc::connect(relay, ep, local).await
+        }
+        _ => Err(anyhow!(
+            "use --hc --listen URL --to HOST:PORT, or --hc --connect URL --local ADDR:PORT"
         )),
     }
 }

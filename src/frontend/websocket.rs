@@ -1,4 +1,6 @@
-//! WebSocket connections as relay legs, server side (RFC 6455 §5): frames
+//! WebSocket connections as relay legs (RFC 6455 §5), server side, and
+//! client side for `forward --hc` (which reads unmasked frames and masks
+//! what it writes, §5.3); server side: frames
 //! read with a buffer that stays tiny until data arrives, so idle
 //! connections cost little memory, and written unmasked (FIN flag kept, no
 //! automatic Close echo), several frames in one vectored write when a
@@ -65,6 +67,8 @@ pub const MAX_WHOLE_FRAME: usize = 1 << 20;
 /// grows to the frames it sees (up to [`MAX_READ`] ahead).
 pub struct WsRead {
     io: ReadHalf<Io>,
+    /// Whether this end is the client (frames arrive unmasked).
+    client: bool,
     buf: BytesMut,
     max_message: usize,
     /// How much to ask for when the buffer is empty.
@@ -177,15 +181,20 @@ impl WsRead {
             _ => return Err(protocol("unknown opcode")),
         };
         let fin = b0 & 0x80 != 0;
-        if b1 & 0x80 == 0 {
-            return Err(protocol("client frames must be masked"));
+        let masked = b1 & 0x80 != 0;
+        if masked == self.client {
+            return Err(protocol(if self.client {
+                "server frames must not be masked"
+            } else {
+                "client frames must be masked"
+            }));
         }
         let extra = match b1 & 0x7F {
             126 => 2,
             127 => 8,
             _ => 0,
         };
-        let header = 2 + extra + 4;
+        let header = 2 + extra + if masked { 4 } else { 0 };
         let Some(mut head) = self.buf.get(2..header) else {
             return Ok(Parsed::Need(header));
         };
@@ -194,7 +203,11 @@ impl WsRead {
             8 => head.get_u64(),
             _ => u64::from(b1 & 0x7F),
         };
-        let mask = head.get_u32().to_be_bytes();
+        let mask = if masked {
+            head.get_u32().to_be_bytes()
+        } else {
+            [0; 4]
+        };
         if len >> 63 != 0 {
             return Err(protocol("the frame length has its top bit set"));
         }
@@ -289,27 +302,33 @@ enum Parsed {
     Need(usize),
 }
 
-/// Writing half: frames go out unmasked, as a server sends them; after a
-/// Close nothing more is sent.
+/// Writing half: frames go out unmasked, as a server sends them, or
+/// masked with a fresh key each, as a client must; after a Close nothing
+/// more is sent.
 pub struct FrameWriter {
     io: WriteHalf<Io>,
+    client: bool,
     closed: bool,
 }
 
-/// A frame header for an unmasked frame (at most 10 bytes).
-fn header(fin: bool, opcode: OpCode, len: usize) -> BytesMut {
-    let mut h = BytesMut::with_capacity(10);
+/// A frame header (at most 14 bytes), with `mask` when given.
+fn header(fin: bool, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
+    let mut h = BytesMut::with_capacity(MAX_HEADER);
     h.put_u8(u8::from(fin) << 7 | opcode as u8);
+    let bit = if mask.is_some() { 0x80 } else { 0 };
     match len {
-        0..=125 => h.put_u8(len as u8),
+        0..=125 => h.put_u8(bit | len as u8),
         126..=0xFFFF => {
-            h.put_u8(126);
+            h.put_u8(bit | 126);
             h.put_u16(len as u16);
         }
         _ => {
-            h.put_u8(127);
+            h.put_u8(bit | 127);
             h.put_u64(len as u64);
         }
+    }
+    if let Some(mask) = mask {
+        h.put_slice(&mask);
     }
     h
 }
@@ -328,14 +347,32 @@ impl FrameWriter {
             return Err(std::io::ErrorKind::BrokenPipe.into());
         }
         self.closed = frames.iter().any(|f| f.1 == OpCode::Close);
+        // A client's payloads go out masked: copies, each with its key.
+        let masked: Vec<([u8; 4], BytesMut)> = if self.client {
+            frames
+                .iter()
+                .map(|f| {
+                    let key: [u8; 4] = rand::random();
+                    let mut data = BytesMut::from(f.2);
+                    unmask(&mut data, key);
+                    (key, data)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let heads: Vec<BytesMut> = frames
             .iter()
-            .map(|&(fin, op, p)| header(fin, op, p.len()))
+            .enumerate()
+            .map(|(i, &(fin, op, p))| header(fin, op, p.len(), masked.get(i).map(|m| m.0)))
             .collect();
         let mut slices: Vec<IoSlice<'_>> = heads
             .iter()
-            .zip(frames)
-            .flat_map(|(h, f)| [IoSlice::new(h), IoSlice::new(f.2)])
+            .zip(frames.iter().enumerate())
+            .flat_map(|(h, (i, f))| {
+                let payload = masked.get(i).map_or(f.2, |m| &m.1[..]);
+                [IoSlice::new(h), IoSlice::new(payload)]
+            })
             .collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
@@ -353,9 +390,19 @@ impl FrameWriter {
 /// frames are passed on, not echoed; pings are answered; frames are bounded
 /// by `max_message`.
 pub fn split(io: Io, max_message: usize) -> (WsRead, WsWrite) {
+    split_as(io, max_message, false)
+}
+
+/// The same for this end as the client (`forward --hc`).
+pub fn split_client(io: Io, max_message: usize) -> (WsRead, WsWrite) {
+    split_as(io, max_message, true)
+}
+
+fn split_as(io: Io, max_message: usize, client: bool) -> (WsRead, WsWrite) {
     let (r, w) = tokio::io::split(io);
     let read = WsRead {
         io: r,
+        client,
         buf: BytesMut::new(),
         max_message,
         read_size: FIRST_READ,
@@ -364,6 +411,7 @@ pub fn split(io: Io, max_message: usize) -> (WsRead, WsWrite) {
     };
     let write = FrameWriter {
         io: w,
+        client,
         closed: false,
     };
     (read, Arc::new(Mutex::new(write)))

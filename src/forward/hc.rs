@@ -1,0 +1,306 @@
+//! `forward --hc`: the gateway's own Hybrid Connections client
+//! (`hybrid/PROTOCOL.md` §2, §3), doing what `azbridge -R` and `-L` do for
+//! TCP. `--listen` keeps a listener control channel open (its token renewed
+//! with `renewToken` at half-life, reconnecting with back-off) and splices
+//! each accepted rendezvous to a new TCP connection to `--to`; when `--to`
+//! refuses, the accept is rejected (502) so the sender hears at once.
+//! `--connect` accepts local TCP clients and carries each as a sender
+//! WebSocket. Bytes travel as binary messages; a TCP end of stream becomes
+//! a WebSocket Close, and a Close an end of stream.
+
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, Context};
+use bytes::Bytes;
+use fastwebsockets::{OpCode, WebSocketError};
+use http_body_util::Empty;
+use hyper::header::{CONNECTION, HOST, UPGRADE};
+use hyper::Request;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use super::{Backoff, Relay};
+use crate::frontend::wcf::stream;
+use crate::frontend::websocket::{self, WsRead, WsWrite};
+use crate::relay::Guid;
+
+/// Largest message taken from the gateway (its control messages are at most
+/// 64 KiB; rendezvous data is passed on in pieces whatever its size).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Where a Hybrid Connection is: `http`, `https`, `ws` or `wss`, a host, a
+/// port and the entity path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// TLS (`https`, `wss`).
+    pub tls: bool,
+    /// The host.
+    pub host: String,
+    /// The port (default 80, or 443 with TLS).
+    pub port: u16,
+    /// Path and query (for an address), or the entity path (for `--listen`
+    /// and `--connect`, without slashes at either end).
+    pub rest: String,
+}
+
+/// Parse `http(s)://` or `ws(s)://` HOST[:PORT]/REST.
+pub fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow!("{url}: not an http://, https://, ws:// or wss:// address"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => false,
+        "https" | "wss" => true,
+        _ => {
+            return Err(anyhow!(
+                "{url}: not an http://, https://, ws:// or wss:// address"
+            ))
+        }
+    };
+    let (authority, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("{url}: the port is not a number"))?,
+        ),
+        _ => (authority, if tls { 443 } else { 80 }),
+    };
+    if host.is_empty() {
+        return Err(anyhow!("{url}: no host"));
+    }
+    Ok(Endpoint {
+        tls,
+        host: host.trim_matches(['[', ']']).to_owned(),
+        port,
+        rest: rest.to_owned(),
+    })
+}
+
+/// Runs hyper's side of a client upgrade.
+struct Spawn;
+
+impl<F> hyper::rt::Executor<F> for Spawn
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// Open a WebSocket to `at` (its `rest` is the path and query), with the
+/// relay's token when `token` is set.
+async fn open(relay: &Relay, at: &Endpoint, token: bool) -> anyhow::Result<(WsRead, WsWrite)> {
+    let addr = format!("{}:{}", at.host, at.port);
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let _ = tcp.set_nodelay(true);
+    let mut req = Request::builder()
+        .method("GET")
+        .uri(format!("/{}", at.rest.trim_start_matches('/')))
+        .header(HOST, &addr)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "upgrade")
+        .header(
+            "Sec-WebSocket-Key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("Sec-WebSocket-Version", "13");
+    if token {
+        req = req.header("ServiceBusAuthorization", relay.token());
+    }
+    let req = req.body(Empty::<Bytes>::new())?;
+    let upgraded = if at.tls {
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(at.host.clone())?;
+        let tls = relay
+            .tls
+            .connect(name, tcp)
+            .await
+            .context("TLS to the gateway")?;
+        fastwebsockets::handshake::client(&Spawn, req, tls).await
+    } else {
+        fastwebsockets::handshake::client(&Spawn, req, tcp).await
+    };
+    let (ws, _) = upgraded.map_err(|e| match e {
+        WebSocketError::InvalidStatusCode(code) => anyhow!("the gateway answered {code}"),
+        e => anyhow!("WebSocket to {addr}: {e}"),
+    })?;
+    Ok(websocket::split_client(ws.into_inner(), MAX_MESSAGE))
+}
+
+/// Splice a WebSocket and a TCP connection until both ends are done.
+async fn splice(ws: (WsRead, WsWrite), tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let stats = crate::relay::splice(
+        websocket::leg(ws.0, ws.1),
+        stream::leg(Box::new(tcp)),
+        super::splice_limits(),
+        std::future::pending(),
+    )
+    .await;
+    debug!(end = %stats.end, "connection ended");
+}
+
+/// `--hc --listen`: serve the Hybrid Connection at `ep` from `to`, until
+/// interrupted; prints `listening URL` each time the control channel opens.
+pub async fn listen(relay: Relay, ep: Endpoint, to: String) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new();
+    loop {
+        if let Err(e) = control(&relay, &ep, &to, &mut backoff).await {
+            warn!(error = %e, "control channel ended; reconnecting");
+        }
+        backoff.wait().await;
+    }
+}
+
+/// One control channel: open, then serve accepts and renew the token until
+/// it ends.
+async fn control(
+    relay: &Relay,
+    ep: &Endpoint,
+    to: &str,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let at = Endpoint {
+        rest: format!(
+            "$hc/{}?sb-hc-action=listen&sb-hc-id={}",
+            ep.rest,
+            Guid::random()
+        ),
+        ..ep.clone()
+    };
+    let (mut read, write) = open(relay, &at, true).await?;
+    backoff.reset();
+    println!(
+        "listening {}://{}:{}/{}",
+        if ep.tls { "wss" } else { "ws" },
+        ep.host,
+        ep.port,
+        ep.rest
+    );
+    info!(path = ep.rest, "listening");
+    let renew = relay.renew_every();
+    let mut renewal = tokio::time::interval(renew.unwrap_or(std::time::Duration::MAX));
+    renewal.tick().await;
+    loop {
+        tokio::select! {
+            frame = websocket::read_frame(&mut read, &write) => {
+                let frame = frame?;
+                match frame.opcode {
+                    OpCode::Text => command(relay, &write, &frame.data, to).await?,
+                    OpCode::Close => return Err(anyhow!("the gateway closed the control channel: {:?}", websocket::close_info(&frame.data))),
+                    _ => {}
+                }
+            }
+            _ = renewal.tick(), if renew.is_some() => {
+                let renew = serde_json::json!({ "renewToken": { "token": relay.token() } });
+                websocket::send_text(&write, &renew.to_string()).await?;
+                debug!("token renewed");
+            }
+        }
+    }
+}
+
+/// Act on a control message: an `accept` gets its rendezvous; a `request`
+/// (relayed HTTP, which a TCP forwarder does not serve) gets 501.
+async fn command(relay: &Relay, write: &WsWrite, text: &[u8], to: &str) -> anyhow::Result<()> {
+    let msg: serde_json::Value = serde_json::from_slice(text).context("a control message")?;
+    if let Some(address) = msg["accept"]["address"].as_str() {
+        let at = endpoint(address)?;
+        let (relay, to) = (relay.clone(), to.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = accept(&relay, at, &to).await {
+                warn!(error = %e, "accept failed");
+            }
+        });
+    } else if let Some(id) = msg["request"]["id"].as_str() {
+        let response = serde_json::json!({ "response": {
+            "requestId": id,
+            "statusCode": 501,
+            "statusDescription": "This listener forwards TCP connections, not HTTP requests",
+        }});
+        websocket::send_text(write, &response.to_string()).await?;
+    }
+    Ok(())
+}
+
+/// Connect to the local service, then open the rendezvous and splice; when
+/// the service refuses, reject the accept (502).
+async fn accept(relay: &Relay, mut at: Endpoint, to: &str) -> anyhow::Result<()> {
+    match TcpStream::connect(to).await {
+        Ok(tcp) => {
+            let ws = open(relay, &at, false).await?;
+            splice(ws, tcp).await;
+            Ok(())
+        }
+        Err(e) => {
+            let why: String = format!("the service at {to} refused: {e}")
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '+' })
+                .collect();
+            at.rest.push_str(&format!(
+                "&sb-hc-statusCode=502&sb-hc-statusDescription={why}"
+            ));
+            // The gateway answers a rejection with 410, not an upgrade.
+            let _ = open(relay, &at, false).await;
+            Err(anyhow!("{to}: {e}; the connection was rejected"))
+        }
+    }
+}
+
+/// `--hc --connect`: accept local TCP clients on `local` and carry each to
+/// the Hybrid Connection at `ep` as a sender; prints `ready ADDR`.
+pub async fn connect(relay: Relay, ep: Endpoint, local: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(local)
+        .await
+        .with_context(|| format!("binding --local {local}"))?;
+    println!("ready {}", listener.local_addr()?);
+    info!(
+        path = ep.rest,
+        "forwarding local clients to the hybrid connection"
+    );
+    loop {
+        let (client, peer) = listener.accept().await?;
+        let (relay, at) = (
+            relay.clone(),
+            Endpoint {
+                rest: format!("$hc/{}?sb-hc-action=connect", ep.rest),
+                ..ep.clone()
+            },
+        );
+        tokio::spawn(async move {
+            match open(&relay, &at, true).await {
+                Ok(ws) => splice(ws, client).await,
+                Err(e) => warn!(%peer, error = %e, "connect failed"),
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_every_scheme() {
+        let e = endpoint("https://ns.example/a/b").unwrap();
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.rest.as_str()),
+            (true, "ns.example", 443, "a/b")
+        );
+        let e = endpoint("ws://127.0.0.1:9080/$hc/x?sb-hc-action=accept").unwrap();
+        assert_eq!(
+            (e.tls, e.port, e.rest.as_str()),
+            (false, 9080, "$hc/x?sb-hc-action=accept")
+        );
+        let e = endpoint("WSS://[::1]:9443/p").unwrap();
+        assert_eq!((e.tls, e.host.as_str(), e.port), (true, "::1", 9443));
+        assert_eq!(endpoint("http://h/p").unwrap().port, 80);
+        for bad in ["sb://h/p", "h/p", "http://:80/p", "http://h:x/p"] {
+            assert!(endpoint(bad).is_err(), "{bad}");
+        }
+    }
+}
