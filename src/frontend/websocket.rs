@@ -613,18 +613,26 @@ mod tests {
 
     #[test]
     fn headers_use_the_shortest_length_form() {
-        // RFC 6455 §5.7's unmasked examples, and the 64-bit form.
-        assert_eq!(&header(true, OpCode::Text, 5)[..], [0x81, 0x05]);
+        // RFC 6455 §5.7's examples (unmasked, and masked as a client
+        // sends them), and the 64-bit form.
+        assert_eq!(&header(true, OpCode::Text, 5, None)[..], [0x81, 0x05]);
         assert_eq!(
-            &header(true, OpCode::Binary, 256)[..],
+            &header(true, OpCode::Text, 5, Some([0x37, 0xfa, 0x21, 0x3d]))[..],
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d]
+        );
+        assert_eq!(
+            &header(true, OpCode::Binary, 256, None)[..],
             [0x82, 0x7E, 0x01, 0x00]
         );
         assert_eq!(
-            &header(true, OpCode::Binary, 65536)[..],
+            &header(true, OpCode::Binary, 65536, None)[..],
             [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
         );
-        assert_eq!(&header(false, OpCode::Continuation, 125)[..], [0x00, 125]);
-        assert_eq!(&header(true, OpCode::Close, 0)[..], [0x88, 0x00]);
+        assert_eq!(
+            &header(false, OpCode::Continuation, 125, None)[..],
+            [0x00, 125]
+        );
+        assert_eq!(&header(true, OpCode::Close, 0, None)[..], [0x88, 0x00]);
     }
 
     #[test]
