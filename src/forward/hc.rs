@@ -208,7 +208,7 @@ async fn control(
 /// (relayed HTTP, which a TCP forwarder does not serve) gets 501.
 async fn command(relay: &Relay, write: &WsWrite, text: &[u8], to: &str) -> anyhow::Result<()> {
     let msg: serde_json::Value = serde_json::from_slice(text).context("a control message")?;
-    if let Some(address) = msg["accept"]["address"].as_str() {
+    if let Some(address) = msg.pointer("/accept/address").and_then(|a| a.as_str()) {
         let at = endpoint(address)?;
         let (relay, to) = (relay.clone(), to.to_owned());
         tokio::spawn(async move {
@@ -216,7 +216,7 @@ async fn command(relay: &Relay, write: &WsWrite, text: &[u8], to: &str) -> anyho
                 warn!(error = %e, "accept failed");
             }
         });
-    } else if let Some(id) = msg["request"]["id"].as_str() {
+    } else if let Some(id) = msg.pointer("/request/id").and_then(|i| i.as_str()) {
         let response = serde_json::json!({ "response": {
             "requestId": id,
             "statusCode": 501,
