@@ -148,6 +148,10 @@ pub struct HybridConnection {
     /// Entity-level rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
+    /// NetTcpRelayBinding clients may connect to this path too: their
+    /// RelayedConnect goes to the Hybrid Connections listeners.
+    #[serde(default)]
+    pub accept_wcf_clients: bool,
 }
 
 /// The kind of a WCF relay (`[[wcf_relay]] type`).

@@ -444,6 +444,7 @@ fn serve(
         let wcf = frontend::wcf::Wcf {
             relay: relay.clone(),
             settings: snapshot.wcf.clone(),
+            hybrid: snapshot.hybrid.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
             tls: acceptor.clone(),

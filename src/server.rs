@@ -86,6 +86,7 @@ impl FrontEnds {
     fn current(&self) -> FrontEnds {
         let now = self.live.current();
         let mut f = self.clone();
+        f.wcf.hybrid = now.hybrid.clone();
         f.hybrid.settings = now.hybrid;
         f.wcf.settings = now.wcf;
         f

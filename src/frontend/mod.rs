@@ -3,6 +3,7 @@
 
 use crate::config::{self, Rule};
 
+pub mod bridge;
 pub mod hybrid;
 pub mod wcf;
 

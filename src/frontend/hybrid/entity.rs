@@ -26,6 +26,8 @@ pub struct Entity {
     pub requires_auth: bool,
     /// Entity-level rules.
     pub rules: Vec<Rule>,
+    /// Whether NetTcpRelay clients may connect (`accept_wcf_clients`).
+    pub wcf_clients: bool,
 }
 
 /// Where a token comes from.
@@ -57,6 +59,7 @@ impl Settings {
                 suffix: suffix.to_owned(),
                 requires_auth: e.requires_client_authorization,
                 rules: e.rule.clone(),
+                wcf_clients: e.accept_wcf_clients,
             });
         }
         if !self.dynamic {
@@ -72,6 +75,7 @@ impl Settings {
             suffix,
             requires_auth: true,
             rules: Vec::new(),
+            wcf_clients: false,
         })
     }
 

@@ -47,6 +47,9 @@ pub struct Wcf {
     pub relay: Relay,
     /// Namespace, relays, rules and limits.
     pub settings: Arc<Settings>,
+    /// The hybrid connections, for clients of the ones that take WCF
+    /// clients (`crate::frontend::bridge`).
+    pub hybrid: Arc<crate::frontend::hybrid::entity::Settings>,
     /// Shutdown signal.
     pub shutdown: Shutdown,
     /// Metrics.

@@ -7,6 +7,7 @@
 //! dial-back answers it; both get their replies and the two streams are
 //! spliced untouched. Failures are SOAP faults with the relay codes (§6.1).
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -23,10 +24,12 @@ use super::entity::split_address;
 use super::stream::{self, Conn, Rewind};
 use super::{Answer, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
+use crate::frontend::bridge;
 use crate::relay::{CoreError, Guid};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {
+    let remote = tcp.peer_addr().ok();
     let handshake = wcf.settings.limits.handshake_timeout;
     let (conn, secure) = match tokio::time::timeout(handshake, preamble(&wcf, tcp)).await {
         Ok(Ok(done)) => done,
@@ -39,7 +42,7 @@ pub async fn serve(wcf: Wcf, tcp: TcpStream) {
             return;
         }
     };
-    hello(wcf, conn, secure).await;
+    hello(wcf, conn, secure, remote).await;
 }
 
 /// Read the preamble and run TLS if it asks; returns the connection and
@@ -76,8 +79,9 @@ async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), String>
 }
 
 /// Read the first message and act on it: a client's RelayedConnect or a
-/// listener's RelayedAccept. `secure` says whether the leg is encrypted.
-pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
+/// listener's RelayedAccept. `secure` says whether the leg is encrypted;
+/// `remote` is the peer's address, when known.
+pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool, remote: Option<SocketAddr>) {
     let handshake = wcf.settings.limits.handshake_timeout;
     let msg = match tokio::time::timeout(handshake, conn.read_message(MAX_PREFIXED_MESSAGE)).await {
         Ok(Ok(m)) => m,
@@ -106,7 +110,7 @@ pub async fn hello(wcf: Wcf, mut conn: Conn, secure: bool) {
     let hello =
         Envelope::decode(&msg, wcf::Limits::DEFAULT).and_then(|env| Hello::from_envelope(&env));
     match hello {
-        Ok(Hello::Connect(c)) => client(&wcf, conn, c, secure).await,
+        Ok(Hello::Connect(c)) => client(&wcf, conn, c, secure, remote).await,
         Ok(Hello::Accept(a)) => listener(&wcf, conn, a).await,
         Err(e) => {
             info!(reason = %e, "relayed message refused");
@@ -145,8 +149,29 @@ fn core_fault(e: &CoreError) -> (RelayFault, String) {
     }
 }
 
+/// Who answers a client: a WCF listener, or on a bridged path a Hybrid
+/// Connections listener (`crate::frontend::bridge`).
+enum Target {
+    Wcf(super::entity::Entity, super::entity::Kind),
+    Hybrid(crate::frontend::hybrid::entity::Entity),
+}
+
+/// The answering listener's side of the connection.
+enum Answered {
+    /// A WCF listener's dial-back, still owed its RelayedAccept reply.
+    Wcf(Conn),
+    /// A Hybrid Connections listener's rendezvous.
+    Hybrid(crate::relay::Leg),
+}
+
 /// A client's RelayedConnect: check, park, notify, wait, reply, splice.
-async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
+async fn client(
+    wcf: &Wcf,
+    mut conn: Conn,
+    c: RelayedConnect,
+    secure: bool,
+    remote: Option<SocketAddr>,
+) {
     let s = &wcf.settings;
     let Some((_, path)) = split_address(&c.uri) else {
         let _ = fault(
@@ -159,51 +184,86 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     };
     let label = wcf.entity_label(path);
     let refuse = |status: u16| wcf.metrics.sender(&label, FRONTEND_RELAYED, status);
-    let Some((entity, kind)) = s.resolve_client(path, "NetTcp", &wcf.relay) else {
-        info!(uri = %c.uri, "connect refused: no listener");
-        refuse(404);
-        let _ = fault(
-            &mut conn,
-            RelayFault::EndpointNotFound,
-            "No service is hosted at the specified address.",
-        )
-        .await;
-        return;
+    let target = match s.resolve_client(path, "NetTcp", &wcf.relay) {
+        Some((entity, kind)) => Target::Wcf(entity, kind),
+        None => match bridge::hybrid_for_wcf_client(&wcf.hybrid, &wcf.relay, path) {
+            Some(entity) => Target::Hybrid(entity),
+            None => {
+                info!(uri = %c.uri, "connect refused: no listener");
+                refuse(404);
+                let _ = fault(
+                    &mut conn,
+                    RelayFault::EndpointNotFound,
+                    "No service is hosted at the specified address.",
+                )
+                .await;
+                return;
+            }
+        },
     };
-    crate::telemetry::record_entity(&entity.path);
-    if kind.transport_security && !secure {
-        refuse(400);
-        let _ = fault(
-            &mut conn,
-            RelayFault::NoTransportSecurity,
-            "The listener requires transport security; connect with TLS.",
-        )
-        .await;
-        return;
-    }
-    if entity.requires_auth.unwrap_or(kind.client_auth) {
-        if let Err(e) = s.authorize(c.token.as_deref(), &entity, Right::Send, 0) {
-            info!(path = %entity.path, reason = %e, "connect refused");
-            wcf.metrics.token_rejected(
-                &label,
-                FRONTEND_RELAYED,
-                crate::telemetry::token_reason(&e),
-            );
-            refuse(401);
-            let _ = fault(&mut conn, RelayFault::AuthorizationFailed, &e.to_string()).await;
-            return;
+    let token = c.token.as_deref();
+    let (path, authorized) = match &target {
+        Target::Wcf(entity, kind) => {
+            if kind.transport_security && !secure {
+                refuse(400);
+                let _ = fault(
+                    &mut conn,
+                    RelayFault::NoTransportSecurity,
+                    "The listener requires transport security; connect with TLS.",
+                )
+                .await;
+                return;
+            }
+            let checked = entity.requires_auth.unwrap_or(kind.client_auth);
+            let authorized = if checked {
+                s.authorize(token, entity, Right::Send, 0).map(|_| ())
+            } else {
+                Ok(())
+            };
+            (entity.path.clone(), authorized)
         }
+        Target::Hybrid(entity) => {
+            let authorized = if entity.requires_auth {
+                wcf.hybrid.authorize(token, entity, Right::Send, 0)
+            } else {
+                Ok(())
+            };
+            (entity.path.clone(), authorized)
+        }
+    };
+    crate::telemetry::record_entity(&path);
+    if let Err(e) = authorized {
+        info!(path = %path, reason = %e, "connect refused");
+        wcf.metrics
+            .token_rejected(&label, FRONTEND_RELAYED, crate::telemetry::token_reason(&e));
+        refuse(401);
+        let _ = fault(&mut conn, RelayFault::AuthorizationFailed, &e.to_string()).await;
+        return;
     }
     let started = Instant::now();
-    let mut listener = match wcf.dial_back(&entity.path, &kind).await {
-        Ok(c) => c,
+    let answered = match &target {
+        Target::Wcf(entity, kind) => wcf.dial_back(&entity.path, kind).await.map(Answered::Wcf),
+        Target::Hybrid(entity) => {
+            let tracking = c
+                .tracking_id
+                .clone()
+                .unwrap_or_else(|| crate::relay::Guid::random().to_string());
+            let wait = s.limits.accept_timeout;
+            let host = &wcf.hybrid.host;
+            bridge::hybrid_listener_for_wcf_client(&wcf.relay, host, entity, tracking, remote, wait)
+                .await
+                .map(Answered::Hybrid)
+        }
+    };
+    let answered = match answered {
+        Ok(a) => a,
         Err(e) => {
             if let (CoreError::RendezvousFull(_) | CoreError::ListenerBusy, Some(limit)) =
                 (&e, e.limit())
             {
                 wcf.metrics.limit_hit(&label, FRONTEND_RELAYED, limit);
             }
-            info!(path = %entity.path, reason = %e, side = ?e.side(), "connect failed");
+            info!(path = %path, reason = %e, side = ?e.side(), "connect failed");
             refuse(if matches!(e, CoreError::Timeout) {
                 504
             } else {
@@ -214,7 +274,6 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
             return;
         }
     };
-    let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
     let connect_reply = any_type_reply(ACTION_RELAYED_CONNECT_REPLY).to_msbin1();
     // The client's reply first: its first bytes have the longer way to go.
     // A listener whose dial-back breaks before its own reply has still
@@ -222,17 +281,27 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
     if conn.write_message(&connect_reply).await.is_err() {
         return;
     }
-    if let Err(e) = listener.write_message(&accept_reply).await {
-        info!(reason = %e, "listener dial-back broke before its reply");
-        return;
-    }
-    wcf.metrics.sender(&label, FRONTEND_RELAYED, 200);
-    wcf.metrics
-        .rendezvous(&label, FRONTEND_RELAYED, started.elapsed().as_secs_f64());
     let limits = s.limits.splice();
-    let _tracked = wcf.shutdown.track();
-    let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
-    let stats = stream::splice(conn, listener, limits, wcf.shutdown.drained()).await;
+    let stats = match answered {
+        Answered::Wcf(mut listener) => {
+            let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
+            if let Err(e) = listener.write_message(&accept_reply).await {
+                info!(reason = %e, "listener dial-back broke before its reply");
+                return;
+            }
+            record_start(wcf, &label, started);
+            let _tracked = wcf.shutdown.track();
+            let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
+            stream::splice(conn, listener, limits, wcf.shutdown.drained()).await
+        }
+        Answered::Hybrid(listener) => {
+            record_start(wcf, &label, started);
+            let _tracked = wcf.shutdown.track();
+            let _active = wcf.metrics.connection_started(&label, FRONTEND_RELAYED);
+            let client = stream::leg(conn.into_io());
+            crate::relay::splice(client, listener, limits, wcf.shutdown.drained()).await
+        }
+    };
     wcf.metrics
         .bytes(&label, FRONTEND_RELAYED, stats.a_to_b, stats.b_to_a);
     wcf.metrics
@@ -243,6 +312,13 @@ async fn client(wcf: &Wcf, mut conn: Conn, c: RelayedConnect, secure: bool) {
         end = %stats.end,
         "relayed connection ended"
     );
+}
+
+/// Count an answered connect and its setup time.
+fn record_start(wcf: &Wcf, label: &str, started: Instant) {
+    wcf.metrics.sender(label, FRONTEND_RELAYED, 200);
+    wcf.metrics
+        .rendezvous(label, FRONTEND_RELAYED, started.elapsed().as_secs_f64());
 }
 
 /// A listener's dial-back: hand it to the parked client, which replies.

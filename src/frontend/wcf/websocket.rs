@@ -78,8 +78,8 @@ pub fn handle(wcf: &Wcf, mut req: Request<hyper::body::Incoming>, peer: Peer) ->
         match chosen {
             "wsrelayedamqp" => super::amqp::serve(wcf, Box::new(stream), peer.local, true).await,
             _ => {
-                super::relayed::hello(wcf, Conn::message_per_write(Box::new(stream)), peer.tls)
-                    .await
+                let conn = Conn::message_per_write(Box::new(stream));
+                super::relayed::hello(wcf, conn, peer.tls, Some(peer.remote)).await
             }
         }
     });

@@ -1,0 +1,84 @@
+//! One path served by both protocols (`wcf/PROTOCOL.md` §3.1,
+//! `hybrid/PROTOCOL.md` §3): a NetTcpRelay client's RelayedConnect for a
+//! hybrid connection configured with `accept_wcf_clients` is authorised with
+//! the hybrid connection's Send rules and answered by one of its Hybrid
+//! Connections listeners. The listener gets an `accept` naming the client's
+//! address and its tracking id; once the listener's rendezvous WebSocket is
+//! up, the client gets its RelayedConnectReply and the two legs are spliced:
+//! the client's bytes as binary messages, the listener's messages as bytes,
+//! a close either way as the other's end of stream. A listener that rejects
+//! the accept or never comes gives the client the fault a WCF listener's
+//! absence would (`ConnectionFailed`); no listener at all, `EndpointNotFound`.
+//! The mapping lives here, between the two front ends; the core sees one
+//! `Connect` ask and two legs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::hybrid::entity::{Entity, Settings};
+use super::hybrid::listener::KIND;
+use super::hybrid::Answer;
+use super::websocket;
+use crate::relay::{Ask, Caller, CoreError, Filter, Leg, Relay};
+
+/// The hybrid connection a WCF client's `path` reaches, if it takes WCF
+/// clients.
+pub fn hybrid_for_wcf_client(hybrid: &Settings, relay: &Relay, path: &str) -> Option<Entity> {
+    hybrid.resolve(path, relay, false).filter(|e| e.wcf_clients)
+}
+
+/// The `connectHeaders` of a WCF client's `accept`: those of the WebSocket
+/// upgrade a Hybrid Connections sender would have made (SDK listeners, such
+/// as hyco-ws, check them as a WebSocket server checks a handshake: without
+/// a `Sec-WebSocket-Key` hyco-ws refuses the accept and drops its control
+/// channel).
+fn upgrade_headers(host: &str) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine;
+    let key: [u8; 16] = rand::random();
+    [
+        ("Host", host.to_owned()),
+        (
+            "Sec-WebSocket-Key",
+            base64::engine::general_purpose::STANDARD.encode(key),
+        ),
+        ("Sec-WebSocket-Version", "13".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Ask one of `entity`'s Hybrid Connections listeners (of the namespace
+/// `host`) to accept a WCF client (`tracking` and `remote` go in the
+/// `accept`), and wait up to `wait` for its rendezvous: the listener's leg.
+pub async fn hybrid_listener_for_wcf_client(
+    relay: &Relay,
+    host: &str,
+    entity: &Entity,
+    tracking: String,
+    remote: Option<SocketAddr>,
+    wait: Duration,
+) -> Result<Leg, CoreError> {
+    let filter = Filter {
+        kind: Some(KIND.into()),
+        ..Filter::default()
+    };
+    let caller = Caller {
+        tracking,
+        suffix: entity.suffix.clone(),
+        query: None,
+        headers: upgrade_headers(host),
+        remote,
+    };
+    let mut parked = relay.connect(&entity.path, &filter, |_| Ask::Connect(Box::new(caller)))?;
+    let answer = parked.wait(wait).await?;
+    match answer.downcast::<Answer>().map(|a| *a) {
+        Ok(Answer::Accepted { upgrade, .. }) => {
+            let ws = upgrade.await.map_err(|_| CoreError::ListenerGone)?;
+            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
+            Ok(websocket::leg(read, write))
+        }
+        // A rejection, or anything that is not a rendezvous.
+        _ => Err(CoreError::ListenerGone),
+    }
+}

@@ -1,0 +1,242 @@
+//! One path, both protocols (issue 19 item 1): NetTcpRelayBinding clients on
+//! a hybrid connection with `accept_wcf_clients`, answered by Hybrid
+//! Connections listeners. Mono's NetTcpBinding client -> `forward --connect`
+//! (the WCF relay client) -> gateway -> bridged path -> `forward --hc
+//! --listen`, or the unmodified hyco-ws as listener (`ws-to-tcp.js`) ->
+//! Mono's net.tcp host (request/reply, duplex callback, 10 MB Streamed);
+//! the accept a listener sees, bytes and closes both ways; and the
+//! refusals: no listener, a wrong token, a listener whose service refuses.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // tests are exempt (house habit 5, `src/main.rs`)
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::gateway::{Gateway, KEY, ROOT};
+use support::hyco::Node;
+use support::relayed::forward;
+use support::{mono_client, mono_relay_host, spawn_ready, Proc};
+
+const BRIDGED: &str = r#"
+[[hybrid_connection]]
+path = "calc"
+accept_wcf_clients = true
+[[hybrid_connection]]
+path = "blob"
+accept_wcf_clients = true
+[[hybrid_connection]]
+path = "chat"
+accept_wcf_clients = true
+[[hybrid_connection]]
+path = "closed"
+"#;
+
+/// `forward --hc --listen` for `path` to the local port `to`.
+fn hc_listener(gw: &Gateway, path: &str, to: u16) -> Proc {
+    let url = format!("ws://127.0.0.1:{}/{path}", gw.http.port());
+    let to = format!("127.0.0.1:{to}");
+    let mut c = support::gateway();
+    c.args(["forward", "--hc", "--key-name", ROOT, "--key", KEY])
+        .args(["--listen", &url, "--to", &to]);
+    spawn_ready(&mut c, "listening").0
+}
+
+/// `forward --connect` (the WCF relay client) for `path`, on `public`.
+fn wcf_client(gw: &Gateway, path: &str, public: u16, extra: &[&str]) -> Proc {
+    let uri = format!("sb://localhost/{path}");
+    let at = format!("127.0.0.1:{public}");
+    let mut args = vec!["--connect", uri.as_str(), "--local", at.as_str()];
+    args.extend_from_slice(extra);
+    spawn_ready(
+        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &args),
+        "ready",
+    )
+    .0
+}
+
+#[test]
+fn mono_wcf_clients_reach_a_mono_host_behind_a_hybrid_connections_listener() {
+    let gw = Gateway::start(BRIDGED);
+    let (_host, ports) = mono_relay_host();
+    let mut procs = Vec::new();
+    for (name, (local, public)) in ["calc", "blob", "chat"].iter().zip(&ports) {
+        procs.push(hc_listener(&gw, name, *local));
+        procs.push(wcf_client(&gw, name, *public, &[]));
+    }
+    mono_calls(&ports);
+    drop(procs);
+    gw.stop_clean();
+}
+
+#[test]
+fn mono_wcf_clients_reach_a_mono_host_behind_an_unmodified_hyco_ws_listener() {
+    let gw = Gateway::start(BRIDGED);
+    let (_host, ports) = mono_relay_host();
+    let base = format!("ws://127.0.0.1:{}", gw.http.port());
+    let mut listeners = Vec::new();
+    let mut clients = Vec::new();
+    for (name, (local, public)) in ["calc", "blob", "chat"].iter().zip(&ports) {
+        let to = format!("127.0.0.1:{local}");
+        let l = Node::spawn("ws-to-tcp.js", &[&base, name, ROOT, KEY, &to], None);
+        l.wait_for("listening", Duration::from_secs(10));
+        listeners.push(l);
+        clients.push(wcf_client(&gw, name, *public, &[]));
+    }
+    mono_calls(&ports);
+    drop((listeners, clients));
+    gw.stop_clean();
+}
+
+/// The Mono client's calls through the public ports: request/reply, a
+/// duplex callback, and 10 MB Streamed.
+fn mono_calls(ports: &[(u16, u16)]) {
+    assert_eq!(
+        mono_client(&["calc", &format!("net.tcp://127.0.0.1:{}/calc", ports[0].1)]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+    assert_eq!(
+        mono_client(&["chat", &format!("net.tcp://127.0.0.1:{}/chat", ports[2].1)]),
+        "Heard heard hi\n"
+    );
+    let started = Instant::now();
+    let blob = mono_client(&[
+        "blob",
+        &format!("net.tcp://127.0.0.1:{}/blob", ports[1].1),
+        "10000000",
+    ]);
+    assert!(blob.starts_with("blob 10000000 "), "{blob}");
+    eprintln!(
+        "10 MB streamed over the bridged path in {:?}",
+        started.elapsed()
+    );
+}
+
+/// A RelayedConnect for `path` on the relayed port (TLS) with `token`: the
+/// stream and the gateway's reply.
+fn relayed_connect(
+    gw: &Gateway,
+    path: &str,
+    token: Option<String>,
+) -> (Box<dyn support::relayed::Stream>, wcf::soap::Envelope) {
+    let tls = support::relayed::tls_config(&gw.ca());
+    support::relayed::connect(
+        gw.relayed.unwrap(),
+        Some((&tls, "localhost")),
+        &format!("sb://localhost/{path}/"),
+        token,
+    )
+}
+
+#[test]
+fn a_wcf_clients_connect_is_an_accept_with_its_address_and_tracking_id_then_bytes_and_closes_map() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(BRIDGED);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut ctl = rt.block_on(support::hc::listener(&gw, "calc"));
+    let token = Some(support::gateway::token("calc", ROOT, 600));
+    let gw_relayed = gw.relayed.unwrap();
+    let ca = gw.ca();
+    let client = std::thread::spawn(move || {
+        let tls = support::relayed::tls_config(&ca);
+        support::relayed::connect(
+            gw_relayed,
+            Some((&tls, "localhost")),
+            "sb://localhost/calc/",
+            token,
+        )
+    });
+    let mut rendezvous = rt.block_on(async {
+        let accept = support::wsclient::next_json(&mut ctl).await;
+        let a = &accept["accept"];
+        // The tracking id the client sent, and its address.
+        assert_eq!(a["id"], "11111111-2222-4333-8444-555555555555", "{accept}");
+        assert_eq!(a["remoteEndpoint"]["address"], "127.0.0.1", "{accept}");
+        // The headers of a WebSocket upgrade, which SDK listeners check.
+        let headers = &a["connectHeaders"];
+        assert_eq!(headers["Sec-WebSocket-Version"], "13", "{accept}");
+        assert_eq!(headers["Sec-WebSocket-Key"].as_str().unwrap().len(), 24);
+        let (addr, target) = support::wsclient::split_url(a["address"].as_str().unwrap());
+        let (head, ws) = support::wsclient::ws(addr, &target, &[]).await;
+        assert_eq!(head.status, 101);
+        ws.unwrap()
+    });
+    let (mut s, reply) = client.join().unwrap();
+    assert_eq!(support::relayed::fault_code(&reply), None, "{reply:?}");
+    s.write_all(b"ping").unwrap();
+    s.flush().unwrap();
+    rt.block_on(async {
+        let (op, _, data) = support::wsclient::next(&mut rendezvous, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (op, &data[..]),
+            (fastwebsockets::OpCode::Binary, &b"ping"[..])
+        );
+        support::wsclient::send(
+            &mut rendezvous,
+            true,
+            fastwebsockets::OpCode::Binary,
+            b"pong",
+        )
+        .await;
+    });
+    let mut pong = [0u8; 4];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"pong");
+    // The listener closes: the client reads the end of the stream.
+    rt.block_on(support::wsclient::close(&mut rendezvous, 1000, "done"));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap_or(0), 0);
+    gw.stop_clean();
+}
+
+#[test]
+fn wcf_clients_of_a_bridged_path_get_their_own_protocols_faults() {
+    let gw = Gateway::start(BRIDGED);
+    let token = |path: &str| Some(support::gateway::token(path, ROOT, 600));
+    let code = |path: &str, token: Option<String>| {
+        let (_s, reply) = relayed_connect(&gw, path, token);
+        support::relayed::fault_code(&reply)
+    };
+    // No listener of either kind.
+    assert_eq!(
+        code("calc", token("calc")).as_deref(),
+        Some("EndpointNotFoundFault")
+    );
+    // A listener whose service refuses: the rejection fails the client at once.
+    let _l = hc_listener(&gw, "blob", support::free_port());
+    let started = Instant::now();
+    assert_eq!(
+        code("blob", token("blob")).as_deref(),
+        Some("ConnectionFailedFault")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A wrong token, and none.
+    let _l2 = hc_listener(&gw, "chat", support::free_port());
+    let wrong = support::gateway::token("other", ROOT, 600);
+    assert_eq!(
+        code("chat", Some(wrong)).as_deref(),
+        Some("AuthorizationFailedFault")
+    );
+    assert_eq!(
+        code("chat", None).as_deref(),
+        Some("AuthorizationFailedFault")
+    );
+    // A hybrid connection without accept_wcf_clients stays closed to them.
+    let _l3 = hc_listener(&gw, "closed", support::free_port());
+    assert_eq!(
+        code("closed", token("closed")).as_deref(),
+        Some("EndpointNotFoundFault")
+    );
+    gw.stop_clean();
+}
