@@ -198,6 +198,10 @@ pub struct WcfRelay {
     /// (the `inject-soap11-action` behaviour, `wcf/PROTOCOL.md` §11.3).
     #[serde(default = "yes")]
     pub inject_soap11_action: bool,
+    /// NetTcp relays: Hybrid Connections senders may connect to this path
+    /// too, and are served by its WCF listeners.
+    #[serde(default)]
+    pub accept_hybrid_senders: bool,
 }
 
 fn yes() -> bool {

@@ -453,6 +453,7 @@ fn serve(
         let hybrid = frontend::hybrid::Hybrid {
             relay,
             settings: snapshot.hybrid.clone(),
+            wcf: snapshot.wcf.clone(),
             shutdown,
             metrics: metrics.clone(),
         };

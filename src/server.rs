@@ -87,6 +87,7 @@ impl FrontEnds {
         let now = self.live.current();
         let mut f = self.clone();
         f.wcf.hybrid = now.hybrid.clone();
+        f.hybrid.wcf = now.wcf.clone();
         f.hybrid.settings = now.hybrid;
         f.wcf.settings = now.wcf;
         f

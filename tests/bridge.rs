@@ -6,6 +6,9 @@
 //! Mono's net.tcp host (request/reply, duplex callback, 10 MB Streamed);
 //! the accept a listener sees, bytes and closes both ways; and the
 //! refusals: no listener, a wrong token, a listener whose service refuses.
+//! The other way round (`accept_hybrid_senders`): Mono's client through
+//! `forward --hc --connect` to a Mono host behind `forward --listen`, and
+//! the Hybrid Connections answers for no listener and a bad token.
 
 #![allow(
     clippy::unwrap_used,
@@ -238,5 +241,96 @@ fn wcf_clients_of_a_bridged_path_get_their_own_protocols_faults() {
         code("closed", token("closed")).as_deref(),
         Some("EndpointNotFoundFault")
     );
+    gw.stop_clean();
+}
+
+const WCF_BRIDGED: &str = r#"
+[[wcf_relay]]
+path = "calc"
+type = "NetTcp"
+accept_hybrid_senders = true
+[[wcf_relay]]
+path = "blob"
+type = "NetTcp"
+accept_hybrid_senders = true
+[[wcf_relay]]
+path = "chat"
+type = "NetTcp"
+accept_hybrid_senders = true
+[[wcf_relay]]
+path = "closed"
+type = "NetTcp"
+"#;
+
+/// `forward --hc --connect` for `path`, on `public`.
+fn hc_client(gw: &Gateway, path: &str, public: u16, extra: &[&str]) -> Proc {
+    let url = format!("ws://127.0.0.1:{}/{path}", gw.http.port());
+    let at = format!("127.0.0.1:{public}");
+    let mut c = support::gateway();
+    c.args(["forward", "--hc", "--key-name", ROOT, "--key", KEY])
+        .args(["--connect", &url, "--local", &at])
+        .args(extra);
+    spawn_ready(&mut c, "ready").0
+}
+
+#[test]
+fn hybrid_senders_reach_a_mono_host_behind_a_wcf_relay_listener() {
+    let gw = Gateway::start(WCF_BRIDGED);
+    let (_host, ports) = mono_relay_host();
+    let mut procs = Vec::new();
+    for (name, (local, public)) in ["calc", "blob", "chat"].iter().zip(&ports) {
+        let uri = format!("sb://localhost/{name}");
+        let to = format!("127.0.0.1:{local}");
+        let listen = ["--listen", uri.as_str(), "--to", to.as_str()];
+        procs.push(
+            spawn_ready(
+                &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
+                "attached",
+            )
+            .0,
+        );
+        procs.push(hc_client(&gw, name, *public, &[]));
+    }
+    mono_calls(&ports);
+    drop(procs);
+    gw.stop_clean();
+}
+
+#[test]
+fn hybrid_senders_of_a_bridged_relay_get_their_own_protocols_answers() {
+    let gw = Gateway::start(WCF_BRIDGED);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = |path: &str, token: String| {
+        rt.block_on(async {
+            let (head, _) = support::wsclient::ws(
+                gw.http,
+                &format!("/$hc/{path}?sb-hc-action=connect"),
+                &[("ServiceBusAuthorization", &token)],
+            )
+            .await;
+            head.status
+        })
+    };
+    let token = |path: &str| support::gateway::token(path, ROOT, 600);
+    // No listener of either kind: the Hybrid Connections 404.
+    assert_eq!(status("calc", token("calc")), 404);
+    // With a WCF listener: a wrong token is refused as Hybrid Connections
+    // refuses it; a relay without accept_hybrid_senders stays closed.
+    let mut listeners = Vec::new();
+    for path in ["calc", "closed"] {
+        let uri = format!("sb://localhost/{path}");
+        let to = format!("127.0.0.1:{}", support::free_port());
+        let listen = ["--listen", uri.as_str(), "--to", to.as_str()];
+        listeners.push(
+            spawn_ready(
+                &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
+                "attached",
+            )
+            .0,
+        );
+    }
+    assert_eq!(status("calc", token("other")), 401);
+    assert_eq!(status("closed", token("closed")), 404);
+    drop(listeners);
     gw.stop_clean();
 }

@@ -1,5 +1,8 @@
 //! One path served by both protocols (`wcf/PROTOCOL.md` §3.1,
-//! `hybrid/PROTOCOL.md` §3): a NetTcpRelay client's RelayedConnect for a
+//! `hybrid/PROTOCOL.md` §3), both ways.
+//!
+//! WCF clients, Hybrid Connections listeners: a NetTcpRelay client's
+//! RelayedConnect for a
 //! hybrid connection configured with `accept_wcf_clients` is authorised with
 //! the hybrid connection's Send rules and answered by one of its Hybrid
 //! Connections listeners. The listener gets an `accept` naming the client's
@@ -9,6 +12,13 @@
 //! a close either way as the other's end of stream. A listener that rejects
 //! the accept or never comes gives the client the fault a WCF listener's
 //! absence would (`ConnectionFailed`); no listener at all, `EndpointNotFound`.
+//!
+//! Hybrid Connections senders, WCF listeners: a sender's connect for a NetTcp
+//! relay configured with `accept_hybrid_senders` is authorised with the
+//! relay's Send rules and answered by one of its WCF listeners: the notice,
+//! the dial-back with its RelayedAccept and RelayedAcceptReply, then the
+//! sender's 101 and the same splice the other way round.
+//!
 //! The mapping lives here, between the two front ends; the core sees one
 //! `Connect` ask and two legs.
 
@@ -18,6 +28,8 @@ use std::time::Duration;
 use super::hybrid::entity::{Entity, Settings};
 use super::hybrid::listener::KIND;
 use super::hybrid::Answer;
+use super::wcf::entity::Kind;
+use super::wcf::stream;
 use super::websocket;
 use crate::relay::{Ask, Caller, CoreError, Filter, Leg, Relay};
 
@@ -81,4 +93,21 @@ pub async fn hybrid_listener_for_wcf_client(
         // A rejection, or anything that is not a rendezvous.
         _ => Err(CoreError::ListenerGone),
     }
+}
+
+/// Ask one of the WCF listeners (of `kind`) of the relay at `path` to dial
+/// back for a Hybrid Connections sender, and wait up to `wait`; once its
+/// RelayedAccept is answered, the listener's leg.
+pub async fn wcf_listener_for_hybrid_sender(
+    relay: &Relay,
+    path: &str,
+    kind: &Kind,
+    wait: Duration,
+) -> Result<Leg, CoreError> {
+    let mut conn = super::wcf::dial_back(relay, path, kind, wait).await?;
+    let reply = wcf::relay::any_type_reply(wcf::relay::ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
+    conn.write_message(&reply)
+        .await
+        .map_err(|_| CoreError::ListenerGone)?;
+    Ok(stream::leg(conn.into_io()))
 }

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use super::reply::{self, Body};
 use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::config::Right;
+use crate::frontend::bridge;
 use crate::frontend::spelling::{canonical, Names};
 use crate::frontend::websocket;
 use crate::relay::{splice, Ask, Caller, CoreError, Filter, Guid};
@@ -101,6 +102,9 @@ pub async fn connect(
     peer: Peer,
 ) -> Response<Body> {
     let s = &h.settings;
+    if let Some((entity, kind)) = h.wcf.resolve_hybrid_sender(path, &h.relay) {
+        return to_wcf_listener(h, req, query, entity, kind).await;
+    }
     let entity = match h.entity_or_404(path, false) {
         Ok(e) => e,
         Err(r) => return *r,
@@ -220,6 +224,81 @@ pub async fn connect(
                 end = %stats.end,
                 "connection ended"
             );
+        }
+        .in_current_span(),
+    );
+    response.map(|_| reply::empty())
+}
+
+/// A sender on a NetTcp relay that takes Hybrid Connections senders
+/// (`crate::frontend::bridge`): checked with the relay's Send rules, served
+/// by one of its WCF listeners, answered 101 once that listener has dialed
+/// back.
+async fn to_wcf_listener(
+    h: &Hybrid,
+    mut req: Request<hyper::body::Incoming>,
+    query: &str,
+    entity: crate::frontend::wcf::entity::Entity,
+    kind: crate::frontend::wcf::entity::Kind,
+) -> Response<Body> {
+    let s = &h.settings;
+    crate::telemetry::record_entity(&entity.path);
+    if entity.requires_auth.unwrap_or(kind.client_auth) {
+        let (token, _) = super::entity::Settings::find_token(
+            super::entity::TokenSource::WebSocket,
+            req.headers(),
+            query,
+            true,
+        );
+        if let Err(e) = h.wcf.authorize(token.as_deref(), &entity, Right::Send, 0) {
+            info!(path = entity.path, reason = %e, "connect refused");
+            h.metrics.token_rejected(
+                &entity.path,
+                FRONTEND_WS,
+                crate::telemetry::token_reason(&e),
+            );
+            return reply::status(
+                super::entity::token_status(&e),
+                &format!("{e}. {}", reply::tracker(&s.host, &entity.path)),
+            );
+        }
+    }
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(r) => r,
+        Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let wait = s.limits.accept_timeout;
+    let listener =
+        match bridge::wcf_listener_for_hybrid_sender(&h.relay, &entity.path, &kind, wait).await {
+            Ok(l) => l,
+            Err(e) => {
+                let (code, text) = no_listener(h, FRONTEND_WS, &e, &entity.path);
+                info!(path = entity.path, reason = %e, side = ?e.side(), "connect failed");
+                return reply::status(code, &text);
+            }
+        };
+    h.metrics
+        .rendezvous(&entity.path, FRONTEND_WS, started.elapsed().as_secs_f64());
+    let limits = s.limits.splice();
+    let shutdown = h.shutdown.clone();
+    let tracked = shutdown.track();
+    let (metrics, label) = (h.metrics.clone(), entity.path.clone());
+    tokio::spawn(
+        async move {
+            let _tracked = tracked;
+            let Ok(ws) = upgrade.await else { return };
+            let _active = metrics.connection_started(&label, FRONTEND_WS);
+            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
+            let stats = splice(
+                websocket::leg(read, write),
+                listener,
+                limits,
+                shutdown.drained(),
+            )
+            .await;
+            metrics.bytes(&label, FRONTEND_WS, stats.a_to_b, stats.b_to_a);
+            metrics.splice_ended(&label, FRONTEND_WS, stats.end.label());
         }
         .in_current_span(),
     );

@@ -54,6 +54,9 @@ pub struct Hybrid {
     pub relay: Relay,
     /// Namespace, entities, rules and limits.
     pub settings: Arc<Settings>,
+    /// The WCF relays, for senders to the ones that take Hybrid
+    /// Connections senders (`crate::frontend::bridge`).
+    pub wcf: Arc<crate::frontend::wcf::entity::Settings>,
     /// Shutdown signal.
     pub shutdown: Shutdown,
     /// Metrics.

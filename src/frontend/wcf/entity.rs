@@ -101,6 +101,15 @@ fn same_path(a: &str, b: &str) -> bool {
 }
 
 impl Settings {
+    /// The NetTcp relay a Hybrid Connections sender's `path` reaches: one
+    /// configured with `accept_hybrid_senders` that has WCF listeners.
+    pub fn resolve_hybrid_sender(&self, path: &str, relay: &Relay) -> Option<(Entity, Kind)> {
+        let (entity, kind) = self.resolve_client(path, "NetTcp", relay)?;
+        self.configured(&entity.path)
+            .is_some_and(|e| e.accept_hybrid_senders)
+            .then_some((entity, kind))
+    }
+
     fn configured(&self, path: &str) -> Option<&config::WcfRelay> {
         self.entities.iter().find(|e| same_path(&e.path, path))
     }

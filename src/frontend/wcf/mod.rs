@@ -29,6 +29,31 @@ use entity::Settings;
 /// dial-back, after its RelayedAccept was read and before any reply.
 pub struct Answer(pub stream::Conn);
 
+/// Ask one listener of `path` whose kind is `kind` to dial back (a notice
+/// through `relay`), and wait up to `wait` for its dial-back, after its
+/// RelayedAccept and before any reply (§3.2, §3.3).
+pub async fn dial_back(
+    relay: &Relay,
+    path: &str,
+    kind: &entity::Kind,
+    wait: std::time::Duration,
+) -> Result<stream::Conn, crate::relay::CoreError> {
+    let filter = crate::relay::Filter {
+        kind: Some(kind.label()),
+        ..crate::relay::Filter::default()
+    };
+    // The notice tells a WCF listener nothing of the client but where to
+    // dial back, which the core's request carries.
+    let ask = crate::relay::Ask::Connect(Box::default());
+    let mut parked = relay.connect(path, &filter, |_| ask)?;
+    // Only a dial-back answers a WCF rendezvous; anything else is a
+    // listener that did not.
+    match parked.wait(wait).await?.downcast::<Answer>() {
+        Ok(a) => Ok(a.0),
+        Err(_) => Err(crate::relay::CoreError::ListenerGone),
+    }
+}
+
 /// The addresses the gateway tells listeners to dial back (§3.2).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ports {
@@ -74,21 +99,8 @@ impl Wcf {
         path: &str,
         kind: &entity::Kind,
     ) -> Result<stream::Conn, crate::relay::CoreError> {
-        let filter = crate::relay::Filter {
-            kind: Some(kind.label()),
-            ..crate::relay::Filter::default()
-        };
         let wait = self.settings.limits.accept_timeout;
-        // The notice tells a WCF listener nothing of the client but where
-        // to dial back, which the core's request carries.
-        let ask = crate::relay::Ask::Connect(Box::default());
-        let mut parked = self.relay.connect(path, &filter, |_| ask)?;
-        // Only a dial-back answers a WCF rendezvous; anything else is a
-        // listener that did not.
-        match parked.wait(wait).await?.downcast::<Answer>() {
-            Ok(a) => Ok(a.0),
-            Err(_) => Err(crate::relay::CoreError::ListenerGone),
-        }
+        dial_back(&self.relay, path, kind, wait).await
     }
 
     /// The entity label for metrics: configured relays and paths with live
