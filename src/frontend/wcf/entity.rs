@@ -244,6 +244,7 @@ mod tests {
                 requires_client_authorization: true,
                 rule: Vec::new(),
                 inject_soap11_action: true,
+                accept_hybrid_senders: false,
             }],
             dynamic,
             limits: config::Limits::default(),
