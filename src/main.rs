@@ -13,8 +13,16 @@
 //! listener for its path; a connect parks its client under a fresh id and
 //! hands one listener a request; the listener's answer (a dial-back, a
 //! rendezvous upgrade, a response) completes the rendezvous and the legs are
-//! spliced. The protocol crates `wcf` and `hybrid` are sans-IO. `server`
-//! binds the endpoints (reported on one `ready` line; port 0 allowed).
+//! spliced. Which listener a connect reaches goes through one seam
+//! (`relay::Routes`): this node's registry alone, or a cluster of nodes over
+//! NATS (`cluster`, as protocol-neutral as the core), where the request
+//! carries the client's node and the listener dials there. A path may be
+//! served by both protocols (`frontend::bridge`, the one module that names
+//! both front ends). The protocol crates `wcf` and `hybrid` are sans-IO.
+//! `server` binds the endpoints (reported on one `ready` line; port 0
+//! allowed). `forward`, the relay client, is a sibling of the front ends:
+//! both stand on `transport` (byte streams, WebSockets server and client
+//! side, HTTP bodies).
 //!
 //! # House habits
 //!
@@ -57,6 +65,7 @@ mod status;
 mod telemetry;
 mod tls;
 mod transcript;
+mod transport;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

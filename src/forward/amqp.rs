@@ -25,7 +25,7 @@ use wcf::amqp::types::performatives::{
 use wcf::amqp::types::sasl::{SaslCode, SaslInit};
 
 use super::Relay;
-use crate::frontend::wcf::stream::BoxIo;
+use crate::transport::stream::BoxIo;
 
 const CREDIT: u32 = 1000;
 const WINDOW: u32 = 5000;

@@ -13,7 +13,7 @@ use wcf::relay::RelayedConnect;
 
 use super::Relay;
 
-use crate::frontend::wcf::stream::{self, Conn};
+use crate::transport::stream::{self, Conn};
 
 /// Accept local clients on `local` until interrupted; prints `ready ADDR`.
 pub async fn run(relay: Relay, local: SocketAddr) -> anyhow::Result<()> {

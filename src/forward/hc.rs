@@ -20,9 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::{Backoff, Relay};
-use crate::frontend::wcf::stream;
-use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::Guid;
+use crate::transport::stream;
+use crate::transport::websocket::{self, WsRead, WsWrite};
 
 /// Largest message taken from the gateway (its control messages are at most
 /// 64 KiB; rendezvous data is passed on in pieces whatever its size).

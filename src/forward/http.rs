@@ -27,9 +27,9 @@ use wcf::web::{self, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, Request
 
 use super::listen::{dial_back, listen as attach_and_serve};
 use super::Relay;
-use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
-use crate::frontend::hybrid::reply::{self, BodyPart, BodyRx, BodyTx};
-use crate::frontend::wcf::stream::BoxIo;
+use crate::transport::http::{self as reply, BodyPart, BodyRx, BodyTx};
+use crate::transport::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
+use crate::transport::stream::BoxIo;
 
 /// Largest piece of a body written as one NMF chunk.
 const CHUNK: usize = 64 * 1024;

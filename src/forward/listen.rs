@@ -15,8 +15,8 @@ use wcf::soap::Envelope;
 
 use super::amqp::{self, Failure};
 use super::{Backoff, Relay};
-use crate::frontend::wcf::stream::{self, Conn};
 use crate::relay::Guid;
+use crate::transport::stream::{self, Conn};
 
 /// Listen until interrupted or refused for good; prints `attached URI` each
 /// time the listener (re)attaches.

@@ -32,7 +32,7 @@ use tokio_rustls::TlsConnector;
 use wcf::relay::{ConnectPreamble, RelayFault, MAX_PREFIXED_MESSAGE};
 use wcf::soap::Envelope;
 
-use crate::frontend::wcf::stream::Conn;
+use crate::transport::stream::Conn;
 
 /// Options of `relay-gateway forward`.
 #[derive(clap::Args, Debug, Clone)]

@@ -24,7 +24,7 @@ use wcf::soap::{must_understand, Element, Envelope, NS_WSA10};
 use super::amqp::{self, Failure};
 use super::{Backoff, Relay};
 use crate::frontend::wcf::nmf::Session;
-use crate::frontend::wcf::stream::Transport;
+use crate::transport::stream::Transport;
 
 /// Largest record a forwarded session reads.
 const MAX_RECORD: usize = 4 << 20;

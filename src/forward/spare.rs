@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::Relay;
-use crate::frontend::wcf::stream::Conn;
+use crate::transport::stream::Conn;
 
 /// How long a spare waits for a notice before it is closed.
 pub const LIFETIME: Duration = Duration::from_secs(4);

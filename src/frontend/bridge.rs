@@ -29,9 +29,9 @@ use super::hybrid::entity::{Entity, Settings};
 use super::hybrid::listener::KIND;
 use super::hybrid::Answer;
 use super::wcf::entity::Kind;
-use super::wcf::stream;
-use super::websocket;
 use crate::relay::{Ask, Caller, CoreError, Filter, Leg, Relay};
+use crate::transport::stream;
+use crate::transport::websocket;
 
 /// The hybrid connection a WCF client's `path` reaches, if it takes WCF
 /// clients.

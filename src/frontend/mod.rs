@@ -44,4 +44,3 @@ impl<E> Settings<E> {
     }
 }
 pub mod spelling;
-pub mod websocket;

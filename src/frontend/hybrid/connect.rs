@@ -22,8 +22,8 @@ use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::config::Right;
 use crate::frontend::bridge;
 use crate::frontend::spelling::{canonical, Names};
-use crate::frontend::websocket;
 use crate::relay::{splice, Ask, Caller, CoreError, Filter, Guid};
+use crate::transport::websocket;
 
 /// Headers never passed to a listener.
 const DROPPED: [&str; 3] = ["serviceBusAuthorization", "connection", "upgrade"];

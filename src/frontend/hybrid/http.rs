@@ -29,37 +29,12 @@ use super::reply::{self, Body, BodyPart, BodyRx};
 use super::{Answer, Hybrid, Peer, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::spelling::Names;
-use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::{Ask, Caller, CoreError, Guid, HttpHead};
+use crate::transport::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
+use crate::transport::websocket::{self, WsRead, WsWrite};
 
 /// Largest body sent inline on the control channel.
 pub const INLINE_BODY: usize = 64 * 1024;
-
-/// Request headers never forwarded to a listener.
-pub const HOP_BY_HOP: [&str; 11] = [
-    "connection",
-    "content-length",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "close",
-    "keep-alive",
-    "proxy-connection",
-    "servicebusauthorization",
-    "expect",
-];
-
-/// Response headers never passed back to the client.
-pub const RESPONSE_HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "content-length",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-];
 
 fn gone(s: &Settings, path: &str) -> Response<Body> {
     reply::json_error(

@@ -30,8 +30,8 @@ use super::reply::{self, Body, BodyPart, BodyTx};
 use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
-use crate::frontend::websocket::{self, WsRead, WsWrite};
 use crate::relay::{Ask, Caller, CoreError, Guid, ListenerInfo, Request as CoreRequest};
+use crate::transport::websocket::{self, WsRead, WsWrite};
 
 /// The core's listener kind of Hybrid Connections listeners (so that senders
 /// never reach a WCF relay listener registered on the same path).

@@ -40,8 +40,8 @@ pub enum Answer {
     Response(hybrid::control::Response, Option<reply::BodyRx>),
     /// The listener opened a request rendezvous (already upgraded).
     Rendezvous(
-        crate::frontend::websocket::WsRead,
-        crate::frontend::websocket::WsWrite,
+        crate::transport::websocket::WsRead,
+        crate::transport::websocket::WsWrite,
     ),
     /// The listener's control channel went away with the request outstanding.
     ListenerGone,

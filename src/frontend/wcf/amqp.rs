@@ -35,11 +35,11 @@ use wcf::amqp::types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
 use wcf::relay::{Notice, OnewaySend};
 
 use super::entity::{split_address, Entity, Kind, Refused};
-use super::stream::BoxIo;
 use super::{Wcf, FRONTEND_AMQP};
 use crate::config::Right;
 use crate::relay::ListenerGuard;
 use crate::relay::{Ask, CoreError, ListenerInfo, Origin, Request};
+use crate::transport::stream::BoxIo;
 
 /// The idle time-out the gateway advertises; the SDK refuses less (§11.2).
 pub const IDLE_TIMEOUT_MS: u32 = 60_000;

@@ -35,13 +35,13 @@ use wcf::relay::{any_type_reply, ACTION_RELAYED_ACCEPT_REPLY};
 use wcf::web::{self, BodyFormat, BodyWriter, Event, Incoming, ReplyHead, RequestHead, Unframe};
 
 use super::entity::{Entity, Kind};
-use super::stream::BoxIo;
 use super::Wcf;
 use crate::config::Right;
-use crate::frontend::hybrid::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
 use crate::frontend::hybrid::reply::{self, Body, BodyPart, BodyRx, BodyTx};
 use crate::frontend::hybrid::{request_host, Peer};
 use crate::relay::CoreError;
+use crate::transport::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
+use crate::transport::stream::BoxIo;
 
 /// The `frontend` label of HTTP relay requests.
 pub const FRONTEND_HTTP: &str = "wcf_http";
@@ -310,7 +310,10 @@ struct Exchange {
 impl Exchange {
     /// Reply to the dial-back, run the preamble, start the upload and the
     /// reply reader; returns the reply head and its body's channel.
-    async fn start(self, mut conn: super::stream::Conn) -> Result<(ReplyHead, BodyRx), String> {
+    async fn start(
+        self,
+        mut conn: crate::transport::stream::Conn,
+    ) -> Result<(ReplyHead, BodyRx), String> {
         let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
         conn.write_message(&accept_reply)
             .await

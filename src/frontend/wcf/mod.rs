@@ -13,7 +13,6 @@ pub mod http;
 pub mod nmf;
 pub mod oneway;
 pub mod relayed;
-pub mod stream;
 pub mod websocket;
 
 use std::net::SocketAddr;
@@ -27,7 +26,7 @@ use entity::Settings;
 
 /// What answers a parked client (the core's answer payload): the listener's
 /// dial-back, after its RelayedAccept was read and before any reply.
-pub struct Answer(pub stream::Conn);
+pub struct Answer(pub crate::transport::stream::Conn);
 
 /// Ask one listener of `path` whose kind is `kind` to dial back (a notice
 /// through `relay`), and wait up to `wait` for its dial-back, after its
@@ -37,7 +36,7 @@ pub async fn dial_back(
     path: &str,
     kind: &entity::Kind,
     wait: std::time::Duration,
-) -> Result<stream::Conn, crate::relay::CoreError> {
+) -> Result<crate::transport::stream::Conn, crate::relay::CoreError> {
     let filter = crate::relay::Filter {
         kind: Some(kind.label()),
         ..crate::relay::Filter::default()
@@ -98,7 +97,7 @@ impl Wcf {
         &self,
         path: &str,
         kind: &entity::Kind,
-    ) -> Result<stream::Conn, crate::relay::CoreError> {
+    ) -> Result<crate::transport::stream::Conn, crate::relay::CoreError> {
         let wait = self.settings.limits.accept_timeout;
         dial_back(&self.relay, path, kind, wait).await
     }

@@ -13,7 +13,7 @@ use wcf::framing::{Decoder, FaultCode, Record};
 use wcf::nbfx::SessionDictionary;
 use wcf::soap::Envelope;
 
-use super::stream::{BoxIo, Transport};
+use crate::transport::stream::{BoxIo, Transport};
 
 /// One side of a session.
 pub struct Session {

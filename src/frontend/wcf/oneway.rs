@@ -42,10 +42,10 @@ use wcf::soap::Envelope;
 
 use super::entity::{split_address, Entity, Kind};
 use super::nmf::Session;
-use super::stream::{Rewind, Transport};
 use super::Wcf;
 use crate::config::{Right, WcfRelayType};
 use crate::relay::{CoreError, Filter};
+use crate::transport::stream::{Rewind, Transport};
 
 /// Largest application message (§5, the SDK's 64 KB).
 pub const MAX_MESSAGE: usize = 65_536;

@@ -21,11 +21,11 @@ use wcf::relay::{
 use wcf::soap::Envelope;
 
 use super::entity::split_address;
-use super::stream::{self, Conn, Rewind};
 use super::{Answer, Wcf, FRONTEND_RELAYED};
 use crate::config::Right;
 use crate::frontend::bridge;
 use crate::relay::{CoreError, Guid};
+use crate::transport::stream::{self, Conn, Rewind};
 
 /// Serve one connection on the relayed-connect port.
 pub async fn serve(wcf: Wcf, tcp: TcpStream) {

@@ -23,11 +23,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::stream::Conn;
 use super::Wcf;
 use crate::frontend::hybrid::reply::{self, Body};
 use crate::frontend::hybrid::Peer;
-use crate::frontend::websocket::{self, WsRead, WsWrite};
+use crate::transport::stream::Conn;
+use crate::transport::websocket::{self, WsRead, WsWrite};
 
 /// The path both sub-protocols use.
 pub const PATH: &str = "/$servicebus/websocket";
