@@ -4,7 +4,8 @@
 //! echo service; the two forwarders as a pair (as `azbridge -L` and `-R`)
 //! carrying 10 MB each way with half-close, over `ws://` and `wss://`; a
 //! refused service rejecting the accept; token renewal on the control
-//! channel.
+//! channel; `--hc --listen --http` serving curl from a local web server
+//! (inline and rendezvous requests, 1 MiB each way).
 
 #![allow(
     clippy::unwrap_used,
@@ -217,5 +218,77 @@ fn forward_hc_listen_renews_its_token_on_the_control_channel() {
         "the channel was never closed for its token"
     );
     drop(l);
+    gw.stop_clean();
+}
+
+#[test]
+fn forward_hc_listen_http_serves_curl_from_a_local_web_server() {
+    let gw = Gateway::start("");
+    let (_origin, port) = support::http_origin();
+    let url = format!("ws://127.0.0.1:{}/web", gw.http.port());
+    let to = format!("http://127.0.0.1:{port}/");
+    let (_l, _, _) = spawn_ready(
+        &mut forward_hc(&["--listen", &url, "--http", "--to", &to]),
+        "listening",
+    );
+    let auth = format!(
+        "ServiceBusAuthorization: {}",
+        support::gateway::token("web", ROOT, 600)
+    );
+    let base = format!("http://127.0.0.1:{}/web", gw.http.port());
+    let curl = |args: &[&str]| {
+        let out = run_with_timeout(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "30", "-H", &auth])
+                .args(args),
+            Duration::from_secs(40),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // Inline: a small GET, and a small POST whose body rides with it.
+    assert_eq!(curl(&[&format!("{base}/hello")]), b"hello");
+    assert_eq!(
+        curl(&[
+            "--data-binary",
+            "ping",
+            "-H",
+            "Content-Type: text/plain",
+            &format!("{base}/echo")
+        ]),
+        b"ping"
+    );
+    let seen: serde_json::Value =
+        serde_json::from_slice(&curl(&["-H", "X-Test: 1", &format!("{base}/headers?q=1")]))
+            .unwrap();
+    assert_eq!(seen["path"], "/headers?q=1");
+    // Over a rendezvous: a 1 MiB upload, and a 1 MiB download.
+    let dir = support::gateway::TempDir::new("hc-http");
+    let big = pattern(1 << 20);
+    let file = dir.0.join("big.bin");
+    std::fs::write(&file, &big).unwrap();
+    let up = String::from_utf8(curl(&[
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{base}/upload"),
+    ]))
+    .unwrap();
+    assert!(up.starts_with(&format!("{} ", big.len())), "{up}");
+    let down = curl(&[&format!("{base}/download/{}", 1 << 20)]);
+    assert_eq!(down.len(), 1 << 20);
+    assert!(down.iter().enumerate().all(|(i, b)| *b as usize == i % 251));
+    // The status and reason phrase of the local server come back.
+    let out = run_with_timeout(
+        Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "30", "-H", &auth])
+            .arg(format!("{base}/status/418/Short+And+Stout")),
+        Duration::from_secs(40),
+    );
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 418"), "{head}");
     gw.stop_clean();
 }

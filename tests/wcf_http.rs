@@ -30,19 +30,9 @@ use bytes::BytesMut;
 use sha2::{Digest, Sha256};
 use support::gateway::{token, Gateway, ROOT};
 use support::relayed::{dial_back, forward, notice, tls_config, Rhea, Stream};
-use support::{free_port, run_with_timeout, spawn_ready, Proc};
+use support::{free_port, http_origin as origin, run_with_timeout, spawn_ready, Proc};
 use wcf::hexdump::{parse_steps, stream, Direction};
 use wcf::web::{BodyFormat, Event, Incoming, RequestHead, Unframe};
-
-fn origin() -> (Proc, u16) {
-    let port = free_port();
-    let script = support::root().join("tests/peers/http_origin.py");
-    let (p, _, _) = spawn_ready(
-        Command::new("python3").arg(script).arg(port.to_string()),
-        "ready",
-    );
-    (p, port)
-}
 
 fn forward_http(gw: &Gateway, path: &str, origin: u16, extra: &[&str]) -> Proc {
     let uri = format!("sb://localhost/{path}");

@@ -7,6 +7,14 @@
 //! `--connect` accepts local TCP clients and carries each as a sender
 //! WebSocket. Bytes travel as binary messages; a TCP end of stream becomes
 //! a WebSocket Close, and a Close an end of stream.
+//!
+//! With `--http`, `--listen` serves relayed HTTP requests (§4) from a local
+//! web server instead: an inline request (its body, if any, in the binary
+//! message that follows it on the control channel) or one announced for a
+//! rendezvous (the request then read there, its body streamed) becomes a
+//! plain HTTP/1.1 request to `--to` (`crate::forward::http`'s local call);
+//! the response always goes back over the request's rendezvous, its body
+//! streamed as one binary message, whatever its size.
 
 use std::net::SocketAddr;
 
@@ -144,12 +152,22 @@ async fn splice(ws: (WsRead, WsWrite), tcp: TcpStream) {
     debug!(end = %stats.end, "connection ended");
 }
 
-/// `--hc --listen`: serve the Hybrid Connection at `ep` from `to`, until
-/// interrupted; prints `listening URL` each time the control channel opens.
-pub async fn listen(relay: Relay, ep: Endpoint, to: String) -> anyhow::Result<()> {
+/// What `--hc --listen` serves.
+#[derive(Clone)]
+pub enum Service {
+    /// Connections, spliced to this TCP service.
+    Tcp(String),
+    /// Relayed HTTP requests, made to this web server.
+    Http(super::http::Target),
+}
+
+/// `--hc --listen`: serve the Hybrid Connection at `ep` from `service`,
+/// until interrupted; prints `listening URL` each time the control channel
+/// opens.
+pub async fn listen(relay: Relay, ep: Endpoint, service: Service) -> anyhow::Result<()> {
     let mut backoff = Backoff::new();
     loop {
-        if let Err(e) = control(&relay, &ep, &to, &mut backoff).await {
+        if let Err(e) = control(&relay, &ep, &service, &mut backoff).await {
             warn!(error = %e, "control channel ended; reconnecting");
         }
         backoff.wait().await;
@@ -161,7 +179,7 @@ pub async fn listen(relay: Relay, ep: Endpoint, to: String) -> anyhow::Result<()
 async fn control(
     relay: &Relay,
     ep: &Endpoint,
-    to: &str,
+    service: &Service,
     backoff: &mut Backoff,
 ) -> anyhow::Result<()> {
     let at = Endpoint {
@@ -185,12 +203,33 @@ async fn control(
     let renew = relay.renew_every();
     let mut renewal = tokio::time::interval(renew.unwrap_or(std::time::Duration::MAX));
     renewal.tick().await;
+    // An inline request whose body (the next binary message) is arriving.
+    let mut inline: Option<(serde_json::Value, Vec<u8>)> = None;
     loop {
         tokio::select! {
             frame = websocket::read_frame(&mut read, &write) => {
                 let frame = frame?;
                 match frame.opcode {
-                    OpCode::Text => command(relay, &write, &frame.data, to).await?,
+                    OpCode::Text => {
+                        let msg: serde_json::Value = serde_json::from_slice(&frame.data).context("a control message")?;
+                        match command(relay, &write, msg, service).await? {
+                            Some(request) => inline = Some((request, Vec::new())),
+                            None => inline = None,
+                        }
+                    }
+                    OpCode::Binary | OpCode::Continuation => {
+                        if let Some((_, body)) = inline.as_mut() {
+                            if body.len() + frame.data.len() > MAX_INLINE_BODY {
+                                return Err(anyhow!("an inline body over {MAX_INLINE_BODY} bytes"));
+                            }
+                            body.extend_from_slice(&frame.data);
+                        }
+                        if frame.fin {
+                            if let (Some((request, body)), Service::Http(target)) = (inline.take(), service) {
+                                spawn_request(relay, target, request, Some(body.into()));
+                            }
+                        }
+                    }
                     OpCode::Close => return Err(anyhow!("the gateway closed the control channel: {:?}", websocket::close_info(&frame.data))),
                     _ => {}
                 }
@@ -204,26 +243,206 @@ async fn control(
     }
 }
 
-/// Act on a control message: an `accept` gets its rendezvous; a `request`
-/// (relayed HTTP, which a TCP forwarder does not serve) gets 501.
-async fn command(relay: &Relay, write: &WsWrite, text: &[u8], to: &str) -> anyhow::Result<()> {
-    let msg: serde_json::Value = serde_json::from_slice(text).context("a control message")?;
+/// The largest inline body (the gateway sends at most 64 KiB inline).
+const MAX_INLINE_BODY: usize = 64 * 1024;
+
+/// Act on a control message: an `accept` gets its rendezvous (or, for an
+/// HTTP listener, a 501 rejection); a `request` is served by an HTTP
+/// listener (and answered 501 by a TCP one). Returns an inline request
+/// whose body comes next.
+async fn command(
+    relay: &Relay,
+    write: &WsWrite,
+    msg: serde_json::Value,
+    service: &Service,
+) -> anyhow::Result<Option<serde_json::Value>> {
     if let Some(address) = msg.pointer("/accept/address").and_then(|a| a.as_str()) {
-        let at = endpoint(address)?;
-        let (relay, to) = (relay.clone(), to.to_owned());
+        let mut at = endpoint(address)?;
+        let (relay, service) = (relay.clone(), service.clone());
         tokio::spawn(async move {
-            if let Err(e) = accept(&relay, at, &to).await {
+            let result = match &service {
+                Service::Tcp(to) => accept(&relay, at, to).await,
+                Service::Http(_) => {
+                    at.rest.push_str("&sb-hc-statusCode=501&sb-hc-statusDescription=This+listener+serves+HTTP+requests");
+                    let _ = open(&relay, &at, false).await;
+                    Err(anyhow!(
+                        "a WebSocket sender on an HTTP listener was rejected"
+                    ))
+                }
+            };
+            if let Err(e) = result {
                 warn!(error = %e, "accept failed");
             }
         });
-    } else if let Some(id) = msg.pointer("/request/id").and_then(|i| i.as_str()) {
-        let response = serde_json::json!({ "response": {
-            "requestId": id,
-            "statusCode": 501,
-            "statusDescription": "This listener forwards TCP connections, not HTTP requests",
-        }});
-        websocket::send_text(write, &response.to_string()).await?;
+        return Ok(None);
     }
+    let Some(request) = msg.get("request") else {
+        return Ok(None);
+    };
+    let target = match service {
+        Service::Http(target) => target,
+        Service::Tcp(_) => {
+            let id = request
+                .get("id")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default();
+            let response = serde_json::json!({ "response": {
+                "requestId": id,
+                "statusCode": 501,
+                "statusDescription": "This listener forwards TCP connections, not HTTP requests",
+            }});
+            websocket::send_text(write, &response.to_string()).await?;
+            return Ok(None);
+        }
+    };
+    let inline = request.get("method").is_some();
+    let has_body = request.get("body").and_then(|b| b.as_bool()) == Some(true);
+    match (inline, has_body) {
+        (true, true) => return Ok(Some(request.clone())),
+        (true, false) => spawn_request(relay, target, request.clone(), Some(Bytes::new())),
+        (false, _) => spawn_request(relay, target, request.clone(), None),
+    }
+    Ok(None)
+}
+
+/// Serve a relayed HTTP request in its own task: `body` is the inline
+/// body, `None` when the request is announced for a rendezvous.
+fn spawn_request(
+    relay: &Relay,
+    target: &super::http::Target,
+    request: serde_json::Value,
+    body: Option<Bytes>,
+) {
+    let (relay, target) = (relay.clone(), target.clone());
+    tokio::spawn(async move {
+        if let Err(e) = http_request(&relay, &target, request, body).await {
+            warn!(error = %e, "relayed HTTP request failed");
+        }
+    });
+}
+
+/// Open the request's rendezvous, read the request there if it was only
+/// announced, make it to the local server and send the response back.
+async fn http_request(
+    relay: &Relay,
+    target: &super::http::Target,
+    mut request: serde_json::Value,
+    inline_body: Option<Bytes>,
+) -> anyhow::Result<()> {
+    use crate::transport::http::BodyPart;
+    let address = request
+        .get("address")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| anyhow!("a request without an address"))?;
+    let (mut read, write) = open(relay, &endpoint(address)?, false).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    match inline_body {
+        Some(body) => {
+            if !body.is_empty() {
+                let _ = tx.send(Ok(BodyPart::Data(body))).await;
+            }
+            let _ = tx.send(Ok(BodyPart::End)).await;
+        }
+        None => {
+            // The full request comes first on the rendezvous, then its body.
+            let frame = websocket::read_frame(&mut read, &write).await?;
+            let msg: serde_json::Value =
+                serde_json::from_slice(&frame.data).context("a request")?;
+            request = msg
+                .get("request")
+                .cloned()
+                .ok_or_else(|| anyhow!("no request on the rendezvous"))?;
+            if request.get("body").and_then(|b| b.as_bool()) == Some(true) {
+                let write = write.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match websocket::read_frame(&mut read, &write).await {
+                            Ok(f) if matches!(f.opcode, OpCode::Binary | OpCode::Continuation) => {
+                                let fin = f.fin;
+                                if tx.send(Ok(BodyPart::Data(f.data))).await.is_err() {
+                                    return;
+                                }
+                                if fin {
+                                    let _ = tx.send(Ok(BodyPart::End)).await;
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            } else {
+                let _ = tx.send(Ok(BodyPart::End)).await;
+            }
+        }
+    }
+    let field = |k: &str| {
+        request
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, method, request_target) = (field("id"), field("method"), field("requestTarget"));
+    let headers: Vec<(String, String)> = request
+        .get("requestHeaders")
+        .and_then(|h| h.as_object())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let path = super::http::local_path(&relay.path, &request_target, target.base());
+    let answer = super::http::local_call(target, &method, path, &headers, rx).await;
+    let (status, reason, headers, body) = match answer {
+        Ok(a) => (a.status, a.reason, a.headers, Some(a.body)),
+        Err(e) => (
+            502,
+            Some(format!("the local server failed: {e}")),
+            Vec::new(),
+            None,
+        ),
+    };
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .into_iter()
+        .filter(|(n, _)| n != "content-length")
+        .map(|(n, v)| (n, serde_json::Value::String(v)))
+        .collect();
+    let response = serde_json::json!({ "response": {
+        "requestId": id,
+        "statusCode": status,
+        "statusDescription": reason,
+        "responseHeaders": headers,
+        "body": true,
+    }});
+    websocket::send_text(&write, &response.to_string()).await?;
+    // The body as one binary message: its pieces, then an empty final frame.
+    let mut opcode = OpCode::Binary;
+    if let Some(mut body) = body {
+        use http_body_util::BodyExt;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            let piece = fastwebsockets::Frame::new(
+                false,
+                opcode,
+                None,
+                fastwebsockets::Payload::Borrowed(&data),
+            );
+            write.lock().await.write_frame(piece).await?;
+            opcode = OpCode::Continuation;
+        }
+    }
+    let last =
+        fastwebsockets::Frame::new(true, opcode, None, fastwebsockets::Payload::Borrowed(b""));
+    write.lock().await.write_frame(last).await?;
+    websocket::send_close(&write, 1000, "").await?;
     Ok(())
 }
 

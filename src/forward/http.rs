@@ -43,12 +43,20 @@ const LOCAL_ANSWER: u64 = 300;
 
 /// The local web server: its authority and base path.
 #[derive(Clone)]
-struct Target {
+pub struct Target {
     authority: String,
     base: String,
 }
 
-fn target(to: &str) -> anyhow::Result<Target> {
+impl Target {
+    /// The base path under which relayed paths go.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// The local web server of `--to` (an `http://` URL).
+pub fn target(to: &str) -> anyhow::Result<Target> {
     let rest = to
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("--to must be an http:// URL with --http, not {to}"))?;
@@ -74,7 +82,7 @@ pub async fn listen(relay: Relay, to: &str) -> anyhow::Result<()> {
 
 /// The local path and query for a relayed address: what follows the
 /// relay's path, under the target's base path.
-fn local_path(relay_path: &str, address: &str, base: &str) -> String {
+pub fn local_path(relay_path: &str, address: &str, base: &str) -> String {
     let after_scheme = address.split_once("://").map_or(address, |(_, r)| r);
     let path_query = after_scheme
         .find('/')
@@ -246,12 +254,51 @@ async fn call(
     body: BodyRx,
 ) -> anyhow::Result<Reply> {
     let path = local_path(&relay.path, &head.address, &target.base);
+    let answer = local_call(target, &head.method, path, &head.headers, body).await?;
+    let headers = answer
+        .headers
+        .into_iter()
+        .map(|(n, v)| (web::title_case(&n), v))
+        .collect();
+    Ok((
+        ReplyHead {
+            action: Some(format!("{}Response", head.method)),
+            status: Some(answer.status),
+            reason: answer.reason,
+            headers,
+            format: Some(BodyFormat::Raw),
+        },
+        Some(answer.body),
+    ))
+}
+
+/// What the local server answered.
+pub struct LocalAnswer {
+    /// The status code.
+    pub status: u16,
+    /// A reason phrase, when the server sent one.
+    pub reason: Option<String>,
+    /// Headers (lower-case names, hop-by-hop ones dropped but for
+    /// `content-length`).
+    pub headers: Vec<(String, String)>,
+    /// The body, as it arrives.
+    pub body: hyper::body::Incoming,
+}
+
+/// One request to the local web server at `target`: `Host` becomes its
+/// authority and the relayed one goes in `X-Forwarded-Host`; hop-by-hop
+/// headers are dropped; a body that ends within 1 MiB goes with its length.
+pub async fn local_call(
+    target: &Target,
+    method: &str,
+    path: String,
+    headers: &[(String, String)],
+    body: BodyRx,
+) -> anyhow::Result<LocalAnswer> {
     let (body, len) = local_body(body).await?;
-    let mut req = hyper::Request::builder()
-        .method(head.method.as_str())
-        .uri(path);
+    let mut req = hyper::Request::builder().method(method).uri(path);
     let mut forwarded_host = None;
-    for (name, value) in &head.headers {
+    for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
         if lower == "host" {
             forwarded_host = Some(value.clone());
@@ -271,7 +318,7 @@ async fn call(
     if let Some(h) = forwarded_host {
         req = req.header("X-Forwarded-Host", h);
     }
-    let bodiless = matches!(head.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS");
+    let bodiless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS");
     if let Some(n) = len.filter(|n| *n > 0 || !bodiless) {
         req = req.header(hyper::header::CONTENT_LENGTH, n);
     }
@@ -306,21 +353,17 @@ async fn call(
         })
         .map(|(n, v)| {
             (
-                web::title_case(n.as_str()),
+                n.as_str().to_owned(),
                 String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         })
         .collect();
-    Ok((
-        ReplyHead {
-            action: Some(format!("{}Response", head.method)),
-            status: Some(parts.status.as_u16()),
-            reason,
-            headers,
-            format: Some(BodyFormat::Raw),
-        },
-        Some(body),
-    ))
+    Ok(LocalAnswer {
+        status: parts.status.as_u16(),
+        reason,
+        headers,
+        body,
+    })
 }
 
 /// The body for the local server: whole with its length when it ends

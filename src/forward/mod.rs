@@ -95,8 +95,9 @@ pub struct Options {
     #[arg(long)]
     pub no_client_auth: bool,
     /// Hybrid Connections instead of the WCF relay: --listen serves the
-    /// hybrid connection from the TCP service at --to, --connect carries
-    /// local TCP clients to it.
+    /// hybrid connection from the TCP service at --to (with --http, relayed
+    /// HTTP requests from the web server at --to), --connect carries local
+    /// TCP clients to it.
     #[arg(long, conflicts_with_all = ["oneway", "event", "plain", "amqp", "relayed", "nettcp", "via", "no_client_auth"])]
     pub hc: bool,
     /// The gateway's net.tcp endpoint for one-way senders (default: the
@@ -371,12 +372,14 @@ async fn run_hc(opts: Options) -> anyhow::Result<()> {
         Ok((build(&opts, ep.host.clone(), ep.rest.clone(), ep.tls)?, ep))
     };
     match (&opts.listen, &opts.to, &opts.connect, opts.local) {
-        (Some(_), Some(_), None, None) if opts.http => Err(anyhow!(
-            "forward --hc --listen --http (relayed HTTP to a local web server) is not built yet"
-        )),
         (Some(uri), Some(to), None, None) => {
             let (relay, ep) = hc_relay(uri)?;
-            hc::listen(relay, ep, to.clone()).await
+            let service = if opts.http {
+                hc::Service::Http(http::target(to)?)
+            } else {
+                hc::Service::Tcp(to.clone())
+            };
+            hc::listen(relay, ep, service).await
         }
         (None, None, Some(uri), Some(local)) => {
             let (relay, ep) = hc_relay(uri)?;

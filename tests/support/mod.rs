@@ -126,6 +126,18 @@ pub fn mono(args: &[&str]) -> Command {
     c
 }
 
+/// The plain HTTP origin server of `tests/peers/http_origin.py` on a free
+/// port, once ready; the process and its port.
+pub fn http_origin() -> (Proc, u16) {
+    let port = free_port();
+    let script = root().join("tests/peers/http_origin.py");
+    let (p, _, _) = spawn_ready(
+        Command::new("python3").arg(script).arg(port.to_string()),
+        "ready",
+    );
+    (p, port)
+}
+
 /// The Mono host behind the relay (`relayhost` mode); returns it and, per
 /// service (calc, blob, chat), the local port it listens on and its public port.
 pub fn mono_relay_host() -> (Proc, Vec<(u16, u16)>) {
