@@ -570,3 +570,32 @@ fn listeners_of_a_killed_node_reconnect_through_the_load_balancer_and_are_served
     });
     assert_eq!(sender(&via_lb, "moving", "2", None), "ok 2");
 }
+
+#[test]
+fn a_wcf_client_on_one_node_reaches_a_hybrid_listener_on_another_over_a_bridged_path() {
+    let nats = Nats::single();
+    let bridged = "[[hybrid_connection]]\npath = \"calc\"\naccept_wcf_clients = true\n";
+    let n = Nodes::start(&nats, 2, bridged);
+    let (a, b) = (&n.nodes[0], &n.nodes[1]);
+    let (_host, ports) = mono_relay_host();
+    let (local, public) = ports[0];
+    let url = format!("ws://127.0.0.1:{}/calc", a.http.port());
+    let to = format!("127.0.0.1:{local}");
+    let mut hc = support::gateway();
+    hc.args(["forward", "--hc", "--key-name", ROOT, "--key", KEY])
+        .args(["--listen", &url, "--to", &to]);
+    let (_l, _, _) = spawn_ready(&mut hc, "listening");
+    eventually(Duration::from_secs(10), "B sees A's listener", || {
+        listener_count(b, "calc") == 1
+    });
+    let at = format!("127.0.0.1:{public}");
+    let connect = ["--connect", "sb://localhost/calc", "--local", at.as_str()];
+    let (_c, _, _) = spawn_ready(
+        &mut forward(b.amqps.unwrap(), b.relayed.unwrap(), &n.ca(), &connect),
+        "ready",
+    );
+    assert_eq!(
+        mono_client(&["calc", &format!("net.tcp://127.0.0.1:{public}/calc")]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+}
