@@ -136,7 +136,14 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         tracking: String::new(),
         suffix: entity.suffix.clone(),
         query: address::filter_query(&query),
-        headers: head.request_headers.clone(),
+        // Headers travel with the ask only when the request does; otherwise
+        // the listener reads them on the rendezvous (nothing of the request
+        // crosses a cluster's bus).
+        headers: if inline {
+            head.request_headers.clone()
+        } else {
+            Default::default()
+        },
         remote: Some(peer.remote),
     };
     let ask = Ask::Http {
