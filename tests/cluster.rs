@@ -559,15 +559,29 @@ fn listeners_of_a_killed_node_reconnect_through_the_load_balancer_and_are_served
     let holder = n
         .nodes
         .iter()
-        .position(|g| admin_get(g, "/").contains("1 here"))
+        .position(|g| admin_get(g, "/").contains(">1 here, "))
         .expect("one node holds the listener");
     drop(n.nodes.remove(holder)); // SIGKILL
     let survivor = &n.nodes[0];
     // hyco-ws reconnects on its own; HAProxy's health check has taken the
     // dead node out, so it lands on the survivor.
-    eventually(Duration::from_secs(30), "the listener is back", || {
-        l.count("listening mover") >= 2 && admin_get(survivor, "/").contains("1 here")
-    });
+    // (hyco-ws may open more than one control channel while reconnecting.)
+    let served_here = |g: &Gateway| {
+        let page = admin_get(g, "/");
+        page.contains(" here, ") && !page.contains(">0 here, ")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(l.count("listening mover") >= 2 && served_here(survivor)) {
+        if Instant::now() > deadline {
+            panic!(
+                "the listener is not back: {} listening lines\n{}\n{}",
+                l.count("listening mover"),
+                admin_get(survivor, "/"),
+                survivor.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(sender(&via_lb, "moving", "2", None), "ok 2");
 }
 

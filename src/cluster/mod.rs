@@ -12,8 +12,9 @@
 //!   the same way.
 //! - **Directory.** Every node watches the bucket ([`directory`]): listener
 //!   counts, members, and the listeners a filter admits come from there.
-//! - **Routing.** A request goes to one admitted listener picked uniformly
-//!   at random: straight into its queue when it is connected here, else as
+//! - **Routing.** A request goes to one admitted listener, in turn per path
+//!   (round robin over the directory's listeners, so each gets its share):
+//!   straight into its queue when it is connected here, else as
 //!   a NATS request on the listener's own subject `{prefix}.l.{node}.{id}`,
 //!   which its node answers `ok`, `busy` or `gone` ([`wire::reply`]); "no
 //!   responders" and silence move on to the next listener. The request
@@ -36,7 +37,6 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
-use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -56,6 +56,8 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 pub const EXPIRY: Duration = Duration::from_secs(15);
 /// How long a node waits for another to answer a routed request.
 const ROUTE_WAIT: Duration = Duration::from_secs(2);
+/// Paths whose round-robin position is kept (past it, positions restart).
+const MAX_TURNS: usize = 4096;
 /// How long a listener's registration waits for the bus.
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
@@ -91,6 +93,8 @@ struct Inner {
     directory: Mutex<Directory>,
     /// Queues of this node's listeners, by subject.
     local: Mutex<HashMap<String, mpsc::WeakSender<Request>>>,
+    /// The round-robin position of each path.
+    turns: Mutex<HashMap<String, usize>>,
     problem: Mutex<Option<String>>,
     last_error: Arc<Mutex<Option<String>>>,
     dropped: [AtomicU64; 3],
@@ -154,6 +158,7 @@ impl Cluster {
             store: Mutex::new(None),
             directory: Mutex::new(Directory::default()),
             local: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             problem: Mutex::new(Some("connecting to NATS".into())),
             last_error,
             dropped: Default::default(),
@@ -577,7 +582,20 @@ impl Cluster {
                 }
             }
         };
-        candidates.shuffle(&mut rand::rng());
+        // Round robin per path over the listeners in a fixed order: every
+        // listener gets its share, whichever node it is on.
+        candidates.sort_by(|a, b| a.subject.cmp(&b.subject));
+        let turn = {
+            let mut turns = lock(&inner.turns);
+            if turns.len() >= MAX_TURNS && !turns.contains_key(&path) {
+                turns.clear();
+            }
+            let t = turns.entry(path.clone()).or_insert(0);
+            *t = t.wrapping_add(1);
+            *t
+        };
+        let start = turn % candidates.len().max(1);
+        candidates.rotate_left(start);
         Ok(Box::pin(try_in_turn(
             inner.clone(),
             candidates,
