@@ -48,12 +48,16 @@ pub fn peer_python() -> PathBuf {
     py
 }
 
-/// Run `cmd` to completion, killing it after `limit`. Output is drained by
-/// threads as it comes, so a chatty child cannot block on a full pipe.
+/// Run `cmd` to completion, killing it after `limit`, with everything it
+/// started (it leads its own process group, so that a script's background
+/// jobs cannot keep its output open). Output is drained by threads as it
+/// comes, so a chatty child cannot block on a full pipe.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
@@ -72,6 +76,9 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
             break status;
         }
         if start.elapsed() > limit {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             panic!(
