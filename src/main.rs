@@ -404,6 +404,7 @@ fn serve(
                 origin,
                 auth: c.auth.clone(),
                 listeners_per_path: limits.listeners_per_path,
+                rendezvous: relay.rendezvous.clone(),
             };
             tracing::info!(node = settings.node, nats = ?settings.nats, "cluster: joining");
             let routes = cluster::Cluster::start(settings, relay.registry.clone())

@@ -21,6 +21,10 @@
 //!   names this node ([`Origin`]), so the listener dials here and the legs
 //!   are spliced here; relayed bytes never travel on NATS (one-way
 //!   messages, which have no rendezvous, are the exception).
+//! - **Answers elsewhere.** A listener's answer that arrives whole on its
+//!   control channel (an inline HTTP response) for a client held by
+//!   another node is published to that node's `{prefix}.a.{node}`, which
+//!   completes the client's rendezvous with it.
 //! - **Multicast.** A message for every listener is published once on
 //!   `{prefix}.e.{path}`, which each listener's node subscribes to once per
 //!   listener: every listener gets it once.
@@ -62,7 +66,7 @@ const MAX_TURNS: usize = 4096;
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
 /// What a node needs to join (from `[cluster]`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// NATS servers.
     pub nats: Vec<String>,
@@ -76,6 +80,8 @@ pub struct Settings {
     pub auth: crate::config::ClusterAuth,
     /// The listener cap per path (`[limits] listeners_per_path`).
     pub listeners_per_path: usize,
+    /// This node's pending rendezvous, which answers from elsewhere complete.
+    pub rendezvous: crate::relay::Rendezvous,
 }
 
 /// A node's membership of the cluster.
@@ -164,6 +170,7 @@ impl Cluster {
             dropped: Default::default(),
         });
         tokio::spawn(keep_bucket(inner.clone()));
+        tokio::spawn(take_answers(inner.clone()));
         Ok(Cluster { inner })
     }
 }
@@ -278,6 +285,23 @@ async fn keep_bucket(inner: Arc<Inner>) {
         }
         *lock(&inner.store) = None;
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Complete this node's rendezvous with answers other nodes carry here.
+async fn take_answers(inner: Arc<Inner>) {
+    let subject = inner.subject("a", &inner.settings.node);
+    let Ok(mut answers) = inner.client.subscribe(subject).await else {
+        warn!("cluster: cannot take answers from other nodes");
+        return;
+    };
+    while let Some(msg) = answers.next().await {
+        match wire::decode::<wire::Answered>(&msg.payload) {
+            Ok(a) => {
+                let _ = inner.settings.rendezvous.complete(a.id, Box::new(a.answer));
+            }
+            Err(why) => inner.drop_message(why),
+        }
     }
 }
 
@@ -664,6 +688,24 @@ impl Routes for Cluster {
 
     fn origin(&self) -> Option<Origin> {
         Some(self.inner.settings.origin.clone())
+    }
+
+    fn answer<'a>(
+        &'a self,
+        node: &'a str,
+        id: Guid,
+        answer: crate::relay::Forwarded,
+    ) -> BoxFuture<'a, Result<(), CoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let subject = inner.subject("a", node);
+            let message = wire::encode(&wire::Answered { id, answer });
+            inner
+                .client
+                .publish(subject, message)
+                .await
+                .map_err(|_| CoreError::UnknownRendezvous)
+        })
     }
 
     fn elsewhere(&self, path: &str) -> Vec<ListenerInfo> {

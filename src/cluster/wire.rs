@@ -30,6 +30,15 @@ pub struct Event {
     pub request: Request,
 }
 
+/// A listener's answer for a client held by the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answered {
+    /// The request it answers.
+    pub id: crate::relay::Guid,
+    /// The answer.
+    pub answer: crate::relay::Forwarded,
+}
+
 /// A listener's slot in the directory (the value of `l.{path}.{n}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slot {

@@ -140,6 +140,19 @@ pub struct HttpHead {
     pub body: bool,
 }
 
+/// A listener's answer made on another node than the one holding the
+/// client, carried there: the front end's own text of it (a control
+/// message) and the bytes that came with it. Small by construction: only
+/// answers that arrive whole on a listener's control channel travel so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The answer as the listener sent it.
+    pub text: String,
+    /// Its body, when it had one.
+    #[serde(with = "base64_bytes::option")]
+    pub body: Option<Bytes>,
+}
+
 /// How parties reach a node directly (`[cluster.advertise]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -351,10 +364,23 @@ impl Relay {
         }
     }
 
-    /// Whether an ask may carry request bodies: false when it may be sent
-    /// to another node, so that relayed bytes stay off the cluster's bus.
-    pub fn carries_bodies(&self) -> bool {
-        self.routes.origin().is_none()
+    /// Whether `origin` names another node than this one (a request from
+    /// there is answered there).
+    pub fn is_elsewhere(&self, origin: Option<&Origin>) -> bool {
+        match (origin, self.routes.origin()) {
+            (Some(o), Some(here)) => o.node != here.node,
+            _ => false,
+        }
+    }
+
+    /// Send the answer to request `id` to the node that holds its client.
+    pub async fn answer_elsewhere(
+        &self,
+        node: &str,
+        id: Guid,
+        answer: Forwarded,
+    ) -> Result<(), CoreError> {
+        self.routes.answer(node, id, answer).await
     }
 
     /// The listeners of `path` on every node: this node's first.

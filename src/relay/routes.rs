@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 
 use super::leg::BoxFuture;
 use super::registry::Broadcast;
-use super::{CoreError, Filter, ListenerGuard, ListenerInfo, Origin, Registry, Request};
+use super::{
+    CoreError, Filter, Forwarded, Guid, ListenerGuard, ListenerInfo, Origin, Registry, Request,
+};
 
 /// The part of a delivery that may still be under way (a request sent to
 /// another node, awaiting its answer), and how it ended.
@@ -59,6 +61,15 @@ pub trait Routes: Send + Sync {
 
     /// The listeners of `path` connected to other nodes.
     fn elsewhere(&self, path: &str) -> Vec<ListenerInfo>;
+
+    /// Carry a listener's answer to request `id` to `node`, which holds its
+    /// client.
+    fn answer<'a>(
+        &'a self,
+        node: &'a str,
+        id: Guid,
+        answer: Forwarded,
+    ) -> BoxFuture<'a, Result<(), CoreError>>;
 }
 
 /// The cluster as one node sees it.
@@ -129,5 +140,15 @@ impl Routes for Registry {
 
     fn elsewhere(&self, _path: &str) -> Vec<ListenerInfo> {
         Vec::new()
+    }
+
+    fn answer<'a>(
+        &'a self,
+        _node: &'a str,
+        _id: Guid,
+        _answer: Forwarded,
+    ) -> BoxFuture<'a, Result<(), CoreError>> {
+        // One node: every client is here.
+        Box::pin(std::future::ready(Err(CoreError::UnknownRendezvous)))
     }
 }

@@ -29,7 +29,7 @@ use super::reply::{self, Body, BodyPart, BodyRx};
 use super::{Answer, Hybrid, Peer, FRONTEND_HTTP};
 use crate::config::Right;
 use crate::frontend::spelling::Names;
-use crate::relay::{Ask, Caller, CoreError, Guid, HttpHead};
+use crate::relay::{Ask, Caller, CoreError, Forwarded, Guid, HttpHead};
 use crate::transport::http::{HOP_BY_HOP, RESPONSE_HOP_BY_HOP};
 use crate::transport::websocket::{self, WsRead, WsWrite};
 
@@ -98,12 +98,9 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
     let has_body = chunked || length.is_some_and(|n| n > 0);
-    // Where the request may go to another node, it always takes the
-    // rendezvous, so that its bytes never travel on the cluster's bus.
     let inline = !chunked
         && length.is_none_or(|n| n as usize <= INLINE_BODY)
-        && header_bytes <= s.limits.max_header_bytes
-        && h.relay.carries_bodies();
+        && header_bytes <= s.limits.max_header_bytes;
     let target = match address::filter_query(&query) {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
@@ -137,8 +134,7 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
         suffix: entity.suffix.clone(),
         query: address::filter_query(&query),
         // Headers travel with the ask only when the request does; otherwise
-        // the listener reads them on the rendezvous (nothing of the request
-        // crosses a cluster's bus).
+        // the listener reads them on the rendezvous.
         headers: if inline {
             head.request_headers.clone()
         } else {
@@ -174,6 +170,11 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
     };
     let timeout = s.limits.request_timeout;
     let answer = match parked.wait(timeout).await {
+        // A listener on another node answered inline there.
+        Ok(a) if a.is::<Forwarded>() => match a.downcast::<Forwarded>() {
+            Ok(f) => forwarded(*f),
+            Err(_) => Answer::ListenerGone,
+        },
         Ok(a) => a
             .downcast::<Answer>()
             .map(|a| *a)
@@ -215,6 +216,23 @@ pub async fn relay(h: &Hybrid, req: Request<Incoming>, peer: Peer) -> Response<B
             gone(s, &entity.path)
         }
     }
+}
+
+/// The answer a listener on another node sent inline: its `response` and
+/// the body that came with it.
+fn forwarded(f: Forwarded) -> Answer {
+    let Ok(ListenerCommand::Response(r)) = parse_command(&f.text) else {
+        return Answer::ListenerGone;
+    };
+    let body = r.body.then(|| {
+        let (tx, rx) = mpsc::channel(2);
+        if let Some(b) = f.body.filter(|b| !b.is_empty()) {
+            let _ = tx.try_send(Ok(BodyPart::Data(b)));
+        }
+        let _ = tx.try_send(Ok(BodyPart::End));
+        rx
+    });
+    Answer::Response(r, body)
 }
 
 /// Handle `sb-hc-action=request`: the listener's request rendezvous.

@@ -9,7 +9,7 @@
 //! past the grace period. When the channel ends, requests still waiting on
 //! it fail at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -103,6 +103,7 @@ pub async fn listen(
         identity,
         expiry,
         outstanding: Outstanding::default(),
+        elsewhere: Elsewhere::default(),
         body: BodySink::None,
     };
     let tracked = h.shutdown.track();
@@ -135,6 +136,34 @@ enum BodySink {
     To(BodyTx),
     /// A body nobody waits for: read and drop until its last frame.
     Discard,
+    /// The body of a response for a client on another node: gathered,
+    /// then carried there with its `response` text.
+    Elsewhere(Box<Carried>),
+}
+
+/// A response on its way to the node that holds the client.
+struct Carried {
+    node: String,
+    id: Guid,
+    text: String,
+    body: BytesMut,
+}
+
+/// Requests delivered inline for clients on other nodes, whose responses
+/// this channel carries there: the node, and when the request was sent.
+#[derive(Default)]
+struct Elsewhere(HashMap<Guid, (String, Instant)>);
+
+/// Past this many, requests older than the request timeout are forgotten.
+const ELSEWHERE_MARK: usize = 1024;
+
+impl Elsewhere {
+    fn insert(&mut self, id: Guid, node: String, forget_after: Duration) {
+        if self.0.len() >= ELSEWHERE_MARK {
+            self.0.retain(|_, (_, at)| at.elapsed() < forget_after);
+        }
+        self.0.insert(id, (node, Instant::now()));
+    }
 }
 
 struct Control {
@@ -147,6 +176,8 @@ struct Control {
     expiry: u64,
     /// Rendezvous ids delivered on this channel that may still be pending.
     outstanding: Outstanding,
+    /// Inline requests for clients on other nodes.
+    elsewhere: Elsewhere,
     body: BodySink,
 }
 
@@ -292,6 +323,12 @@ impl Control {
                 websocket::send_text(write, &accept.to_json()).await
             }
             Ask::Http { caller, head, body } => {
+                if head.is_some() && self.h.relay.is_elsewhere(r.origin.as_deref()) {
+                    if let Some(o) = &r.origin {
+                        let forget = self.h.settings.limits.request_timeout;
+                        self.elsewhere.insert(r.id, o.node.clone(), forget);
+                    }
+                }
                 let id = r.id.to_string();
                 let tail = rendezvous_tail(path, &caller, "request", &id, r.id);
                 let r = HcRequest {
@@ -363,6 +400,23 @@ impl Control {
                 if let Some(id) = id {
                     self.outstanding.ids.remove(&id);
                 }
+                if let Some((id, (node, _))) =
+                    id.and_then(|id| self.elsewhere.0.remove(&id).map(|e| (id, e)))
+                {
+                    let carried = Carried {
+                        node,
+                        id,
+                        text: text.into_owned(),
+                        body: BytesMut::new(),
+                    };
+                    self.body = if r.body {
+                        BodySink::Elsewhere(Box::new(carried))
+                    } else {
+                        self.carry(carried);
+                        BodySink::None
+                    };
+                    return Ok(());
+                }
                 let (body_tx, body_rx) = if r.body {
                     let (t, rx) = mpsc::channel(16);
                     (Some(t), Some(rx))
@@ -394,7 +448,39 @@ impl Control {
         }
     }
 
+    /// Send a response to the node that holds its client.
+    fn carry(&self, c: Carried) {
+        let relay = self.h.relay.clone();
+        let answer = crate::relay::Forwarded {
+            text: c.text,
+            body: (!c.body.is_empty()).then(|| c.body.freeze()),
+        };
+        tokio::spawn(async move {
+            if relay.answer_elsewhere(&c.node, c.id, answer).await.is_err() {
+                debug!(node = c.node, "a response could not be carried to its node");
+            }
+        });
+    }
+
     async fn body_frame(&mut self, fin: bool, data: Bytes) {
+        if let BodySink::Elsewhere(c) = &mut self.body {
+            if c.body.len() + data.len() > h_max(&self.h) {
+                // Not an inline body: the client's wait ends it.
+                self.body = if fin {
+                    BodySink::None
+                } else {
+                    BodySink::Discard
+                };
+                return;
+            }
+            c.body.extend_from_slice(&data);
+            if fin {
+                if let BodySink::Elsewhere(c) = std::mem::replace(&mut self.body, BodySink::None) {
+                    self.carry(*c);
+                }
+            }
+            return;
+        }
         if let BodySink::To(tx) = &self.body {
             let mut sent = data.is_empty() || tx.send(Ok(BodyPart::Data(data))).await.is_ok();
             if sent && fin {
