@@ -19,8 +19,8 @@
 //!   which its node answers `ok`, `busy` or `gone` ([`wire::reply`]); "no
 //!   responders" and silence move on to the next listener. The request
 //!   names this node ([`Origin`]), so the listener dials here and the legs
-//!   are spliced here; relayed bytes never travel on NATS (one-way
-//!   messages, which have no rendezvous, are the exception).
+//!   are spliced here; relayed streams never travel on NATS, only what the
+//!   protocols carry inline (HTTP bodies up to 64 KiB, one-way messages).
 //! - **Answers elsewhere.** A listener's answer that arrives whole on its
 //!   control channel (an inline HTTP response) for a client held by
 //!   another node is published to that node's `{prefix}.a.{node}`, which
