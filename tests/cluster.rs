@@ -91,6 +91,8 @@ fn a_hyco_ws_listener_on_one_node_serves_senders_on_the_others() {
 
 #[test]
 fn a_hyco_https_listener_on_one_node_answers_curl_on_another() {
+    // Small requests and answers go inline (carried over NATS between the
+    // nodes); 1 MiB ones take a rendezvous on the sender's node.
     let nats = Nats::single();
     let n = Nodes::start(&nats, 2, "");
     let (a, b) = (&n.nodes[0], &n.nodes[1]);
@@ -113,6 +115,19 @@ fn a_hyco_https_listener_on_one_node_answers_curl_on_another() {
             v["header"].as_str()
         ),
         (Some("GET"), Some("/web/a?x=1"), Some("1"))
+    );
+    // A small POST: its body goes inline, over NATS, and so does the answer.
+    let v: serde_json::Value = serde_json::from_str(&curl(&[
+        "-H",
+        &auth,
+        "--data-binary",
+        "hello!",
+        &format!("{base}/web/p"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        (v["length"].as_u64(), v["sha256"].as_str()),
+        (Some(6), Some(sha256_hex(b"hello!").as_str()))
     );
     // 1 MiB up and down.
     let dir = support::gateway::TempDir::new("cluster-curl");
