@@ -628,3 +628,35 @@ fn a_wcf_client_on_one_node_reaches_a_hybrid_listener_on_another_over_a_bridged_
         "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
     );
 }
+
+#[test]
+fn a_sender_on_another_node_hears_at_once_when_its_listener_goes() {
+    let nats = Nats::single();
+    let n = Nodes::start(&nats, 2, "");
+    let (a, b) = (&n.nodes[0], &n.nodes[1]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut ctl = rt.block_on(hc::listener(a, "leaving"));
+    eventually(Duration::from_secs(10), "B sees the listener", || {
+        listener_count(b, "leaving") == 1
+    });
+    let started = Instant::now();
+    let status = rt.block_on(async {
+        let s = hc::sender(
+            b.http,
+            "/$hc/leaving?sb-hc-action=connect".into(),
+            hc::auth("leaving"),
+        );
+        // The accept arrives; the listener goes without answering it.
+        let accept = next_json(&mut ctl).await;
+        assert!(accept["accept"]["address"].is_string(), "{accept}");
+        drop(ctl);
+        s.await.unwrap().0.status
+    });
+    // The listener-gone answer, not the 30 s accept timeout.
+    assert_eq!(status, 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -149,8 +149,9 @@ struct Carried {
     body: BytesMut,
 }
 
-/// Requests delivered inline for clients on other nodes, whose responses
-/// this channel carries there: the node, and when the request was sent.
+/// Requests delivered for clients on other nodes (accepts, and inline
+/// HTTP requests, whose responses this channel carries there): the node,
+/// and when the request was sent; told when the channel ends.
 #[derive(Default)]
 struct Elsewhere(HashMap<Guid, (String, Instant)>);
 
@@ -299,6 +300,25 @@ impl Control {
                 .rendezvous
                 .complete(id, Box::new(Answer::ListenerGone));
         }
+        // Clients on other nodes still waiting on this channel hear it too:
+        // an empty answer is no answer, which their front end reads as the
+        // listener gone.
+        let forget = self
+            .h
+            .settings
+            .limits
+            .accept_timeout
+            .max(self.h.settings.limits.request_timeout);
+        for (id, (node, at)) in std::mem::take(&mut self.elsewhere.0) {
+            if at.elapsed() < forget {
+                self.carry(Carried {
+                    node,
+                    id,
+                    text: String::new(),
+                    body: BytesMut::new(),
+                });
+            }
+        }
     }
 
     /// Write what the core asks for; false when the channel is broken.
@@ -311,6 +331,16 @@ impl Control {
             None => self.base.clone(),
         };
         let path = &self.entity.path;
+        if self.h.relay.is_elsewhere(r.origin.as_deref()) {
+            let tracked = match &r.ask {
+                Ask::Connect(_) => Some(self.h.settings.limits.accept_timeout),
+                Ask::Http { head: Some(_), .. } => Some(self.h.settings.limits.request_timeout),
+                _ => None,
+            };
+            if let (Some(forget), Some(o)) = (tracked, &r.origin) {
+                self.elsewhere.insert(r.id, o.node.clone(), forget);
+            }
+        }
         let sent = match r.ask {
             Ask::Connect(c) => {
                 let tail = rendezvous_tail(path, &c, "accept", &c.tracking, r.id);
@@ -323,12 +353,6 @@ impl Control {
                 websocket::send_text(write, &accept.to_json()).await
             }
             Ask::Http { caller, head, body } => {
-                if head.is_some() && self.h.relay.is_elsewhere(r.origin.as_deref()) {
-                    if let Some(o) = &r.origin {
-                        let forget = self.h.settings.limits.request_timeout;
-                        self.elsewhere.insert(r.id, o.node.clone(), forget);
-                    }
-                }
                 let id = r.id.to_string();
                 let tail = rendezvous_tail(path, &caller, "request", &id, r.id);
                 let r = HcRequest {
