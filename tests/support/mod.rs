@@ -188,9 +188,19 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Below the kernel's ephemeral range (32768 and up on these machines),
+    // so that no connection's source port and no port-0 bind can take it
+    // between this check and its use (with many processes connecting at
+    // once, an ephemeral one was taken so); and away from the fixed ports
+    // of the README's walkthroughs (9080-9443, 10xxx-12xxx, 14222-16234).
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..4000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20000 + (start.wrapping_add(n) % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 31999")
 }
