@@ -660,3 +660,38 @@ fn a_sender_on_another_node_hears_at_once_when_its_listener_goes() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_wcf_client_on_another_node_hears_at_once_when_its_listener_goes() {
+    let nats = Nats::single();
+    let n = Nodes::start(&nats, 2, "");
+    let (a, b) = (&n.nodes[0], &n.nodes[1]);
+    let ca = n.ca();
+    // A rhea listener on A that takes the notice and never dials back.
+    let rhea = oneway::listeners(a.amqps.unwrap(), &ca, "quits", "RelayedConnection", 1, true);
+    eventually(Duration::from_secs(10), "B sees the listener", || {
+        admin_get(b, "/metrics").contains("entity=\"quits\"} 1")
+    });
+    let relayed = b.relayed.unwrap();
+    let client_ca = ca.clone();
+    let started = Instant::now();
+    let client = std::thread::spawn(move || {
+        let tls = support::relayed::tls_config(&client_ca);
+        let (_s, reply) = support::relayed::connect(
+            relayed,
+            Some((&tls, "localhost")),
+            "sb://localhost/quits/",
+            Some(token("quits", ROOT, 600)),
+        );
+        support::relayed::fault_code(&reply)
+    });
+    rhea.next_of("message"); // the notice
+    drop(rhea); // the listener goes without dialing back
+    let code = client.join().unwrap();
+    assert_eq!(code.as_deref(), Some("ConnectionFailedFault"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -12,6 +12,7 @@
 //! never travels: the listener's rendezvous or dial-back comes to the node
 //! that parked the client ([`Origin`]), and is matched there.
 
+pub mod elsewhere;
 pub mod id;
 pub mod leg;
 pub mod registry;
@@ -144,7 +145,7 @@ pub struct HttpHead {
 /// client, carried there: the front end's own text of it (a control
 /// message) and the bytes that came with it. Small by construction: only
 /// answers that arrive whole on a listener's control channel travel so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forwarded {
     /// The answer as the listener sent it.
     pub text: String,

@@ -9,7 +9,7 @@
 //! past the grace period. When the channel ends, requests still waiting on
 //! it fail at once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +30,7 @@ use super::reply::{self, Body, BodyPart, BodyTx};
 use super::{Answer, Hybrid, Peer, FRONTEND_WS};
 use crate::auth;
 use crate::config::Right;
+use crate::relay::elsewhere::Elsewhere;
 use crate::relay::{Ask, Caller, CoreError, Guid, ListenerInfo, Request as CoreRequest};
 use crate::transport::websocket::{self, WsRead, WsWrite};
 
@@ -149,24 +150,6 @@ struct Carried {
     body: BytesMut,
 }
 
-/// Requests delivered for clients on other nodes (accepts, and inline
-/// HTTP requests, whose responses this channel carries there): the node,
-/// and when the request was sent; told when the channel ends.
-#[derive(Default)]
-struct Elsewhere(HashMap<Guid, (String, Instant)>);
-
-/// Past this many, requests older than the request timeout are forgotten.
-const ELSEWHERE_MARK: usize = 1024;
-
-impl Elsewhere {
-    fn insert(&mut self, id: Guid, node: String, forget_after: Duration) {
-        if self.0.len() >= ELSEWHERE_MARK {
-            self.0.retain(|_, (_, at)| at.elapsed() < forget_after);
-        }
-        self.0.insert(id, (node, Instant::now()));
-    }
-}
-
 struct Control {
     h: Hybrid,
     entity: Entity,
@@ -177,7 +160,7 @@ struct Control {
     expiry: u64,
     /// Rendezvous ids delivered on this channel that may still be pending.
     outstanding: Outstanding,
-    /// Inline requests for clients on other nodes.
+    /// Accepts and inline requests for clients on other nodes.
     elsewhere: Elsewhere,
     body: BodySink,
 }
@@ -300,25 +283,10 @@ impl Control {
                 .rendezvous
                 .complete(id, Box::new(Answer::ListenerGone));
         }
-        // Clients on other nodes still waiting on this channel hear it too:
-        // an empty answer is no answer, which their front end reads as the
-        // listener gone.
-        let forget = self
-            .h
-            .settings
-            .limits
-            .accept_timeout
-            .max(self.h.settings.limits.request_timeout);
-        for (id, (node, at)) in std::mem::take(&mut self.elsewhere.0) {
-            if at.elapsed() < forget {
-                self.carry(Carried {
-                    node,
-                    id,
-                    text: String::new(),
-                    body: BytesMut::new(),
-                });
-            }
-        }
+        // Clients on other nodes still waiting on this channel hear it too.
+        let limits = &self.h.settings.limits;
+        let wait = limits.accept_timeout.max(limits.request_timeout);
+        self.elsewhere.listener_gone(&self.h.relay, wait);
     }
 
     /// Write what the core asks for; false when the channel is broken.
@@ -424,8 +392,8 @@ impl Control {
                 if let Some(id) = id {
                     self.outstanding.ids.remove(&id);
                 }
-                if let Some((id, (node, _))) =
-                    id.and_then(|id| self.elsewhere.0.remove(&id).map(|e| (id, e)))
+                if let Some((id, node)) =
+                    id.and_then(|id| self.elsewhere.remove(id).map(|node| (id, node)))
                 {
                     let carried = Carried {
                         node,
@@ -474,16 +442,11 @@ impl Control {
 
     /// Send a response to the node that holds its client.
     fn carry(&self, c: Carried) {
-        let relay = self.h.relay.clone();
         let answer = crate::relay::Forwarded {
             text: c.text,
             body: (!c.body.is_empty()).then(|| c.body.freeze()),
         };
-        tokio::spawn(async move {
-            if relay.answer_elsewhere(&c.node, c.id, answer).await.is_err() {
-                debug!(node = c.node, "a response could not be carried to its node");
-            }
-        });
+        self.h.relay.carry(c.node, c.id, answer);
     }
 
     async fn body_frame(&mut self, fin: bool, data: Bytes) {

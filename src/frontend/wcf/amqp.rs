@@ -37,6 +37,7 @@ use wcf::relay::{Notice, OnewaySend};
 use super::entity::{split_address, Entity, Kind, Refused};
 use super::{Wcf, FRONTEND_AMQP};
 use crate::config::Right;
+use crate::relay::elsewhere::Elsewhere;
 use crate::relay::ListenerGuard;
 use crate::relay::{Ask, CoreError, ListenerInfo, Origin, Request};
 use crate::transport::stream::BoxIo;
@@ -231,8 +232,13 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool
             IpAddr::V6(ip) => ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::LOCALHOST),
         },
         sessions: HashMap::new(),
+        elsewhere: Elsewhere::default(),
     };
-    match conn.run(&mut input, &mut out, remote_idle).await {
+    let ended = conn.run(&mut input, &mut out, remote_idle).await;
+    // Clients on other nodes still waiting for this listener hear it now.
+    let wait = conn.wcf.settings.limits.accept_timeout;
+    conn.elsewhere.listener_gone(&conn.wcf.relay, wait);
+    match ended {
         Ok(()) => debug!("AMQP connection closed by the listener"),
         Err(Stop::Close(e)) => {
             info!(condition = %props::condition(&e), reason = ?e.description, "closing AMQP connection");
@@ -326,6 +332,8 @@ struct Connection {
     named: bool,
     local_ip: Ipv4Addr,
     sessions: HashMap<u16, Session>,
+    /// Clients on other nodes this listener was asked to serve.
+    elsewhere: Elsewhere,
 }
 
 /// Poll the queues of links that have credit (and session window) for the
@@ -772,6 +780,12 @@ impl Connection {
     /// Send one request to the listener on `:in` as a transfer, split to the
     /// peer's frame size.
     async fn deliver(&mut self, out: &mut Out, ch: u16, h: u32, req: Request) -> Result<(), Stop> {
+        if let (Ask::Connect(_), Some(o)) = (&req.ask, &req.origin) {
+            if self.wcf.relay.is_elsewhere(Some(o)) {
+                let wait = self.wcf.settings.limits.accept_timeout;
+                self.elsewhere.insert(req.id, o.node.clone(), wait);
+            }
+        }
         let ports = self.wcf.ports;
         let host = self.wcf.settings.host.clone();
         let ip = self.local_ip;
