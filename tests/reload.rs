@@ -236,7 +236,13 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
         (op, u16::from_be_bytes([data[0], data[1]])),
         (OpCode::Close, 1001)
     );
-    assert!(gw.log().contains("configuration reloaded (SIGHUP)"));
+    // The listener is closed during the reload, before its log line, which
+    // the capture thread may read a moment later.
+    let logged = std::time::Instant::now();
+    while !gw.log().contains("configuration reloaded (SIGHUP)") {
+        assert!(logged.elapsed() < WAIT, "{}", gw.log());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     drop((sender, rendezvous, keep_ctl));
     tokio::task::spawn_blocking(move || {
