@@ -334,3 +334,62 @@ fn hybrid_senders_of_a_bridged_relay_get_their_own_protocols_answers() {
     drop(listeners);
     gw.stop_clean();
 }
+
+/// A TCP service that answers whatever it reads with its `tag` byte.
+fn tag_service(tag: u8) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&[tag]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn wcf_clients_of_a_bridged_path_are_balanced_over_listeners_of_both_kinds() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(BRIDGED);
+    // A Hybrid Connections listener and a WCF listener on the same path,
+    // each in front of a service that answers with its own tag.
+    let _hc = hc_listener(&gw, "calc", tag_service(b'H'));
+    let uri = "sb://localhost/calc";
+    let to = format!("127.0.0.1:{}", tag_service(b'W'));
+    let listen = ["--listen", uri, "--to", to.as_str()];
+    let (_wcf, _, _) = spawn_ready(
+        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
+        "attached",
+    );
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..30 {
+        let (mut s, reply) = relayed_connect(
+            &gw,
+            "calc",
+            Some(support::gateway::token("calc", ROOT, 600)),
+        );
+        assert_eq!(support::relayed::fault_code(&reply), None, "{reply:?}");
+        s.write_all(b"x").unwrap();
+        s.flush().unwrap();
+        let mut tag = [0u8; 1];
+        s.read_exact(&mut tag).unwrap();
+        *seen.entry(tag[0]).or_insert(0) += 1;
+    }
+    eprintln!(
+        "30 WCF clients: {} to the HC listener, {} to the WCF listener",
+        seen.get(&b'H').unwrap_or(&0),
+        seen.get(&b'W').unwrap_or(&0)
+    );
+    assert!(seen.get(&b'H').copied().unwrap_or(0) >= 5, "{seen:?}");
+    assert!(seen.get(&b'W').copied().unwrap_or(0) >= 5, "{seen:?}");
+    gw.stop_clean();
+}

@@ -60,19 +60,29 @@ fn upgrade_headers(host: &str) -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-/// Ask one of `entity`'s Hybrid Connections listeners (of the namespace
-/// `host`) to accept a WCF client (`tracking` and `remote` go in the
-/// `accept`), and wait up to `wait` for its rendezvous: the listener's leg.
-pub async fn hybrid_listener_for_wcf_client(
+/// Ask one of `entity`'s listeners (of the namespace `host`) to accept a
+/// WCF client: its Hybrid Connections listeners (`tracking` and `remote` go
+/// in the `accept`) and the NetTcp WCF listeners registered on the same
+/// path, balanced over all of them (WCF ones that require TLS only when the
+/// client used it, `secure`). Waits up to `wait`; the listener's leg.
+pub async fn listener_for_wcf_client(
     relay: &Relay,
     host: &str,
     entity: &Entity,
-    tracking: String,
-    remote: Option<SocketAddr>,
+    client: (String, Option<SocketAddr>, bool),
     wait: Duration,
 ) -> Result<Leg, CoreError> {
+    let (tracking, remote, secure) = client;
+    let mut kinds = vec![KIND.to_owned()];
+    for l in relay.listeners(&entity.path) {
+        if let Some(k) = Kind::parse(&l.kind).filter(|k| k.family == "NetTcp") {
+            if (secure || !k.transport_security) && !kinds.contains(&l.kind) {
+                kinds.push(l.kind);
+            }
+        }
+    }
     let filter = Filter {
-        kind: Some(KIND.into()),
+        kinds,
         ..Filter::default()
     };
     let caller = Caller {
@@ -83,16 +93,37 @@ pub async fn hybrid_listener_for_wcf_client(
         remote,
     };
     let mut parked = relay.connect(&entity.path, &filter, |_| Ask::Connect(Box::new(caller)))?;
-    let answer = parked.wait(wait).await?;
-    match answer.downcast::<Answer>().map(|a| *a) {
-        Ok(Answer::Accepted { upgrade, .. }) => {
-            let ws = upgrade.await.map_err(|_| CoreError::ListenerGone)?;
-            let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
-            Ok(websocket::leg(read, write))
-        }
-        // A rejection, or anything that is not a rendezvous.
-        _ => Err(CoreError::ListenerGone),
+    either_leg(parked.wait(wait).await?).await
+}
+
+/// The leg of whichever kind of listener answered: a Hybrid Connections
+/// listener's rendezvous, or a WCF listener's dial-back (which gets its
+/// RelayedAcceptReply now).
+async fn either_leg(answer: crate::relay::Answer) -> Result<Leg, CoreError> {
+    match answer.downcast::<Answer>() {
+        Ok(a) => match *a {
+            Answer::Accepted { upgrade, .. } => {
+                let ws = upgrade.await.map_err(|_| CoreError::ListenerGone)?;
+                let (read, write) = websocket::split(ws.into_inner(), usize::MAX);
+                Ok(websocket::leg(read, write))
+            }
+            // A rejection, or anything that is not a rendezvous.
+            _ => Err(CoreError::ListenerGone),
+        },
+        Err(other) => match other.downcast::<super::wcf::Answer>() {
+            Ok(dialed) => wcf_leg(dialed.0).await,
+            Err(_) => Err(CoreError::ListenerGone),
+        },
     }
+}
+
+/// A WCF listener's dial-back, answered with its RelayedAcceptReply.
+async fn wcf_leg(mut conn: stream::Conn) -> Result<Leg, CoreError> {
+    let reply = wcf::relay::any_type_reply(wcf::relay::ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
+    conn.write_message(&reply)
+        .await
+        .map_err(|_| CoreError::ListenerGone)?;
+    Ok(stream::leg(conn.into_io()))
 }
 
 /// Ask one of the WCF listeners (of `kind`) of the relay at `path` to dial
@@ -104,10 +135,5 @@ pub async fn wcf_listener_for_hybrid_sender(
     kind: &Kind,
     wait: Duration,
 ) -> Result<Leg, CoreError> {
-    let mut conn = super::wcf::dial_back(relay, path, kind, wait).await?;
-    let reply = wcf::relay::any_type_reply(wcf::relay::ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
-    conn.write_message(&reply)
-        .await
-        .map_err(|_| CoreError::ListenerGone)?;
-    Ok(stream::leg(conn.into_io()))
+    wcf_leg(super::wcf::dial_back(relay, path, kind, wait).await?).await
 }

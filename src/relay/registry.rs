@@ -28,8 +28,8 @@ pub struct Filter {
     pub allowed: Vec<String>,
     /// Never these identities.
     pub disallowed: Vec<String>,
-    /// If set, only listeners of this kind.
-    pub kind: Option<String>,
+    /// If not empty, only listeners of these kinds.
+    pub kinds: Vec<String>,
 }
 
 impl Filter {
@@ -44,7 +44,7 @@ impl Filter {
                 .disallowed
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(&info.identity))
-            && self.kind.as_ref().is_none_or(|k| *k == info.kind)
+            && (self.kinds.is_empty() || self.kinds.contains(&info.kind))
     }
 }
 

@@ -68,7 +68,7 @@ pub fn filter(headers: &HeaderMap) -> Filter {
     Filter {
         allowed: list("Microsoft-Relay-AllowedListeners"),
         disallowed: list("Microsoft-Relay-DisallowedListeners"),
-        kind: Some(super::listener::KIND.into()),
+        kinds: vec![super::listener::KIND.into()],
     }
 }
 

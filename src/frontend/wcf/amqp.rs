@@ -37,6 +37,7 @@ use wcf::relay::{Notice, OnewaySend};
 use super::entity::{split_address, Entity, Kind, Refused};
 use super::{Wcf, FRONTEND_AMQP};
 use crate::config::Right;
+use crate::frontend::bridge;
 use crate::relay::elsewhere::Elsewhere;
 use crate::relay::ListenerGuard;
 use crate::relay::{Ask, CoreError, ListenerInfo, Origin, Request};
@@ -596,13 +597,24 @@ impl Connection {
             wcf.metrics.listener_refused(&label, FRONTEND_AMQP, status);
             props::error(condition, msg)
         };
-        let entity = wcf
-            .settings
-            .resolve_listener(path, kind, a.dynamic, &wcf.relay)
-            .map_err(|r| match r {
-                Refused::NotFound(m) => refuse(RELAY_NOT_FOUND, 404, &m),
-                Refused::InUse(m) => refuse(ADDRESS_IN_USE, 409, &m),
-            })?;
+        // A hybrid connection that takes WCF clients takes NetTcp listeners
+        // beside its own, under its rules (`crate::frontend::bridge`).
+        let bridged = bridge::hybrid_for_wcf_client(&wcf.hybrid, &wcf.relay, path)
+            .filter(|e| e.suffix.is_empty() && kind.family == "NetTcp");
+        let entity = match bridged {
+            Some(hc) => super::entity::Entity {
+                path: hc.path,
+                rules: hc.rules,
+                requires_auth: Some(hc.requires_auth),
+            },
+            None => wcf
+                .settings
+                .resolve_listener(path, kind, a.dynamic, &wcf.relay)
+                .map_err(|r| match r {
+                    Refused::NotFound(m) => refuse(RELAY_NOT_FOUND, 404, &m),
+                    Refused::InUse(m) => refuse(ADDRESS_IN_USE, 409, &m),
+                })?,
+        };
         let expiry = wcf
             .settings
             .authorize(a.token.as_deref(), &entity, Right::Listen, 0)

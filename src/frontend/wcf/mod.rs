@@ -38,7 +38,7 @@ pub async fn dial_back(
     wait: std::time::Duration,
 ) -> Result<crate::transport::stream::Conn, crate::relay::CoreError> {
     let filter = crate::relay::Filter {
-        kind: Some(kind.label()),
+        kinds: vec![kind.label()],
         ..crate::relay::Filter::default()
     };
     // The notice tells a WCF listener nothing of the client but where to

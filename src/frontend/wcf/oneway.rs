@@ -375,7 +375,7 @@ fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), 
 /// Re-encode a message as plain msbin1 and hand it to the listeners.
 async fn deliver(wcf: &Wcf, t: &Target, inner: Vec<u8>) -> Result<(), Refusal> {
     let filter = Filter {
-        kind: t.kind.map(|k| k.label()),
+        kinds: t.kind.map(|k| vec![k.label()]).unwrap_or_default(),
         ..Filter::default()
     };
     let label = wcf.entity_label(&t.entity.path);

@@ -160,7 +160,7 @@ enum Target {
 enum Answered {
     /// A WCF listener's dial-back, still owed its RelayedAccept reply.
     Wcf(Conn),
-    /// A Hybrid Connections listener's rendezvous.
+    /// On a bridged path, the leg of whichever listener answered.
     Hybrid(crate::relay::Leg),
 }
 
@@ -184,22 +184,23 @@ async fn client(
     };
     let label = wcf.entity_label(path);
     let refuse = |status: u16| wcf.metrics.sender(&label, FRONTEND_RELAYED, status);
-    let target = match s.resolve_client(path, "NetTcp", &wcf.relay) {
-        Some((entity, kind)) => Target::Wcf(entity, kind),
-        None => match bridge::hybrid_for_wcf_client(&wcf.hybrid, &wcf.relay, path) {
-            Some(entity) => Target::Hybrid(entity),
-            None => {
-                info!(uri = %c.uri, "connect refused: no listener");
-                refuse(404);
-                let _ = fault(
-                    &mut conn,
-                    RelayFault::EndpointNotFound,
-                    "No service is hosted at the specified address.",
-                )
-                .await;
-                return;
-            }
-        },
+    // A hybrid connection that takes WCF clients serves them with all its
+    // listeners, of both kinds; any other path, with its WCF listeners.
+    let bridged = bridge::hybrid_for_wcf_client(&wcf.hybrid, &wcf.relay, path);
+    let target = bridged.map(Target::Hybrid).or_else(|| {
+        s.resolve_client(path, "NetTcp", &wcf.relay)
+            .map(|(entity, kind)| Target::Wcf(entity, kind))
+    });
+    let Some(target) = target else {
+        info!(uri = %c.uri, "connect refused: no listener");
+        refuse(404);
+        let _ = fault(
+            &mut conn,
+            RelayFault::EndpointNotFound,
+            "No service is hosted at the specified address.",
+        )
+        .await;
+        return;
     };
     let token = c.token.as_deref();
     let (path, authorized) = match &target {
@@ -250,7 +251,8 @@ async fn client(
                 .unwrap_or_else(|| crate::relay::Guid::random().to_string());
             let wait = s.limits.accept_timeout;
             let host = &wcf.hybrid.host;
-            bridge::hybrid_listener_for_wcf_client(&wcf.relay, host, entity, tracking, remote, wait)
+            let client = (tracking, remote, secure);
+            bridge::listener_for_wcf_client(&wcf.relay, host, entity, client, wait)
                 .await
                 .map(Answered::Hybrid)
         }
