@@ -8,7 +8,9 @@
 //! refusals: no listener, a wrong token, a listener whose service refuses.
 //! The other way round (`accept_hybrid_senders`): Mono's client through
 //! `forward --hc --connect` to a Mono host behind `forward --listen`, and
-//! the Hybrid Connections answers for no listener and a bad token.
+//! the Hybrid Connections answers for no listener and a bad token. And both
+//! kinds of listener on one bridged path, each kind of client balanced over
+//! both.
 
 #![allow(
     clippy::unwrap_used,
@@ -386,6 +388,48 @@ fn wcf_clients_of_a_bridged_path_are_balanced_over_listeners_of_both_kinds() {
     }
     eprintln!(
         "30 WCF clients: {} to the HC listener, {} to the WCF listener",
+        seen.get(&b'H').unwrap_or(&0),
+        seen.get(&b'W').unwrap_or(&0)
+    );
+    assert!(seen.get(&b'H').copied().unwrap_or(0) >= 5, "{seen:?}");
+    assert!(seen.get(&b'W').copied().unwrap_or(0) >= 5, "{seen:?}");
+    gw.stop_clean();
+}
+
+#[test]
+fn hybrid_senders_of_a_bridged_relay_are_balanced_over_listeners_of_both_kinds() {
+    let gw = Gateway::start(WCF_BRIDGED);
+    let _hc = hc_listener(&gw, "calc", tag_service(b'H'));
+    let uri = "sb://localhost/calc";
+    let to = format!("127.0.0.1:{}", tag_service(b'W'));
+    let listen = ["--listen", uri, "--to", to.as_str()];
+    let (_wcf, _, _) = spawn_ready(
+        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
+        "attached",
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..30 {
+        let tag = rt.block_on(async {
+            let t = support::gateway::token("calc", ROOT, 600);
+            let (head, ws) = support::wsclient::ws(
+                gw.http,
+                "/$hc/calc?sb-hc-action=connect",
+                &[("ServiceBusAuthorization", &t)],
+            )
+            .await;
+            assert_eq!(head.status, 101, "{head:?}");
+            let mut ws = ws.unwrap();
+            support::wsclient::send(&mut ws, true, fastwebsockets::OpCode::Binary, b"x").await;
+            let (_, _, data) = support::wsclient::next(&mut ws, Duration::from_secs(10))
+                .await
+                .unwrap();
+            data[0]
+        });
+        *seen.entry(tag).or_insert(0) += 1;
+    }
+    eprintln!(
+        "30 HC senders: {} to the HC listener, {} to the WCF listener",
         seen.get(&b'H').unwrap_or(&0),
         seen.get(&b'W').unwrap_or(&0)
     );

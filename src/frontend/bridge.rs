@@ -19,6 +19,11 @@
 //! the dial-back with its RelayedAccept and RelayedAcceptReply, then the
 //! sender's 101 and the same splice the other way round.
 //!
+//! Both kinds of listener may serve one bridged path at once: a bridged
+//! hybrid connection takes NetTcp WCF listeners, a bridged NetTcp relay
+//! Hybrid Connections listeners, and each connect is balanced over all of
+//! them; whichever answers, its leg is spliced with the client's.
+//!
 //! The mapping lives here, between the two front ends; the core sees one
 //! `Connect` ask and two legs.
 
@@ -126,14 +131,29 @@ async fn wcf_leg(mut conn: stream::Conn) -> Result<Leg, CoreError> {
     Ok(stream::leg(conn.into_io()))
 }
 
-/// Ask one of the WCF listeners (of `kind`) of the relay at `path` to dial
-/// back for a Hybrid Connections sender, and wait up to `wait`; once its
-/// RelayedAccept is answered, the listener's leg.
-pub async fn wcf_listener_for_hybrid_sender(
+/// Ask one of the listeners of the NetTcp relay at `path` that takes
+/// Hybrid Connections senders to serve `caller`: its WCF listeners (a
+/// notice, then the dial-back; their transport-security flag concerns WCF
+/// clients' relayed connections, not senders) and the Hybrid Connections
+/// listeners registered on the same path, balanced over all of them. Waits
+/// up to `wait`; the listener's leg.
+pub async fn listener_for_hybrid_sender(
     relay: &Relay,
     path: &str,
-    kind: &Kind,
+    caller: Caller,
     wait: Duration,
 ) -> Result<Leg, CoreError> {
-    wcf_leg(super::wcf::dial_back(relay, path, kind, wait).await?).await
+    let mut kinds = vec![KIND.to_owned()];
+    for l in relay.listeners(path) {
+        let nettcp = Kind::parse(&l.kind).is_some_and(|k| k.family == "NetTcp");
+        if nettcp && !kinds.contains(&l.kind) {
+            kinds.push(l.kind);
+        }
+    }
+    let filter = Filter {
+        kinds,
+        ..Filter::default()
+    };
+    let mut parked = relay.connect(path, &filter, |_| Ask::Connect(Box::new(caller)))?;
+    either_leg(parked.wait(wait).await?).await
 }

@@ -102,8 +102,8 @@ pub async fn connect(
     peer: Peer,
 ) -> Response<Body> {
     let s = &h.settings;
-    if let Some((entity, kind)) = h.wcf.resolve_hybrid_sender(path, &h.relay) {
-        return to_wcf_listener(h, req, query, entity, kind).await;
+    if let Some(entity) = h.wcf.takes_hybrid_senders(path) {
+        return to_bridged_relay(h, req, query, peer, entity).await;
     }
     let entity = match h.entity_or_404(path, false) {
         Ok(e) => e,
@@ -123,21 +123,10 @@ pub async fn connect(
         .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_owned())
         .collect();
-    let id = address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id);
-    // The service rebuilds the query it hands an accepting listener (the
-    // .NET SDK's tests expect its encoding); HTTP requests keep theirs.
-    let app_query = address::service_query(query);
-    let headers = join_headers(req.headers(), req.extensions().get::<Names>(), &DROPPED);
+    let caller = caller(&req, query, &entity.suffix, &peer);
     let (mut response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(r) => r,
         Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
-    };
-    let caller = Caller {
-        tracking: id,
-        suffix: entity.suffix.clone(),
-        query: app_query,
-        headers,
-        remote: Some(peer.remote),
     };
     let parked = h.relay.connect(&entity.path, &filter(req.headers()), |_| {
         Ask::Connect(Box::new(caller))
@@ -230,20 +219,34 @@ pub async fn connect(
     response.map(|_| reply::empty())
 }
 
+/// Who the sender is, as its listener is told: its tracking id, the path
+/// below the entity, the query (rebuilt as the service rebuilds it for an
+/// accepting listener; the .NET SDK's tests expect its encoding), its
+/// headers and its address.
+fn caller<B>(req: &Request<B>, query: &str, suffix: &str, peer: &Peer) -> Caller {
+    Caller {
+        tracking: address::param(query, "sb-hc-id").unwrap_or_else(reply::tracking_id),
+        suffix: suffix.to_owned(),
+        query: address::service_query(query),
+        headers: join_headers(req.headers(), req.extensions().get::<Names>(), &DROPPED),
+        remote: Some(peer.remote),
+    }
+}
+
 /// A sender on a NetTcp relay that takes Hybrid Connections senders
 /// (`crate::frontend::bridge`): checked with the relay's Send rules, served
-/// by one of its WCF listeners, answered 101 once that listener has dialed
-/// back.
-async fn to_wcf_listener(
+/// by one of its listeners of either kind, answered 101 once that listener
+/// has dialed back or opened its rendezvous.
+async fn to_bridged_relay(
     h: &Hybrid,
     mut req: Request<hyper::body::Incoming>,
     query: &str,
+    peer: Peer,
     entity: crate::frontend::wcf::entity::Entity,
-    kind: crate::frontend::wcf::entity::Kind,
 ) -> Response<Body> {
     let s = &h.settings;
     crate::telemetry::record_entity(&entity.path);
-    if entity.requires_auth.unwrap_or(kind.client_auth) {
+    if entity.requires_auth.unwrap_or(true) {
         let (token, _) = super::entity::Settings::find_token(
             super::entity::TokenSource::WebSocket,
             req.headers(),
@@ -263,21 +266,22 @@ async fn to_wcf_listener(
             );
         }
     }
+    let caller = caller(&req, query, "", &peer);
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(r) => r,
         Err(e) => return reply::status(400, &format!("invalid WebSocket upgrade: {e}")),
     };
     let started = std::time::Instant::now();
     let wait = s.limits.accept_timeout;
-    let listener =
-        match bridge::wcf_listener_for_hybrid_sender(&h.relay, &entity.path, &kind, wait).await {
-            Ok(l) => l,
-            Err(e) => {
-                let (code, text) = no_listener(h, FRONTEND_WS, &e, &entity.path);
-                info!(path = entity.path, reason = %e, side = ?e.side(), "connect failed");
-                return reply::status(code, &text);
-            }
-        };
+    let chosen = bridge::listener_for_hybrid_sender(&h.relay, &entity.path, caller, wait).await;
+    let listener = match chosen {
+        Ok(l) => l,
+        Err(e) => {
+            let (code, text) = no_listener(h, FRONTEND_WS, &e, &entity.path);
+            info!(path = entity.path, reason = %e, side = ?e.side(), "connect failed");
+            return reply::status(code, &text);
+        }
+    };
     h.metrics
         .rendezvous(&entity.path, FRONTEND_WS, started.elapsed().as_secs_f64());
     let limits = s.limits.splice();

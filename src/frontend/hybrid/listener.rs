@@ -48,7 +48,16 @@ pub async fn listen(
 ) -> Response<Body> {
     let s = &h.settings;
     let host = super::request_host(&req);
-    let entity = match h.entity_or_404(path, true) {
+    // A NetTcp relay that takes Hybrid Connections senders takes their
+    // listeners too, under its rules (`crate::frontend::bridge`).
+    let bridged = h.wcf.takes_hybrid_senders(path).map(|w| Entity {
+        path: w.path,
+        suffix: String::new(),
+        requires_auth: true,
+        rules: w.rules,
+        wcf_clients: false,
+    });
+    let entity = match bridged.map_or_else(|| h.entity_or_404(path, true), Ok) {
         Ok(e) => e,
         Err(r) => {
             h.metrics

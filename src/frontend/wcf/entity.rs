@@ -101,13 +101,12 @@ fn same_path(a: &str, b: &str) -> bool {
 }
 
 impl Settings {
-    /// The NetTcp relay a Hybrid Connections sender's `path` reaches: one
-    /// configured with `accept_hybrid_senders` that has WCF listeners.
-    pub fn resolve_hybrid_sender(&self, path: &str, relay: &Relay) -> Option<(Entity, Kind)> {
-        let (entity, kind) = self.resolve_client(path, "NetTcp", relay)?;
-        self.configured(&entity.path)
-            .is_some_and(|e| e.accept_hybrid_senders)
-            .then_some((entity, kind))
+    /// The NetTcp relay at `path` if it is configured to take Hybrid
+    /// Connections senders (and listeners beside its WCF ones).
+    pub fn takes_hybrid_senders(&self, path: &str) -> Option<Entity> {
+        self.configured(path)
+            .filter(|e| e.kind == config::WcfRelayType::NetTcp && e.accept_hybrid_senders)
+            .map(|_| self.entity(path))
     }
 
     fn configured(&self, path: &str) -> Option<&config::WcfRelay> {
@@ -161,8 +160,17 @@ impl Settings {
             }
             None => {}
         }
+        // A relay that takes Hybrid Connections senders shares its path with
+        // their listeners (kinds that are not WCF ones).
+        let bridged = self
+            .configured(path)
+            .is_some_and(|e| e.accept_hybrid_senders);
         let live = relay.listeners(path);
-        if let Some(other) = live.iter().find(|l| l.kind != kind.label()) {
+        if let Some(other) = live
+            .iter()
+            .filter(|l| !(bridged && Kind::parse(&l.kind).is_none()))
+            .find(|l| l.kind != kind.label())
+        {
             return Err(Refused::InUse(format!(
                 "the address is in use by a listener of another kind ({})",
                 other.kind
