@@ -496,12 +496,17 @@ fn serve(
         for (name, _) in &bound {
             metrics.prime_endpoint(name);
         }
+        // The signals are taken before the ready line, so that one sent
+        // right after it is not lost to its default action (which killed
+        // the process when SIGTERM came first).
+        let signals = Signals::take()?;
         println!("{}", server::ready_line(&bound));
         std::io::stdout().flush()?;
-        tokio::spawn(reload_on_hangup(reloader));
+        let Signals { stop, hangup } = signals;
+        tokio::spawn(reload_on_hangup(reloader, hangup));
         let grace = limits.shutdown_grace;
         tokio::spawn(async move {
-            wait_for_signal().await;
+            stop.recv().await;
             tracing::info!("stopping: no new connections; draining");
             trigger.stop();
             tokio::time::sleep(grace).await;
@@ -520,46 +525,77 @@ fn serve(
     })
 }
 
-/// Reload the configuration on every SIGHUP.
-async fn reload_on_hangup(reloader: reload::Reloader) {
+/// The signals the gateway acts on, taken from the process at start.
+struct Signals {
+    /// SIGTERM or SIGINT: stop.
+    stop: Stop,
+    /// SIGHUP: reload.
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match reloader.reload() {
-                Ok(what) => tracing::info!(result = %what, "configuration reloaded (SIGHUP)"),
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration not reloaded; the running one stays")
-                }
-            }
-        }
-    }
+    hangup: tokio::signal::unix::Signal,
     #[cfg(not(unix))]
-    {
-        let _ = reloader;
+    hangup: (),
+}
+
+/// SIGTERM and SIGINT.
+struct Stop {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                stop: Stop {
+                    term: signal(SignalKind::terminate())?,
+                    int: signal(SignalKind::interrupt())?,
+                },
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {
+                stop: Stop {},
+                hangup: (),
+            })
+        }
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
+impl Stop {
+    /// Wait for a stop signal.
+    async fn recv(mut self) {
+        #[cfg(unix)]
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reload the configuration on every SIGHUP.
+#[cfg(unix)]
+async fn reload_on_hangup(reloader: reload::Reloader, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        match reloader.reload() {
+            Ok(what) => tracing::info!(result = %what, "configuration reloaded (SIGHUP)"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; the running one stays")
+            }
+        }
     }
 }
+
+/// Without SIGHUP, reloads come through the admin endpoint only.
+#[cfg(not(unix))]
+async fn reload_on_hangup(_reloader: reload::Reloader, _hup: ()) {}
