@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use support::gateway::{Gateway, KEY, ROOT};
 use support::hyco::Node;
 use support::relayed::forward;
-use support::{mono_client, mono_relay_host, spawn_ready, Proc};
+use support::{mono_calls, mono_relay_host, spawn_ready, Proc};
 
 const BRIDGED: &str = r#"
 [[hybrid_connection]]
@@ -74,7 +74,7 @@ fn mono_wcf_clients_reach_a_mono_host_behind_a_hybrid_connections_listener() {
         procs.push(hc_listener(&gw, name, *local));
         procs.push(wcf_client(&gw, name, *public, &[]));
     }
-    mono_calls(&ports);
+    mono_calls(&ports, "the bridged path");
     drop(procs);
     gw.stop_clean();
 }
@@ -93,33 +93,9 @@ fn mono_wcf_clients_reach_a_mono_host_behind_an_unmodified_hyco_ws_listener() {
         listeners.push(l);
         clients.push(wcf_client(&gw, name, *public, &[]));
     }
-    mono_calls(&ports);
+    mono_calls(&ports, "the bridged path");
     drop((listeners, clients));
     gw.stop_clean();
-}
-
-/// The Mono client's calls through the public ports: request/reply, a
-/// duplex callback, and 10 MB Streamed.
-fn mono_calls(ports: &[(u16, u16)]) {
-    assert_eq!(
-        mono_client(&["calc", &format!("net.tcp://127.0.0.1:{}/calc", ports[0].1)]),
-        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
-    );
-    assert_eq!(
-        mono_client(&["chat", &format!("net.tcp://127.0.0.1:{}/chat", ports[2].1)]),
-        "Heard heard hi\n"
-    );
-    let started = Instant::now();
-    let blob = mono_client(&[
-        "blob",
-        &format!("net.tcp://127.0.0.1:{}/blob", ports[1].1),
-        "10000000",
-    ]);
-    assert!(blob.starts_with("blob 10000000 "), "{blob}");
-    eprintln!(
-        "10 MB streamed over the bridged path in {:?}",
-        started.elapsed()
-    );
 }
 
 /// A RelayedConnect for `path` on the relayed port (TLS) with `token`: the
@@ -293,7 +269,7 @@ fn hybrid_senders_reach_a_mono_host_behind_a_wcf_relay_listener() {
         );
         procs.push(hc_client(&gw, name, *public, &[]));
     }
-    mono_calls(&ports);
+    mono_calls(&ports, "the bridged path");
     drop(procs);
     gw.stop_clean();
 }
@@ -337,6 +313,31 @@ fn hybrid_senders_of_a_bridged_relay_get_their_own_protocols_answers() {
     gw.stop_clean();
 }
 
+/// A Hybrid Connections listener and a WCF listener on `path`, each in
+/// front of a service that answers with its own tag (`H`, `W`).
+fn both_kinds(gw: &Gateway, path: &str) -> (Proc, Proc) {
+    let hc = hc_listener(gw, path, tag_service(b'H'));
+    let uri = format!("sb://localhost/{path}");
+    let to = format!("127.0.0.1:{}", tag_service(b'W'));
+    let listen = ["--listen", uri.as_str(), "--to", to.as_str()];
+    let (wcf, _, _) = spawn_ready(
+        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
+        "attached",
+    );
+    (hc, wcf)
+}
+
+/// Both listeners of [`both_kinds`] served a fair share of the clients
+/// (`seen`: tag -> count).
+fn both_served(who: &str, seen: &std::collections::HashMap<u8, usize>) {
+    let (h, w) = (
+        seen.get(&b'H').copied().unwrap_or(0),
+        seen.get(&b'W').copied().unwrap_or(0),
+    );
+    eprintln!("{who}: {h} to the HC listener, {w} to the WCF listener");
+    assert!(h >= 5 && w >= 5, "{seen:?}");
+}
+
 /// A TCP service that answers whatever it reads with its `tag` byte.
 fn tag_service(tag: u8) -> u16 {
     use std::io::{Read, Write};
@@ -362,16 +363,7 @@ fn tag_service(tag: u8) -> u16 {
 fn wcf_clients_of_a_bridged_path_are_balanced_over_listeners_of_both_kinds() {
     use std::io::{Read, Write};
     let gw = Gateway::start(BRIDGED);
-    // A Hybrid Connections listener and a WCF listener on the same path,
-    // each in front of a service that answers with its own tag.
-    let _hc = hc_listener(&gw, "calc", tag_service(b'H'));
-    let uri = "sb://localhost/calc";
-    let to = format!("127.0.0.1:{}", tag_service(b'W'));
-    let listen = ["--listen", uri, "--to", to.as_str()];
-    let (_wcf, _, _) = spawn_ready(
-        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
-        "attached",
-    );
+    let _listeners = both_kinds(&gw, "calc");
     let mut seen = std::collections::HashMap::new();
     for _ in 0..30 {
         let (mut s, reply) = relayed_connect(
@@ -386,27 +378,14 @@ fn wcf_clients_of_a_bridged_path_are_balanced_over_listeners_of_both_kinds() {
         s.read_exact(&mut tag).unwrap();
         *seen.entry(tag[0]).or_insert(0) += 1;
     }
-    eprintln!(
-        "30 WCF clients: {} to the HC listener, {} to the WCF listener",
-        seen.get(&b'H').unwrap_or(&0),
-        seen.get(&b'W').unwrap_or(&0)
-    );
-    assert!(seen.get(&b'H').copied().unwrap_or(0) >= 5, "{seen:?}");
-    assert!(seen.get(&b'W').copied().unwrap_or(0) >= 5, "{seen:?}");
+    both_served("30 WCF clients", &seen);
     gw.stop_clean();
 }
 
 #[test]
 fn hybrid_senders_of_a_bridged_relay_are_balanced_over_listeners_of_both_kinds() {
     let gw = Gateway::start(WCF_BRIDGED);
-    let _hc = hc_listener(&gw, "calc", tag_service(b'H'));
-    let uri = "sb://localhost/calc";
-    let to = format!("127.0.0.1:{}", tag_service(b'W'));
-    let listen = ["--listen", uri, "--to", to.as_str()];
-    let (_wcf, _, _) = spawn_ready(
-        &mut forward(gw.amqps.unwrap(), gw.relayed.unwrap(), &gw.ca(), &listen),
-        "attached",
-    );
+    let _listeners = both_kinds(&gw, "calc");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut seen = std::collections::HashMap::new();
     for _ in 0..30 {
@@ -428,12 +407,6 @@ fn hybrid_senders_of_a_bridged_relay_are_balanced_over_listeners_of_both_kinds()
         });
         *seen.entry(tag).or_insert(0) += 1;
     }
-    eprintln!(
-        "30 HC senders: {} to the HC listener, {} to the WCF listener",
-        seen.get(&b'H').unwrap_or(&0),
-        seen.get(&b'W').unwrap_or(&0)
-    );
-    assert!(seen.get(&b'H').copied().unwrap_or(0) >= 5, "{seen:?}");
-    assert!(seen.get(&b'W').copied().unwrap_or(0) >= 5, "{seen:?}");
+    both_served("30 HC senders", &seen);
     gw.stop_clean();
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use support::gateway::Gateway;
 use support::relayed::forward;
-use support::{free_port, mono, mono_client, mono_relay_host, run_with_timeout, spawn_ready, Proc};
+use support::{
+    free_port, mono, mono_calls, mono_client, mono_relay_host, run_with_timeout, spawn_ready, Proc,
+};
 
 /// A `forward --listen` for `path` to the local port, and a
 /// `forward --connect` accepting on the public port.
@@ -54,25 +56,7 @@ fn mono_and_pynettcp_reach_a_mono_host_through_the_relay_with_tls_on_every_hop()
         .zip(&ports)
         .map(|(n, (l, p))| forwards(&gw, n, *l, *p, &[]))
         .collect();
-    assert_eq!(
-        mono_client(&["calc", &calc_uri(ports[0].1)]),
-        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
-    );
-    assert_eq!(
-        mono_client(&["chat", &format!("net.tcp://127.0.0.1:{}/chat", ports[2].1)]),
-        "Heard heard hi\n"
-    );
-    let started = Instant::now();
-    let blob = mono_client(&[
-        "blob",
-        &format!("net.tcp://127.0.0.1:{}/blob", ports[1].1),
-        "10000000",
-    ]);
-    assert!(blob.starts_with("blob 10000000 "), "{blob}");
-    eprintln!(
-        "10 MB streamed through the relay in {:?}",
-        started.elapsed()
-    );
+    mono_calls(&ports, "the relay");
     let out = run_with_timeout(
         std::process::Command::new(support::peer_python())
             .arg(support::root().join("tests/peers/pynettcp_calc.py"))

@@ -116,6 +116,14 @@ impl Directory {
         counts
     }
 
+    /// The paths with live listeners.
+    pub fn paths(&self, now: SystemTime) -> Vec<String> {
+        let mut paths: Vec<String> = self.live(now).map(|(_, s)| s.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+
     /// The slot numbers of `path` in use.
     pub fn taken(&self, path: &str, now: SystemTime) -> HashSet<usize> {
         self.live(now)
@@ -182,6 +190,7 @@ mod tests {
         .unwrap();
         let now = t0 + Duration::from_secs(11);
         assert_eq!(d.counts(now).get("p"), Some(&2));
+        assert_eq!(d.paths(now), vec!["p".to_owned()]);
         assert_eq!(d.taken("p", now), HashSet::from([0, 1]));
         assert_eq!(d.members(now), vec!["a".to_owned()]);
         let only_y = Filter {

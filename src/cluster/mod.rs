@@ -194,6 +194,15 @@ impl Inner {
         }
     }
 
+    /// The listeners of `path` (normalized) in the directory that `filter`
+    /// admits; none while the bus is away.
+    fn admitted(&self, path: &str, filter: &Filter) -> Result<Vec<Slot>, CoreError> {
+        match self.store() {
+            Some(_) => lock(&self.directory).admitted(path, filter, SystemTime::now()),
+            None => Err(CoreError::NoListener),
+        }
+    }
+
     fn set_problem(&self, problem: Option<String>) {
         let mut p = lock(&self.problem);
         if *p != problem {
@@ -580,8 +589,8 @@ impl Cluster {
         Ok((guard, rx))
     }
 
-    /// Pick the admitted listeners of `path` in a random order; the
-    /// delivery tries them in turn.
+    /// Order the admitted listeners of `path` for this request (round robin
+    /// per path); the delivery tries them in turn.
     fn deliver_anywhere(
         &self,
         path: &str,
@@ -591,11 +600,7 @@ impl Cluster {
     ) -> Result<Delivery, CoreError> {
         let inner = &self.inner;
         let path = normalize(path);
-        let found = match inner.store() {
-            Some(_) => lock(&inner.directory).admitted(&path, filter, SystemTime::now()),
-            None => Err(CoreError::NoListener),
-        };
-        let mut candidates = match found {
+        let mut candidates = match inner.admitted(&path, filter) {
             Ok(c) => c,
             // Listeners of this node that are not in the directory yet
             // (NATS away, or the slot not yet seen) are still served.
@@ -636,11 +641,7 @@ impl Cluster {
     ) -> Result<Broadcast, CoreError> {
         let inner = &self.inner;
         let path = normalize(path);
-        let admitted = match inner.store() {
-            Some(_) => lock(&inner.directory).admitted(&path, filter, SystemTime::now()),
-            None => Err(CoreError::NoListener),
-        };
-        let Ok(admitted) = admitted else {
+        let Ok(admitted) = inner.admitted(&path, filter) else {
             return Routes::broadcast(&inner.registry, &path, filter, request).await;
         };
         let event = wire::encode(&Event {
@@ -710,16 +711,24 @@ impl Routes for Cluster {
 
     fn elsewhere(&self, path: &str) -> Vec<ListenerInfo> {
         let inner = &self.inner;
-        if inner.store().is_none() {
-            return Vec::new();
-        }
-        let d = lock(&inner.directory);
-        d.admitted(&normalize(path), &Filter::default(), SystemTime::now())
+        inner
+            .admitted(&normalize(path), &Filter::default())
             .unwrap_or_default()
             .into_iter()
             .filter(|s| s.node != inner.settings.node)
             .map(|s| s.info)
             .collect()
+    }
+
+    fn paths_elsewhere(&self) -> Vec<String> {
+        if self.inner.store().is_none() {
+            return Vec::new();
+        }
+        lock(&self.inner.directory).paths(SystemTime::now())
+    }
+
+    fn node(&self) -> Option<&str> {
+        Some(&self.inner.settings.node)
     }
 
     fn view(&self) -> Option<ClusterView> {

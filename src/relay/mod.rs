@@ -368,8 +368,8 @@ impl Relay {
     /// Whether `origin` names another node than this one (a request from
     /// there is answered there).
     pub fn is_elsewhere(&self, origin: Option<&Origin>) -> bool {
-        match (origin, self.routes.origin()) {
-            (Some(o), Some(here)) => o.node != here.node,
+        match (origin, self.routes.node()) {
+            (Some(o), Some(here)) => o.node != here,
             _ => false,
         }
     }
@@ -394,11 +394,7 @@ impl Relay {
     /// Paths with listeners on any node.
     pub fn paths(&self) -> Vec<String> {
         let mut paths = self.registry.paths();
-        for p in self
-            .view()
-            .into_iter()
-            .flat_map(|v| v.listeners.into_keys())
-        {
+        for p in self.routes.paths_elsewhere() {
             if !paths.contains(&p) {
                 paths.push(p);
             }

@@ -62,6 +62,12 @@ pub trait Routes: Send + Sync {
     /// The listeners of `path` connected to other nodes.
     fn elsewhere(&self, path: &str) -> Vec<ListenerInfo>;
 
+    /// Paths with listeners on any node (this one's included, or not).
+    fn paths_elsewhere(&self) -> Vec<String>;
+
+    /// This node's name in a cluster.
+    fn node(&self) -> Option<&str>;
+
     /// Carry a listener's answer to request `id` to `node`, which holds its
     /// client.
     fn answer<'a>(
@@ -140,6 +146,14 @@ impl Routes for Registry {
 
     fn elsewhere(&self, _path: &str) -> Vec<ListenerInfo> {
         Vec::new()
+    }
+
+    fn paths_elsewhere(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn node(&self) -> Option<&str> {
+        None
     }
 
     fn answer<'a>(

@@ -163,6 +163,22 @@ pub fn mono_client(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The Mono client's calls through the public ports of
+/// [`mono_relay_host`]'s services (calc, blob, chat) over `route`:
+/// request/reply, a duplex callback, and 10 MB Streamed.
+pub fn mono_calls(ports: &[(u16, u16)], route: &str) {
+    let uri = |i: usize, name: &str| format!("net.tcp://127.0.0.1:{}/{name}", ports[i].1);
+    assert_eq!(
+        mono_client(&["calc", &uri(0, "calc")]),
+        "Echo hello from mono\nAdd 42\nLastNote noted by mono\n"
+    );
+    assert_eq!(mono_client(&["chat", &uri(2, "chat")]), "Heard heard hi\n");
+    let started = Instant::now();
+    let blob = mono_client(&["blob", &uri(1, "blob"), "10000000"]);
+    assert!(blob.starts_with("blob 10000000 "), "{blob}");
+    eprintln!("10 MB streamed through {route} in {:?}", started.elapsed());
+}
+
 /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`, ...).
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
