@@ -144,9 +144,9 @@ pub fn session_transcode(data: &[u8]) {
 
 /// AMQP frames as a listener's connection drives them, from the protocol
 /// headers on (512-byte frames until `open`, then 64 KiB): decoding never
-/// panics or recurses without bound, gives the same frames whether the
-/// input comes whole or in two pieces, and every transfer's payload is
-/// either a data section or an error.
+/// panics or recurses without bound: the relay's and the listener's state
+/// machines, fed the same bytes, give the same events and the same answers
+/// whether the input comes whole or in two pieces.
 pub fn amqp(data: &[u8]) {
     let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
     let whole = read_amqp(data, &[data.len()]);
@@ -155,40 +155,64 @@ pub fn amqp(data: &[u8]) {
 }
 
 fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
-    use wcf::amqp::frame::{self, Body, AMQP_HEADER, MIN_MAX_FRAME_SIZE, SASL_HEADER};
-    use wcf::amqp::types::performatives::Performative;
-    let (mut buf, mut out, mut at) = (Vec::new(), Vec::new(), 0);
-    let mut max = MIN_MAX_FRAME_SIZE;
+    use std::time::{Duration, Instant};
+    use wcf::amqp::client::{Client, ClientConfig};
+    use wcf::amqp::listener::{Half, ListenerAttach};
+    use wcf::amqp::server::{Event, Server, ServerConfig};
+    let t = Instant::now();
+    let config = ServerConfig {
+        container_id: "relay-gateway".into(),
+        max_frame: 65_536,
+        channel_max: 255,
+        idle_time_out: Duration::from_secs(60),
+        handshake: Duration::from_secs(10),
+    };
+    let attach = |half, handle| {
+        ListenerAttach {
+            name: "l".into(),
+            handle,
+            half,
+            address: "sb://ns/p/".into(),
+            token: None,
+            listener_type: None,
+            listener_type_name: None,
+            dynamic: true,
+            transport_security: true,
+            client_auth: true,
+            client_agent: None,
+            tracking_id: None,
+            display_name: None,
+        }
+        .to_attach()
+    };
+    let mut server = Server::new(config, t);
+    let mut client = Client::new(
+        ClientConfig {
+            container_id: "c".into(),
+            hostname: "h".into(),
+            attaches: [attach(Half::Out, 0), attach(Half::In, 1)],
+            credit: 10,
+        },
+        t,
+    );
+    let (mut out, mut at) = (Vec::new(), 0);
     for &n in pieces {
-        buf.extend_from_slice(&data[at..at + n]);
+        let piece = &data[at..at + n];
         at += n;
-        loop {
-            if buf.len() >= 8 && (buf.starts_with(&SASL_HEADER) || buf.starts_with(&AMQP_HEADER)) {
-                buf.drain(..8);
-                out.push("header".to_owned());
-                continue;
+        server.feed(piece, t);
+        client.feed(piece, t);
+        while let Some(e) = server.poll_event(t) {
+            if let Event::Attach { channel, attach } = &e {
+                server.accept_link(*channel, attach, None);
             }
-            match frame::decode(&buf, max) {
-                Ok(Some((f, used))) => {
-                    if let Body::Amqp(perf, payload) = &f.body {
-                        if matches!(**perf, Performative::Open(_)) {
-                            max = 65_536;
-                        }
-                        if matches!(**perf, Performative::Transfer(_)) {
-                            out.push(format!("{:?}", frame::data_section(payload).is_ok()));
-                        }
-                    }
-                    out.push(format!("{f:?}"));
-                    buf.drain(..used);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    out.push(format!("error {e}"));
-                    return out;
-                }
-            }
+            out.push(format!("server {e:?}"));
+        }
+        while let Some(e) = client.poll_event(t) {
+            out.push(format!("client {e:?}"));
         }
     }
+    out.extend(std::iter::from_fn(|| server.poll_transmit()).map(|b| format!("{b:?}")));
+    out.extend(std::iter::from_fn(|| client.poll_transmit()).map(|b| format!("{b:?}")));
     out
 }
 

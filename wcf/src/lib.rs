@@ -13,10 +13,12 @@
 //!
 //! * [`web`]: HTTP requests and replies over a `RelayedHttp` rendezvous (`wcf/PROTOCOL.md` §11.3).
 //! * [`amqp`]: the AMQP 1.0 frames and attach properties of the listener
-//!   control channel (`wcf/PROTOCOL.md` §2, §8, §11.2).
+//!   control channel, and its connection, session and link state machines
+//!   for the relay's end and a listener's (`wcf/PROTOCOL.md` §2, §8, §11.2).
 //!
 //! Nothing here opens a socket, spawns a task or reads a clock: bytes go in,
-//! values or bytes come out, and "need more bytes" is `Ok(None)`.
+//! values or bytes come out, "need more bytes" is `Ok(None)`, and the state
+//! machines are given `now` and say when they next need it.
 
 pub mod amqp;
 pub mod error;
