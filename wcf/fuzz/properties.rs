@@ -195,7 +195,7 @@ fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
         },
         t,
     );
-    let (mut out, mut at) = (Vec::new(), 0);
+    let (mut seen, mut heard, mut at) = (Vec::new(), Vec::new(), 0);
     for &n in pieces {
         let piece = &data[at..at + n];
         at += n;
@@ -205,12 +205,14 @@ fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
             if let Event::Attach { channel, attach } = &e {
                 server.accept_link(*channel, attach, None);
             }
-            out.push(format!("server {e:?}"));
+            seen.push(format!("{e:?}"));
         }
         while let Some(e) = client.poll_event(t) {
-            out.push(format!("client {e:?}"));
+            heard.push(format!("{e:?}"));
         }
     }
+    let mut out = seen;
+    out.extend(heard);
     out.extend(std::iter::from_fn(|| server.poll_transmit()).map(|b| format!("{b:?}")));
     out.extend(std::iter::from_fn(|| client.poll_transmit()).map(|b| format!("{b:?}")));
     out
