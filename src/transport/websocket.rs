@@ -481,28 +481,21 @@ pub async fn send_text(write: &WsWrite, text: &str) -> std::io::Result<()> {
 
 /// Send a Close frame.
 pub async fn send_close(write: &WsWrite, code: u16, reason: &str) -> std::io::Result<()> {
-    // Control frame payloads are at most 125 bytes.
+    write
+        .lock()
+        .await
+        .write_frame(close_frame(code, reason))
+        .await
+}
+
+/// A Close frame, its reason cut to fit (control frame payloads are at most
+/// 125 bytes).
+pub fn close_frame(code: u16, reason: &str) -> Frame<'_> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    write
-        .lock()
-        .await
-        .write_frame(Frame::close(
-            code,
-            reason.get(..end).unwrap_or_default().as_bytes(),
-        ))
-        .await
-}
-
-/// Send a Ping.
-pub async fn send_ping(write: &WsWrite) -> std::io::Result<()> {
-    write
-        .lock()
-        .await
-        .write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")))
-        .await
+    Frame::close(code, reason.get(..end).unwrap_or_default().as_bytes())
 }
 
 struct Reader {

@@ -1,23 +1,23 @@
-//! The listener control channel (`hybrid/PROTOCOL.md` §2): the
-//! `listen` upgrade (token from header or query, Listen right, quota), then
-//! one task per listener that writes `accept` and `request` messages (a
-//! request and its body back to back), reads `renewToken` and `response`
-//! commands (unknown ones are ignored; a message that is not a one-key JSON
-//! object closes the channel with 1008), streams response bodies to the
-//! waiting requests, answers pings, pings the listener and drops it after
-//! three silent intervals, and closes with 1008 once its token has expired
-//! past the grace period. When the channel ends, requests still waiting on
-//! it fail at once.
+//! The listener control channel (`hybrid/PROTOCOL.md` §2): the `listen`
+//! upgrade (token from header or query, Listen right, quota), then one task
+//! per listener driving [`hybrid::listener::Session`], which owns the
+//! channel's protocol (messages, pings, keep-alive and token deadlines,
+//! close codes). This module reads and writes the WebSocket, keeps the
+//! time, checks renewal tokens, turns the core's requests into `accept` and
+//! `request` messages, and takes each `response` to the waiting request (or
+//! to the node that holds its client), its body frame by frame. When the
+//! channel ends, requests still waiting on it fail at once.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::OpCode;
+use fastwebsockets::{Frame, OpCode, Payload};
 use hybrid::address;
 use hybrid::control::{
-    parse_command, Accept, ListenerCommand, RemoteEndpoint, Request as HcRequest, RequestHead,
+    Accept, RemoteEndpoint, Request as HcRequest, RequestHead, Response as HcResponse,
 };
+use hybrid::listener::{End, Event, Opcode, Outgoing, Session, SessionConfig};
 use hybrid::sas::Token;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
@@ -200,84 +200,86 @@ impl Outstanding {
     }
 }
 
+/// Write what the session queued, under one lock: a request and its body
+/// go out back to back, nothing in between.
+async fn write_out(write: &WsWrite, session: &mut Session) -> std::io::Result<()> {
+    let mut w = write.lock().await;
+    while let Some(out) = session.poll_transmit() {
+        let frame = match &out {
+            Outgoing::Text(t) => Frame::text(Payload::Borrowed(t.as_bytes())),
+            Outgoing::Binary(b) => Frame::binary(Payload::Borrowed(b)),
+            Outgoing::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
+            Outgoing::Close(code, reason) => websocket::close_frame(*code, reason),
+        };
+        w.write_frame(frame).await?;
+    }
+    Ok(())
+}
+
+fn opcode(op: OpCode) -> Opcode {
+    match op {
+        OpCode::Text => Opcode::Text,
+        OpCode::Binary => Opcode::Binary,
+        OpCode::Continuation => Opcode::Continuation,
+        OpCode::Close => Opcode::Close,
+        OpCode::Ping => Opcode::Ping,
+        OpCode::Pong => Opcode::Pong,
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Control {
-    fn deadline(&self) -> Instant {
+    /// When the token runs out past the grace, if it does.
+    fn deadline(&self, expiry: u64) -> Option<std::time::Instant> {
+        if expiry == 0 {
+            return None;
+        }
         let grace = self.h.settings.limits.token_grace.as_secs() + auth::CLOCK_SKEW;
-        let left = (self.expiry + grace).saturating_sub(auth::now());
-        Instant::now() + Duration::from_secs(left)
+        let left = expiry.saturating_add(grace).saturating_sub(auth::now());
+        now().checked_add(Duration::from_secs(left))
     }
 
     async fn run(mut self, mut read: WsRead, write: WsWrite, mut rx: mpsc::Receiver<CoreRequest>) {
-        let max_message = self.h.settings.limits.max_control_message;
-        let interval = (self.h.settings.limits.ping_interval).max(Duration::from_secs(1));
-        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
-        let mut last_seen = Instant::now();
-        let expiry = tokio::time::sleep_until(self.deadline());
-        tokio::pin!(expiry);
+        let config = SessionConfig {
+            max_message: self.h.settings.limits.max_control_message,
+            ping_interval: self.h.settings.limits.ping_interval,
+            tracking_id: self.identity.clone(),
+        };
+        let mut session = Session::new(config, self.deadline(self.expiry), now());
         let shutdown = self.h.shutdown.clone();
-        let mut text = BytesMut::new();
         let end = loop {
-            tokio::select! {
-                r = rx.recv() => {
-                    let Some(r) = r else {
-                        // The entity was removed (live reload): 1001, as for a deleted HC (§2.3).
-                        let _ = websocket::send_close(&write, 1001, "The hybrid connection was deleted").await;
-                        break "entity removed";
-                    };
-                    if !self.deliver(&write, r).await { break "write failed" }
-                }
-                f = websocket::read_frame(&mut read, &write) => {
-                    let frame = match f {
-                        Ok(frame) => frame,
-                        // A protocol breach has been answered with its Close.
-                        Err(e) if websocket::close_code(&e).is_some() => break "protocol error",
-                        Err(_) => break "connection lost",
-                    };
-                    last_seen = Instant::now();
-                    match frame.opcode {
-                        OpCode::Text | OpCode::Continuation if matches!(self.body, BodySink::None) || frame.opcode == OpCode::Text => {
-                            let fin = frame.fin;
-                            text.extend_from_slice(&frame.data);
-                            if text.len() > max_message {
-                                self.h.metrics.limit_hit(&self.entity.path, FRONTEND_WS, "max_control_message");
-                                let _ = websocket::send_close(&write, 1009, "control message too large").await;
-                                break "oversized control message";
-                            }
-                            if fin {
-                                let msg = std::mem::take(&mut text);
-                                match self.command(&write, &msg).await {
-                                    Ok(()) => {}
-                                    Err(reason) => break reason,
-                                }
-                                ping.reset();
-                            }
-                        }
-                        OpCode::Binary | OpCode::Continuation => self.body_frame(frame.fin, frame.data).await,
-                        OpCode::Close => {
-                            let _ = websocket::send_close(&write, 1000, "Normal Closure").await;
-                            break "closed by listener";
-                        }
-                        OpCode::Ping | OpCode::Pong | OpCode::Text => {}
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_seen.elapsed() > interval * 3 {
-                        let _ = websocket::send_close(&write, 1011, "keep-alive timeout").await;
-                        break "keep-alive timeout";
-                    }
-                    if websocket::send_ping(&write).await.is_err() { break "write failed" }
-                }
-                () = &mut expiry, if self.expiry > 0 => {
-                    let reason = format!("The token is expired. TrackingId:{}", self.identity);
-                    let _ = websocket::send_close(&write, 1008, &reason).await;
-                    break "token expired";
-                }
-                () = shutdown.stopping() => {
-                    let _ = websocket::send_close(&write, 1001, "Shutdown").await;
-                    break "gateway shutting down";
-                }
+            if let Some(end) = self.events(&mut session).await {
+                let _ = write_out(&write, &mut session).await;
+                break end.reason();
             }
-            expiry.as_mut().reset(self.deadline());
+            if write_out(&write, &mut session).await.is_err() {
+                break "write failed";
+            }
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => self.deliver(&mut session, r),
+                    // The entity was removed (live reload): 1001, as for a deleted HC (§2.3).
+                    None => session.close(End::Removed),
+                },
+                f = websocket::read_frame(&mut read, &write) => match f {
+                    Ok(f) => session.frame(opcode(f.opcode), f.fin, f.data, now()),
+                    // A protocol breach has been answered with its Close.
+                    Err(e) if websocket::close_code(&e).is_some() => break "protocol error",
+                    Err(_) => break "connection lost",
+                },
+                () = sleep_until(session.poll_timeout()) => session.handle_timeout(now()),
+                () = shutdown.stopping() => session.close(End::Shutdown),
+            }
         };
         info!(
             path = self.entity.path,
@@ -298,8 +300,30 @@ impl Control {
         self.elsewhere.listener_gone(&self.h.relay, wait);
     }
 
-    /// Write what the core asks for; false when the channel is broken.
-    async fn deliver(&mut self, write: &WsWrite, r: CoreRequest) -> bool {
+    /// Act on the session's events; the ending, once there is one.
+    async fn events(&mut self, session: &mut Session) -> Option<End> {
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::RenewToken(token) => self.renew(session, &token),
+                Event::Response { response, text } => self.response(response, text),
+                Event::Body { data, last } => self.body_frame(last, data).await,
+                Event::Ended(end) => {
+                    if end == End::TooLarge {
+                        self.h.metrics.limit_hit(
+                            &self.entity.path,
+                            FRONTEND_WS,
+                            "max_control_message",
+                        );
+                    }
+                    return Some(end);
+                }
+            }
+        }
+        None
+    }
+
+    /// Queue what the core asks for.
+    fn deliver(&mut self, session: &mut Session, r: CoreRequest) {
         let pending = &self.h.relay.rendezvous;
         self.outstanding.insert(r.id, |id| pending.is_pending(id));
         // The node holding the client, as this listener reaches it.
@@ -318,21 +342,20 @@ impl Control {
                 self.elsewhere.insert(r.id, o.node.clone(), forget);
             }
         }
-        let sent = match r.ask {
+        match r.ask {
             Ask::Connect(c) => {
                 let tail = rendezvous_tail(path, &c, "accept", &c.tracking, r.id);
-                let accept = Accept {
+                session.accept(&Accept {
                     address: format!("{base}{tail}"),
                     remote_endpoint: remote_endpoint(c.remote),
                     id: c.tracking,
                     connect_headers: c.headers,
-                };
-                websocket::send_text(write, &accept.to_json()).await
+                });
             }
             Ask::Http { caller, head, body } => {
                 let id = r.id.to_string();
                 let tail = rendezvous_tail(path, &caller, "request", &id, r.id);
-                let r = HcRequest {
+                let request = HcRequest {
                     address: format!("{base}{tail}"),
                     id,
                     head: head.map(|h| RequestHead {
@@ -343,110 +366,66 @@ impl Control {
                         body: h.body,
                     }),
                 };
-                let t = r.to_json();
-                // Both frames back to back, nothing in between.
-                let mut w = write.lock().await;
-                let first = w
-                    .write_frame(fastwebsockets::Frame::text(
-                        fastwebsockets::Payload::Borrowed(t.as_bytes()),
-                    ))
-                    .await;
-                match (first, body) {
-                    (Ok(()), Some(b)) => {
-                        w.write_frame(fastwebsockets::Frame::binary(
-                            fastwebsockets::Payload::Borrowed(&b),
-                        ))
-                        .await
-                    }
-                    (r, _) => r,
-                }
+                session.request(&request, body);
             }
-            Ask::Message(_) => {
-                warn!(path, "a message cannot go to a Hybrid Connections listener");
-                return true;
-            }
-        };
-        sent.is_ok()
+            Ask::Message(_) => warn!(path, "a message cannot go to a Hybrid Connections listener"),
+        }
     }
 
-    async fn command(&mut self, write: &WsWrite, msg: &[u8]) -> Result<(), &'static str> {
-        let text = String::from_utf8_lossy(msg);
-        match parse_command(&text) {
-            Ok(ListenerCommand::RenewToken(token)) => {
-                let s = &self.h.settings;
-                match s.authorize(
-                    Some(&token),
-                    &self.entity,
-                    Right::Listen,
-                    s.limits.token_grace.as_secs(),
-                ) {
-                    Ok(()) => {
-                        self.expiry = Token::parse(&token).map_or(self.expiry, |t| t.expiry);
-                        debug!(identity = self.identity, "token renewed");
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = websocket::send_close(
-                            write,
-                            1008,
-                            &format!("{e}. TrackingId:{}", self.identity),
-                        )
-                        .await;
-                        Err("renewToken refused")
-                    }
-                }
+    fn renew(&mut self, session: &mut Session, token: &str) {
+        let s = &self.h.settings;
+        let grace = s.limits.token_grace.as_secs();
+        match s.authorize(Some(token), &self.entity, Right::Listen, grace) {
+            Ok(()) => {
+                self.expiry = Token::parse(token).map_or(self.expiry, |t| t.expiry);
+                session.renewed(self.deadline(self.expiry));
+                debug!(identity = self.identity, "token renewed");
             }
-            Ok(ListenerCommand::Response(r)) => {
-                let id = Guid::parse(&r.request_id);
-                if let Some(id) = id {
-                    self.outstanding.ids.remove(&id);
-                }
-                if let Some((id, node)) =
-                    id.and_then(|id| self.elsewhere.remove(id).map(|node| (id, node)))
-                {
-                    let carried = Carried {
-                        node,
-                        id,
-                        text: text.into_owned(),
-                        body: BytesMut::new(),
-                    };
-                    self.body = if r.body {
-                        BodySink::Elsewhere(Box::new(carried))
-                    } else {
-                        self.carry(carried);
-                        BodySink::None
-                    };
-                    return Ok(());
-                }
-                let (body_tx, body_rx) = if r.body {
-                    let (t, rx) = mpsc::channel(16);
-                    (Some(t), Some(rx))
-                } else {
-                    (None, None)
-                };
-                let delivered = id.is_some_and(|id| {
-                    self.h
-                        .relay
-                        .rendezvous
-                        .complete(id, Box::new(Answer::Response(r, body_rx)))
-                        .is_ok()
-                });
-                self.body = match (body_tx, delivered) {
-                    (Some(t), true) => BodySink::To(t),
-                    (Some(_), false) => BodySink::Discard,
-                    (None, _) => BodySink::None,
-                };
-                Ok(())
-            }
-            Ok(ListenerCommand::Unknown(name)) => {
-                debug!(command = name, "unknown listener command ignored");
-                Ok(())
-            }
-            Err(e) => {
-                let _ = websocket::send_close(write, 1008, &e.to_string()).await;
-                Err("invalid command")
-            }
+            Err(e) => session.refuse_renewal(&e.to_string()),
         }
+    }
+
+    /// A `response`: for a client on another node it is carried there (with
+    /// its body once gathered); else it completes the waiting request.
+    fn response(&mut self, r: HcResponse, text: String) {
+        let id = Guid::parse(&r.request_id);
+        if let Some(id) = id {
+            self.outstanding.ids.remove(&id);
+        }
+        if let Some((id, node)) = id.and_then(|id| self.elsewhere.remove(id).map(|node| (id, node)))
+        {
+            let carried = Carried {
+                node,
+                id,
+                text,
+                body: BytesMut::new(),
+            };
+            self.body = if r.body {
+                BodySink::Elsewhere(Box::new(carried))
+            } else {
+                self.carry(carried);
+                BodySink::None
+            };
+            return;
+        }
+        let (body_tx, body_rx) = if r.body {
+            let (t, rx) = mpsc::channel(16);
+            (Some(t), Some(rx))
+        } else {
+            (None, None)
+        };
+        let delivered = id.is_some_and(|id| {
+            self.h
+                .relay
+                .rendezvous
+                .complete(id, Box::new(Answer::Response(r, body_rx)))
+                .is_ok()
+        });
+        self.body = match (body_tx, delivered) {
+            (Some(t), true) => BodySink::To(t),
+            (Some(_), false) => BodySink::Discard,
+            (None, _) => BodySink::None,
+        };
     }
 
     /// Send a response to the node that holds its client.
