@@ -19,7 +19,7 @@ use wcf::Limits;
 /// A decode failure: which direction (`"C>S "` style prefix, empty for
 /// single-direction input), then the error with its byte offset within that
 /// direction's stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{label}{error}")]
 pub struct DecodeError {
     label: String,
@@ -371,6 +371,6 @@ pub fn decode_envelope(
 fn hex_error(e: hexdump::HexError) -> DecodeError {
     DecodeError {
         label: String::new(),
-        error: wcf::Error::Message(format!("not a readable hex dump: {e}")),
+        error: wcf::Error::HexDump(e),
     }
 }

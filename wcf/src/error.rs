@@ -2,13 +2,15 @@
 //! with the byte offset (relative to the start of the buffer being decoded)
 //! where the problem was found.
 
+use std::sync::Arc;
+
 use crate::framing::FaultCode;
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything that can go wrong while reading or writing WCF wire formats.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A multi-byte int31 had more than five bytes or a value above `0x7FFF_FFFF`.
     #[error("offset {offset}: invalid multi-byte int31")]
@@ -76,15 +78,118 @@ pub enum Error {
         /// The wire id (even: static, odd: session).
         id: u32,
     },
-    /// The records are individually fine but do not form a valid document or
-    /// exchange (for example an attribute after content, or an unbalanced end).
-    #[error("offset {offset}: {message}")]
-    Structure {
+    /// The records are individually fine but break a rule of the format
+    /// where they stand (an attribute after content, an unbalanced end, a
+    /// header that is not a protocol's).
+    #[error("offset {offset}: {rule}")]
+    Misplaced {
         /// Byte offset of the record that broke the rule.
         offset: usize,
-        /// What rule was broken.
-        message: String,
+        /// The rule, as a phrase.
+        rule: &'static str,
     },
+    /// An attribute or namespace declaration after its element's start tag.
+    #[error("offset {offset}: {what} outside a start tag")]
+    OutsideStartTag {
+        /// Byte offset of the record.
+        offset: usize,
+        /// Which kind of record.
+        what: &'static str,
+    },
+    /// A record that has no place where it stands, by its type byte.
+    #[error("offset {offset}: {}", .place.describe(*.byte))]
+    Unexpected {
+        /// Byte offset of the record.
+        offset: usize,
+        /// Where it was found.
+        place: Place,
+        /// Its type byte.
+        byte: u8,
+    },
+    /// A length or count that is negative.
+    #[error("offset {offset}: negative {what}")]
+    Negative {
+        /// Byte offset of the value.
+        offset: usize,
+        /// Which field.
+        what: &'static str,
+    },
+    /// A BoolText record whose value is neither 0 nor 1.
+    #[error("offset {offset}: BoolText value {value}")]
+    BoolValue {
+        /// Byte offset of the value.
+        offset: usize,
+        /// The value.
+        value: u8,
+    },
+    /// A QName record whose prefix index is past `z`.
+    #[error("offset {offset}: QName prefix index {index}")]
+    PrefixIndex {
+        /// Byte offset of the index.
+        offset: usize,
+        /// The index.
+        index: u8,
+    },
+    /// A prefix used without a declaration in scope.
+    #[error("offset {offset}: prefix '{prefix}' is not declared")]
+    UndeclaredPrefix {
+        /// Byte offset of the element.
+        offset: usize,
+        /// The prefix.
+        prefix: String,
+    },
+    /// The relayed port's preamble does not start with the word `connect`.
+    #[error("offset {offset}: preamble word length {len}, expected 7")]
+    PreambleWord {
+        /// Byte offset of the length.
+        offset: usize,
+        /// The length sent.
+        len: u32,
+    },
+    /// An AMQP frame whose size field is below the header's 8 bytes.
+    #[error("offset {offset}: frame size {size} below 8")]
+    FrameSize {
+        /// Byte offset of the frame.
+        offset: usize,
+        /// The size sent.
+        size: u32,
+    },
+    /// An AMQP frame whose data offset points outside it.
+    #[error("offset {offset}: data offset {doff} out of range")]
+    DataOffset {
+        /// Byte offset of the field.
+        offset: usize,
+        /// The data offset, in bytes.
+        doff: usize,
+    },
+    /// An AMQP frame type other than AMQP (0) and SASL (1).
+    #[error("offset {offset}: unknown frame type {kind}")]
+    FrameType {
+        /// Byte offset of the field.
+        offset: usize,
+        /// The type sent.
+        kind: u8,
+    },
+    /// An AMQP value whose encoding breaks a rule checked before decoding.
+    #[error("offset {offset}: AMQP decode error: {problem}")]
+    AmqpValue {
+        /// Byte offset of the frame body.
+        offset: usize,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// An AMQP value the decoder refused.
+    #[error("offset {offset}: AMQP decode error: {source}")]
+    AmqpDecode {
+        /// Byte offset of the frame body.
+        offset: usize,
+        /// The decoder's error.
+        #[source]
+        source: Arc<serde_amqp::Error>,
+    },
+    /// An AMQP value that could not be encoded.
+    #[error("AMQP encode error: {0}")]
+    AmqpEncode(#[source] Arc<serde_amqp::Error>),
     /// A .NET Message Framing peer violated the preamble protocol; the fault
     /// says which framing Fault record to answer with.
     #[error("offset {offset}: framing fault {fault:?}: {message}")]
@@ -96,84 +201,203 @@ pub enum Error {
         /// Human-readable detail.
         message: String,
     },
-    /// XML text that could not be parsed or turned into binary XML.
-    #[error("xml: {0}")]
-    Xml(String),
-    /// A SOAP or relay message lacks something it must have.
-    #[error("message: {0}")]
-    Message(String),
+    /// XML text that could not be parsed.
+    #[error("xml: at byte {pos}: {source}")]
+    Xml {
+        /// Byte position in the text.
+        pos: u64,
+        /// The parser's error.
+        #[source]
+        source: Arc<quick_xml::Error>,
+    },
+    /// XML text that ends inside an element.
+    #[error("xml: input ends inside element <{local}>")]
+    XmlUnclosed {
+        /// The element's local name.
+        local: String,
+    },
+    /// XML text without a root element.
+    #[error("xml: no root element")]
+    XmlNoRoot,
+    /// A document whose root is not a SOAP 1.2 envelope.
+    #[error("message: root element is {{{ns}}}{local}, not a SOAP 1.2 Envelope")]
+    NotAnEnvelope {
+        /// The root's namespace.
+        ns: String,
+        /// The root's local name.
+        local: String,
+    },
+    /// A message with another action than the one expected.
+    #[error("message: expected action {expected}, got {}", .got.as_deref().unwrap_or("none"))]
+    WrongAction {
+        /// The action expected.
+        expected: String,
+        /// The action sent, if any.
+        got: Option<String>,
+    },
+    /// A message whose action the reader does not know.
+    #[error("message: unexpected action {0}")]
+    UnknownAction(String),
+    /// A message whose body element is not the one expected.
+    #[error("message: body is not {{{ns}}}{local}")]
+    WrongBody {
+        /// The namespace expected.
+        ns: String,
+        /// The local name expected.
+        local: String,
+    },
+    /// A message that lacks a part it must have.
+    #[error("message: {whole} has no {part}")]
+    Missing {
+        /// What lacks it.
+        whole: String,
+        /// What is missing.
+        part: String,
+    },
+    /// A value that is not what its field holds.
+    #[error("message: {what} is not {expected}")]
+    Invalid {
+        /// The field (and the value, where it helps).
+        what: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A number outside its field's range.
+    #[error("message: {0} is out of range")]
+    OutOfRange(String),
+    /// An HTTP relay message's BodyFormat that is not one of the four.
+    #[error("message: unknown BodyFormat '{0}'")]
+    UnknownBodyFormat(String),
+    /// A relayed HTTP body's part larger than the limit in force.
+    #[error("message: {what} is larger than {limit} bytes")]
+    Oversized {
+        /// Which part.
+        what: &'static str,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A relayed HTTP body's base64 text that does not decode.
+    #[error("message: body base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    /// The peer answered with a framing fault (its text, when whole).
+    #[error("message: the peer sent a framing fault: {}", .0.as_deref().unwrap_or("(cut short)"))]
+    PeerFault(Option<String>),
+    /// An envelope given to a writer that needs its body empty.
+    #[error("message: open_envelope needs an envelope with an empty body")]
+    BodyNotEmpty,
+    /// Text that is not a hex dump where one was expected.
+    #[error("message: not a readable hex dump: {0}")]
+    HexDump(#[source] crate::hexdump::HexError),
+}
+
+/// Where an [`Error::Unexpected`] record was found, which says how it is
+/// described.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// As an attribute's value, which must be plain text.
+    AttributeValue,
+    /// Inside an array's start tag.
+    ArrayStartTag,
+    /// As an array's value type.
+    ArrayValueType,
+    /// Inside a relayed HTTP body.
+    RelayedBody,
+    /// Where the Envelope's end must be.
+    EnvelopeEnd,
+    /// Where an UnsizedEnvelope record must be.
+    UnsizedEnvelope,
+    /// As the relayed port preamble's TLS flag.
+    TlsFlag,
+}
+
+impl Place {
+    fn describe(self, byte: u8) -> String {
+        match self {
+            Place::AttributeValue => {
+                format!("attribute value record 0x{byte:02x} is not a plain text record")
+            }
+            Place::ArrayStartTag => format!("record 0x{byte:02x} inside an array's start tag"),
+            Place::ArrayValueType => format!("array value type 0x{byte:02x}"),
+            Place::RelayedBody => {
+                format!("record 0x{byte:02X} cannot be part of a relayed body")
+            }
+            Place::EnvelopeEnd => format!("expected the Envelope's end, found record 0x{byte:02X}"),
+            Place::UnsizedEnvelope => {
+                format!("expected an UnsizedEnvelope, found record 0x{byte:02X}")
+            }
+            Place::TlsFlag => format!("TLS flag byte 0x{byte:02x}"),
+        }
+    }
 }
 
 impl Error {
-    /// Shorthand for a structural error.
-    pub fn structure(offset: usize, message: impl Into<String>) -> Self {
-        Error::Structure {
-            offset,
-            message: message.into(),
+    /// `whole` has no `part`.
+    pub(crate) fn missing(whole: &str, part: &str) -> Self {
+        Error::Missing {
+            whole: whole.to_owned(),
+            part: part.to_owned(),
+        }
+    }
+
+    /// `what` is not `expected`.
+    pub(crate) fn invalid(what: impl Into<String>, expected: &'static str) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            expected,
         }
     }
 
     /// Return the same error with its offset moved by `base` (used when a
     /// nested buffer is decoded on its own).
     #[must_use]
-    pub fn shifted(self, base: usize) -> Self {
+    pub fn shifted(mut self, base: usize) -> Self {
+        if let Some(offset) = self.offset_mut() {
+            *offset += base;
+        }
+        self
+    }
+
+    /// The byte offset the error names, if it names one.
+    fn offset_mut(&mut self) -> Option<&mut usize> {
         match self {
-            Error::BadMbInt { offset } => Error::BadMbInt {
-                offset: offset + base,
-            },
-            Error::TooLarge {
-                offset,
-                what,
-                len,
-                limit,
-            } => Error::TooLarge {
-                offset: offset + base,
-                what,
-                len,
-                limit,
-            },
-            Error::UnknownRecord { offset, kind, byte } => Error::UnknownRecord {
-                offset: offset + base,
-                kind,
-                byte,
-            },
-            Error::BadText { offset, what } => Error::BadText {
-                offset: offset + base,
-                what,
-            },
-            Error::Truncated { offset, what } => Error::Truncated {
-                offset: offset + base,
-                what,
-            },
-            Error::Overrun {
-                offset,
-                what,
-                declared,
-                remaining,
-            } => Error::Overrun {
-                offset: offset + base,
-                what,
-                declared,
-                remaining,
-            },
-            Error::UnknownDictionaryId { offset, id } => Error::UnknownDictionaryId {
-                offset: offset + base,
-                id,
-            },
-            Error::Structure { offset, message } => Error::Structure {
-                offset: offset + base,
-                message,
-            },
-            Error::Framing {
-                offset,
-                fault,
-                message,
-            } => Error::Framing {
-                offset: offset + base,
-                fault,
-                message,
-            },
-            other @ (Error::Xml(_) | Error::Message(_)) => other,
+            Error::BadMbInt { offset }
+            | Error::TooLarge { offset, .. }
+            | Error::UnknownRecord { offset, .. }
+            | Error::BadText { offset, .. }
+            | Error::Truncated { offset, .. }
+            | Error::Overrun { offset, .. }
+            | Error::UnknownDictionaryId { offset, .. }
+            | Error::Misplaced { offset, .. }
+            | Error::OutsideStartTag { offset, .. }
+            | Error::Unexpected { offset, .. }
+            | Error::Negative { offset, .. }
+            | Error::BoolValue { offset, .. }
+            | Error::PrefixIndex { offset, .. }
+            | Error::UndeclaredPrefix { offset, .. }
+            | Error::PreambleWord { offset, .. }
+            | Error::FrameSize { offset, .. }
+            | Error::DataOffset { offset, .. }
+            | Error::FrameType { offset, .. }
+            | Error::AmqpValue { offset, .. }
+            | Error::AmqpDecode { offset, .. }
+            | Error::Framing { offset, .. } => Some(offset),
+            Error::AmqpEncode(_)
+            | Error::Xml { .. }
+            | Error::XmlUnclosed { .. }
+            | Error::XmlNoRoot
+            | Error::NotAnEnvelope { .. }
+            | Error::WrongAction { .. }
+            | Error::UnknownAction(_)
+            | Error::WrongBody { .. }
+            | Error::Missing { .. }
+            | Error::Invalid { .. }
+            | Error::OutOfRange(_)
+            | Error::UnknownBodyFormat(_)
+            | Error::Oversized { .. }
+            | Error::Base64(_)
+            | Error::PeerFault(_)
+            | Error::BodyNotEmpty
+            | Error::HexDump(_) => None,
         }
     }
 }

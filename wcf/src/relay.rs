@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::error::Place;
 use crate::soap::{must_understand, Element, Envelope, Fault, Node, NS_SOAP12, NS_WSA10};
 use crate::{Error, Limits, Result};
 
@@ -76,23 +77,26 @@ fn header_text(env: &Envelope, local: &str, ns: &str) -> Option<String> {
 fn require(env: &Envelope, action: &str) -> Result<()> {
     match env.action() {
         Some(a) if a == action => Ok(()),
-        Some(a) => Err(Error::Message(format!("expected action {action}, got {a}"))),
-        None => Err(Error::Message(format!(
-            "expected action {action}, got none"
-        ))),
+        got => Err(Error::WrongAction {
+            expected: action.to_owned(),
+            got,
+        }),
     }
 }
 
 fn body_named<'e>(env: &'e Envelope, local: &str, ns: &str) -> Result<&'e Element> {
     env.body_element()
         .filter(|e| e.local == local && e.ns == ns)
-        .ok_or_else(|| Error::Message(format!("body is not {{{ns}}}{local}")))
+        .ok_or_else(|| Error::WrongBody {
+            ns: ns.to_owned(),
+            local: local.to_owned(),
+        })
 }
 
 fn child_text(e: &Element, local: &str) -> Result<String> {
     e.find(local, &e.ns)
         .map(Element::text_content)
-        .ok_or_else(|| Error::Message(format!("{} has no {local}", e.local)))
+        .ok_or_else(|| Error::missing(&e.local, local))
 }
 
 /// A DataContract body element in `ns` with `xmlns:i`, as WCF writes them.
@@ -131,13 +135,13 @@ pub fn access_token(env: &Envelope) -> Result<Option<String>> {
     };
     let bst = header
         .find("BinarySecurityToken", NS_WSSE)
-        .ok_or_else(|| Error::Message("RelayAccessToken has no BinarySecurityToken".into()))?;
+        .ok_or_else(|| Error::missing("RelayAccessToken", "BinarySecurityToken"))?;
     let bytes = bst
         .binary_content()
-        .ok_or_else(|| Error::Message("BinarySecurityToken is not base64".into()))?;
+        .ok_or_else(|| Error::invalid("BinarySecurityToken", "base64"))?;
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| Error::Message("token is not UTF-8".into()))
+        .map_err(|_| Error::invalid("token", "UTF-8"))
 }
 
 /// A client's RelayedConnect on 9352 (§3.1, §11.1).
@@ -227,8 +231,8 @@ impl Hello {
         match env.action().as_deref() {
             Some(ACTION_RELAYED_CONNECT) => RelayedConnect::from_envelope(env).map(Hello::Connect),
             Some(ACTION_RELAYED_ACCEPT) => RelayedAccept::from_envelope(env).map(Hello::Accept),
-            Some(other) => Err(Error::Message(format!("unexpected action {other}"))),
-            None => Err(Error::Message("message has no action".into())),
+            Some(other) => Err(Error::UnknownAction(other.to_owned())),
+            None => Err(Error::missing("message", "action")),
         }
     }
 }
@@ -343,14 +347,13 @@ impl Notice {
             child_text(body, name)?
                 .trim()
                 .parse()
-                .map_err(|_| Error::Message(format!("{name} is not an integer")))
+                .map_err(|_| Error::invalid(name, "an integer"))
         };
         let ip = |name: &str| -> Result<Ipv4Addr> {
-            long_to_ip(num(name)?)
-                .ok_or_else(|| Error::Message(format!("{name} is not an IPv4 address")))
+            long_to_ip(num(name)?).ok_or_else(|| Error::invalid(name, "an IPv4 address"))
         };
         let port = |name: &str| -> Result<u16> {
-            u16::try_from(num(name)?).map_err(|_| Error::Message(format!("{name} is not a port")))
+            u16::try_from(num(name)?).map_err(|_| Error::invalid(name, "a port"))
         };
         Ok(Notice {
             to: env.to().unwrap_or_default(),
@@ -472,7 +475,7 @@ impl OnewaySend {
         let inner = env
             .body()
             .and_then(Element::binary_content)
-            .ok_or_else(|| Error::Message("OnewaySend body is not binary".into()))?;
+            .ok_or_else(|| Error::invalid("OnewaySend body", "binary"))?;
         Ok(OnewaySend {
             via: header_text(env, "RelayVia", NS_CONNECT).unwrap_or_default(),
             message_id: env.message_id().unwrap_or_default(),
@@ -500,7 +503,7 @@ impl Connect {
         Ok(Connect {
             message_id: env
                 .message_id()
-                .ok_or_else(|| Error::Message("Connect has no MessageID".into()))?,
+                .ok_or_else(|| Error::missing("Connect", "MessageID"))?,
             token: access_token(env)?,
             uri: child_text(body, "Uri")?,
         })
@@ -647,16 +650,16 @@ impl ConnectPreamble {
         let le32 = |at: usize| -> Option<u32> { le32_at(buf, at) };
         let Some(n) = le32(0) else { return Ok(None) };
         if n != 7 {
-            return Err(Error::structure(
-                0,
-                format!("preamble word length {n}, expected 7"),
-            ));
+            return Err(Error::PreambleWord { offset: 0, len: n });
         }
         let Some(word) = buf.get(4..11) else {
             return Ok(None);
         };
         if word != b"connect" {
-            return Err(Error::structure(4, "preamble word is not \"connect\""));
+            return Err(Error::Misplaced {
+                offset: 4,
+                rule: "preamble word is not \"connect\"",
+            });
         }
         let Some(len) = le32(11) else { return Ok(None) };
         let len = len as usize;
@@ -681,10 +684,11 @@ impl ConnectPreamble {
             return Ok(None);
         };
         if flag > 1 {
-            return Err(Error::structure(
-                15 + len,
-                format!("TLS flag byte 0x{flag:02x}"),
-            ));
+            return Err(Error::Unexpected {
+                offset: 15 + len,
+                place: Place::TlsFlag,
+                byte: flag,
+            });
         }
         Ok(Some((
             ConnectPreamble {

@@ -272,19 +272,17 @@ impl TreeBuilder {
         let ns = match self.resolve(&prefix) {
             Some(ns) => ns,
             None if prefix.is_empty() => String::new(),
-            None => {
-                return Err(Error::structure(
-                    offset,
-                    format!("prefix '{prefix}' is not declared"),
-                ))
-            }
+            None => return Err(Error::UndeclaredPrefix { offset, prefix }),
         };
         let mut attrs = std::mem::take(&mut self.pending);
         for a in &mut attrs {
             if !a.prefix.is_empty() {
-                a.ns = self.resolve(&a.prefix).ok_or_else(|| {
-                    Error::structure(offset, format!("prefix '{}' is not declared", a.prefix))
-                })?;
+                a.ns = self
+                    .resolve(&a.prefix)
+                    .ok_or_else(|| Error::UndeclaredPrefix {
+                        offset,
+                        prefix: a.prefix.clone(),
+                    })?;
             }
         }
         if let Some(top) = self.stack.last_mut() {
@@ -382,15 +380,18 @@ impl TreeBuilder {
     fn end(&mut self, offset: usize) -> Result<()> {
         let depth = self.stack.len();
         self.scopes.retain(|(d, _, _)| *d < depth);
-        let done = self
-            .stack
-            .pop()
-            .ok_or_else(|| Error::structure(offset, "end of element with no element open"))?;
+        let done = self.stack.pop().ok_or(Error::Misplaced {
+            offset,
+            rule: "end of element with no element open",
+        })?;
         match self.stack.last_mut() {
             Some(parent) => parent.children.push(Node::Element(done)),
             None => {
                 if self.root.is_some() {
-                    return Err(Error::structure(offset, "more than one root element"));
+                    return Err(Error::Misplaced {
+                        offset,
+                        rule: "more than one root element",
+                    });
                 }
                 self.root = Some(done);
             }
@@ -399,8 +400,10 @@ impl TreeBuilder {
     }
 
     fn finish(self, offset: usize) -> Result<Element> {
-        self.root
-            .ok_or_else(|| Error::structure(offset, "document has no root element"))
+        self.root.ok_or(Error::Misplaced {
+            offset,
+            rule: "document has no root element",
+        })
     }
 }
 
@@ -498,10 +501,10 @@ impl Envelope {
     /// Check that `root` is a SOAP 1.2 envelope.
     pub fn from_root(root: Element) -> Result<Envelope> {
         if root.local != "Envelope" || root.ns != NS_SOAP12 {
-            return Err(Error::Message(format!(
-                "root element is {{{}}}{}, not a SOAP 1.2 Envelope",
-                root.ns, root.local
-            )));
+            return Err(Error::NotAnEnvelope {
+                ns: root.ns,
+                local: root.local,
+            });
         }
         Ok(Envelope { root })
     }

@@ -294,7 +294,8 @@ impl Listener {
     /// Validate an attach and, for `:in`, register the listener.
     async fn admit(&self, attach: &Attach) -> Result<Link, AmqpError> {
         let wcf = &self.wcf;
-        let a = ListenerAttach::parse(attach).map_err(|e| props::error(NOT_ALLOWED, &e))?;
+        let a =
+            ListenerAttach::parse(attach).map_err(|e| props::error(NOT_ALLOWED, &e.to_string()))?;
         let ltype = a.listener_type.ok_or_else(|| {
             props::error(
                 NOT_ALLOWED,

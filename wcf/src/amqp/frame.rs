@@ -7,6 +7,8 @@
 use fe2o3_amqp_types::performatives::Performative;
 use fe2o3_amqp_types::sasl::{SaslChallenge, SaslInit, SaslMechanisms, SaslOutcome, SaslResponse};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 
 /// The protocol header that opens plain AMQP (protocol id 0).
@@ -40,7 +42,10 @@ pub fn header(buf: &[u8; 8]) -> Result<Header> {
     match *buf {
         AMQP_HEADER => Ok(Header::Amqp),
         SASL_HEADER => Ok(Header::Sasl),
-        _ => Err(Error::structure(0, "not a supported AMQP protocol header")),
+        _ => Err(Error::Misplaced {
+            offset: 0,
+            rule: "not a supported AMQP protocol header",
+        }),
     }
 }
 
@@ -100,7 +105,7 @@ pub fn decode(buf: &[u8], max_frame: u32) -> Result<Option<(Frame, usize)>> {
     };
     let size = u32::from_be_bytes([s0, s1, s2, s3]);
     if size < 8 {
-        return Err(Error::structure(0, format!("frame size {size} below 8")));
+        return Err(Error::FrameSize { offset: 0, size });
     }
     if size > max_frame.max(MIN_MAX_FRAME_SIZE) {
         return Err(Error::TooLarge {
@@ -113,10 +118,7 @@ pub fn decode(buf: &[u8], max_frame: u32) -> Result<Option<(Frame, usize)>> {
     let size = size as usize;
     let doff = usize::from(doff) * 4;
     if doff < 8 || doff > size {
-        return Err(Error::structure(
-            4,
-            format!("data offset {doff} out of range"),
-        ));
+        return Err(Error::DataOffset { offset: 4, doff });
     }
     let Some(frame) = buf.get(..size) else {
         return Ok(None);
@@ -130,31 +132,42 @@ pub fn decode(buf: &[u8], max_frame: u32) -> Result<Option<(Frame, usize)>> {
             let (perf, payload) = body.split_at(n);
             check_nesting(perf, MAX_NESTING).map_err(|e| bad(doff, e))?;
             let perf: Performative =
-                serde_amqp::from_slice(perf).map_err(|e| bad(doff, &e.to_string()))?;
+                serde_amqp::from_slice(perf).map_err(|e| decode_error(doff, e))?;
             Body::Amqp(Box::new(perf), payload.to_vec())
         }
         1 => {
             check_nesting(body, MAX_NESTING).map_err(|e| bad(doff, e))?;
-            Body::Sasl(decode_sasl(body).map_err(|e| bad(doff, &e))?)
+            Body::Sasl(decode_sasl(body, doff)?)
         }
-        t => return Err(Error::structure(5, format!("unknown frame type {t}"))),
+        kind => return Err(Error::FrameType { offset: 5, kind }),
     };
     Ok(Some((Frame { channel, body }, size)))
 }
 
-fn bad(offset: usize, what: &str) -> Error {
-    Error::structure(offset, format!("AMQP decode error: {what}"))
+fn bad(offset: usize, problem: &'static str) -> Error {
+    Error::AmqpValue { offset, problem }
 }
 
-fn decode_sasl(body: &[u8]) -> std::result::Result<Sasl, String> {
-    let e = |e: serde_amqp::Error| e.to_string();
+fn decode_error(offset: usize, e: serde_amqp::Error) -> Error {
+    Error::AmqpDecode {
+        offset,
+        source: Arc::new(e),
+    }
+}
+
+fn encode_error(e: serde_amqp::Error) -> Error {
+    Error::AmqpEncode(Arc::new(e))
+}
+
+fn decode_sasl(body: &[u8], offset: usize) -> Result<Sasl> {
+    let e = |e| decode_error(offset, e);
     Ok(match descriptor_code(body) {
         Some(0x40) => Sasl::Mechanisms(serde_amqp::from_slice(body).map_err(e)?),
         Some(0x41) => Sasl::Init(serde_amqp::from_slice(body).map_err(e)?),
         Some(0x42) => Sasl::Challenge(serde_amqp::from_slice(body).map_err(e)?),
         Some(0x43) => Sasl::Response(serde_amqp::from_slice(body).map_err(e)?),
         Some(0x44) => Sasl::Outcome(serde_amqp::from_slice(body).map_err(e)?),
-        _ => return Err("not a SASL frame".into()),
+        _ => return Err(bad(offset, "not a SASL frame")),
     })
 }
 
@@ -395,7 +408,7 @@ fn frame(out: &mut Vec<u8>, kind: u8, channel: u16, body: &[&[u8]]) {
 
 /// Encode a performative frame with an optional payload.
 pub fn encode(channel: u16, perf: &Performative, payload: &[u8]) -> Result<Vec<u8>> {
-    let p = serde_amqp::to_vec(perf).map_err(|e| Error::Message(e.to_string()))?;
+    let p = serde_amqp::to_vec(perf).map_err(encode_error)?;
     let mut out = Vec::with_capacity(8 + p.len() + payload.len());
     frame(&mut out, 0, channel, &[&p, payload]);
     Ok(out)
@@ -403,13 +416,12 @@ pub fn encode(channel: u16, perf: &Performative, payload: &[u8]) -> Result<Vec<u
 
 /// Encode a SASL frame.
 pub fn encode_sasl(sasl: &Sasl) -> Result<Vec<u8>> {
-    let e = |e: serde_amqp::Error| Error::Message(e.to_string());
     let p = match sasl {
-        Sasl::Mechanisms(m) => serde_amqp::to_vec(m).map_err(e)?,
-        Sasl::Init(m) => serde_amqp::to_vec(m).map_err(e)?,
-        Sasl::Challenge(m) => serde_amqp::to_vec(m).map_err(e)?,
-        Sasl::Response(m) => serde_amqp::to_vec(m).map_err(e)?,
-        Sasl::Outcome(m) => serde_amqp::to_vec(m).map_err(e)?,
+        Sasl::Mechanisms(m) => serde_amqp::to_vec(m).map_err(encode_error)?,
+        Sasl::Init(m) => serde_amqp::to_vec(m).map_err(encode_error)?,
+        Sasl::Challenge(m) => serde_amqp::to_vec(m).map_err(encode_error)?,
+        Sasl::Response(m) => serde_amqp::to_vec(m).map_err(encode_error)?,
+        Sasl::Outcome(m) => serde_amqp::to_vec(m).map_err(encode_error)?,
     };
     let mut out = Vec::with_capacity(8 + p.len());
     frame(&mut out, 1, 0, &[&p]);

@@ -165,7 +165,7 @@ pub fn flow_token(flow: &Flow) -> Option<String> {
 
 impl ListenerAttach {
     /// Read a listener's attach; `Err` names what is missing.
-    pub fn parse(attach: &Attach) -> Result<ListenerAttach, String> {
+    pub fn parse(attach: &Attach) -> crate::Result<ListenerAttach> {
         let (half, address) = match attach.role {
             Role::Sender => (
                 Half::Out,
@@ -179,7 +179,8 @@ impl ListenerAttach {
                 attach.source.as_ref().and_then(|s| s.address.clone()),
             ),
         };
-        let address = address.ok_or("the attach has no relay address")?;
+        let address =
+            address.ok_or_else(|| crate::Error::missing("the attach", "relay address"))?;
         let props = attach.properties.as_ref();
         let listener_type_name = prop_str(props, PROP_LISTENER_TYPE);
         Ok(ListenerAttach {

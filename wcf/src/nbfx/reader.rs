@@ -9,6 +9,7 @@
 
 use super::record::{array_item_size, Array, Attribute, Element, Prefix, Record, Str, Text, Width};
 use super::{dictionary, SessionDictionary};
+use crate::error::Place;
 use crate::{mbint, Error, Limits, Result};
 
 /// Reads records one at a time from a binary XML document.
@@ -120,18 +121,27 @@ impl<'a> Reader<'a> {
                 self.in_start_tag = false;
                 match value {
                     Text::StartList if self.in_list => {
-                        return Err(Error::structure(at, "lists do not nest"))
+                        return Err(Error::Misplaced {
+                            offset: at,
+                            rule: "lists do not nest",
+                        })
                     }
                     Text::StartList => self.in_list = true,
                     Text::EndList if !self.in_list => {
-                        return Err(Error::structure(at, "EndListText without StartListText"))
+                        return Err(Error::Misplaced {
+                            offset: at,
+                            rule: "EndListText without StartListText",
+                        })
                     }
                     Text::EndList => self.in_list = false,
                     _ => {}
                 }
                 if end_element {
                     if matches!(value, Text::StartList) {
-                        return Err(Error::structure(at, "StartListText cannot end an element"));
+                        return Err(Error::Misplaced {
+                            offset: at,
+                            rule: "StartListText cannot end an element",
+                        });
                     }
                     self.close_element(at)?;
                 }
@@ -151,7 +161,10 @@ impl<'a> Reader<'a> {
     #[inline]
     fn open_element(&mut self, at: usize) -> Result<()> {
         if self.in_list {
-            return Err(Error::structure(at, "element inside a text list"));
+            return Err(Error::Misplaced {
+                offset: at,
+                rule: "element inside a text list",
+            });
         }
         self.depth += 1;
         if self.depth > self.limits.max_depth {
@@ -169,21 +182,27 @@ impl<'a> Reader<'a> {
     #[inline]
     fn close_element(&mut self, at: usize) -> Result<()> {
         if self.depth == 0 {
-            return Err(Error::structure(at, "end of element with no element open"));
+            return Err(Error::Misplaced {
+                offset: at,
+                rule: "end of element with no element open",
+            });
         }
         if self.in_list {
-            return Err(Error::structure(at, "element ends inside a text list"));
+            return Err(Error::Misplaced {
+                offset: at,
+                rule: "element ends inside a text list",
+            });
         }
         self.depth -= 1;
         self.in_start_tag = false;
         Ok(())
     }
 
-    fn expect_start_tag(&self, at: usize, what: &str) -> Result<()> {
+    fn expect_start_tag(&self, at: usize, what: &'static str) -> Result<()> {
         if self.in_start_tag {
             Ok(())
         } else {
-            Err(Error::structure(at, format!("{what} outside a start tag")))
+            Err(Error::OutsideStartTag { offset: at, what })
         }
     }
 
@@ -319,10 +338,11 @@ impl<'a> Reader<'a> {
         let at = self.offset();
         let vty = self.u8("attribute value type")?;
         if !(0x80..=0xBD).contains(&vty) || vty % 2 == 1 || vty == 0xA4 || vty == 0xA6 {
-            return Err(Error::structure(
-                at,
-                format!("attribute value record 0x{vty:02x} is not a plain text record"),
-            ));
+            return Err(Error::Unexpected {
+                offset: at,
+                place: Place::AttributeValue,
+                byte: vty,
+            });
         }
         let value = self.text(vty, at)?;
         Ok(Attribute {
@@ -350,7 +370,7 @@ impl<'a> Reader<'a> {
             Width::W32 => {
                 let at = self.offset();
                 let v = i32::from_le_bytes(self.array_n(what)?);
-                usize::try_from(v).map_err(|_| Error::structure(at, format!("negative {what}")))?
+                usize::try_from(v).map_err(|_| Error::Negative { offset: at, what })?
             }
         })
     }
@@ -398,7 +418,10 @@ impl<'a> Reader<'a> {
             0xB4 => {
                 let b = self.u8("BoolText")?;
                 if b > 1 {
-                    return Err(Error::structure(at, format!("BoolText value {b}")));
+                    return Err(Error::BoolValue {
+                        offset: at,
+                        value: b,
+                    });
                 }
                 Text::Bool(b == 1)
             }
@@ -420,7 +443,10 @@ impl<'a> Reader<'a> {
             0xBC => {
                 let p = self.u8("QName prefix")?;
                 if p > 25 {
-                    return Err(Error::structure(at, format!("QName prefix index {p}")));
+                    return Err(Error::PrefixIndex {
+                        offset: at,
+                        index: p,
+                    });
                 }
                 Text::QName(p, self.dict_string("QName name")?)
             }
@@ -436,14 +462,17 @@ impl<'a> Reader<'a> {
 
     fn array(&mut self, at: usize) -> Result<Array<'a>> {
         if self.in_list {
-            return Err(Error::structure(at, "array inside a text list"));
+            return Err(Error::Misplaced {
+                offset: at,
+                rule: "array inside a text list",
+            });
         }
         let ety = self.u8("array element")?;
         if !(0x40..=0x77).contains(&ety) {
-            return Err(Error::structure(
-                at,
-                "array does not start with an element record",
-            ));
+            return Err(Error::Misplaced {
+                offset: at,
+                rule: "array does not start with an element record",
+            });
         }
         let element = self.element(ety)?;
         let mut attributes = Vec::new();
@@ -457,17 +486,21 @@ impl<'a> Reader<'a> {
                 }
                 0x08..=0x0B => attributes.push(Record::Xmlns(self.xmlns(ty)?)),
                 other => {
-                    return Err(Error::structure(
-                        rat,
-                        format!("record 0x{other:02x} inside an array's start tag"),
-                    ))
+                    return Err(Error::Unexpected {
+                        offset: rat,
+                        place: Place::ArrayStartTag,
+                        byte: other,
+                    })
                 }
             }
         }
         let tat = self.offset();
         let value_type = self.u8("array value type")?;
-        let size = array_item_size(value_type)
-            .ok_or_else(|| Error::structure(tat, format!("array value type 0x{value_type:02x}")))?;
+        let size = array_item_size(value_type).ok_or(Error::Unexpected {
+            offset: tat,
+            place: Place::ArrayValueType,
+            byte: value_type,
+        })?;
         let count = self.mb31("array count")? as usize;
         if count > self.limits.max_array_items {
             return Err(Error::TooLarge {

@@ -51,10 +51,10 @@ impl SessionDictionary {
     /// refuses further tables, as .NET's reader session does.
     pub fn read_table(&mut self, buf: &[u8]) -> Result<usize> {
         if self.broken {
-            return Err(Error::structure(
-                0,
-                "session dictionary is invalid after an earlier error",
-            ));
+            return Err(Error::Misplaced {
+                offset: 0,
+                rule: "session dictionary is invalid after an earlier error",
+            });
         }
         let result = self.read_table_inner(buf);
         if result.is_err() {

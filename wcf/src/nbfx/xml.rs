@@ -183,7 +183,10 @@ fn array_value(ty: u8, item: &[u8]) -> Result<Text<'static>> {
         b.get_mut(..n)
             .zip(item.get(..n))
             .map(|(d, s)| d.copy_from_slice(s))
-            .ok_or_else(|| Error::structure(0, "short array item"))?;
+            .ok_or(Error::Misplaced {
+                offset: 0,
+                rule: "short array item",
+            })?;
         Ok(b)
     };
     let le8 = |b: [u8; 16]| [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
@@ -229,8 +232,11 @@ pub fn to_xml(reader: &mut Reader<'_>, indent: bool) -> Result<String> {
     Ok(x.out)
 }
 
-fn xml_err(e: impl std::fmt::Display, pos: u64) -> Error {
-    Error::Xml(format!("at byte {pos}: {e}"))
+fn xml_err(e: impl Into<quick_xml::Error>, pos: u64) -> Error {
+    Error::Xml {
+        pos,
+        source: std::sync::Arc::new(e.into()),
+    }
 }
 
 /// Parse XML text and write it through `writer` (see the module docs).
@@ -338,10 +344,12 @@ pub fn from_xml(xml: &str, writer: &mut Writer<'_>) -> Result<()> {
         }
     }
     if let Some((_, local)) = open.last() {
-        return Err(Error::Xml(format!("input ends inside element <{local}>")));
+        return Err(Error::XmlUnclosed {
+            local: local.to_owned(),
+        });
     }
     if !depth_seen {
-        return Err(Error::Xml("no root element".into()));
+        return Err(Error::XmlNoRoot);
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{body_format, BodyFormat};
+use crate::error::Place;
 use crate::nbfx::{Reader, Record};
 use crate::soap::{Element, Envelope, Node};
 use crate::{mbint, Error, Limits, Result};
@@ -150,10 +151,10 @@ impl Incoming {
     fn head_step(&mut self) -> Result<Step> {
         let Some(end) = head_end(&self.buf, self.limits, &mut self.scan)? else {
             if self.buf.len() > self.max_head {
-                return Err(Error::Message(format!(
-                    "the envelope's head is larger than {} bytes",
-                    self.max_head
-                )));
+                return Err(Error::Oversized {
+                    what: "the envelope's head",
+                    limit: self.max_head,
+                });
             }
             return Ok(Step::More);
         };
@@ -192,10 +193,10 @@ impl Incoming {
                 self.flush_base64()
             }
             0x40..=0x77 if depth == 0 => match self.element_end()? {
-                None if self.buf.len() > self.max_head => Err(Error::Message(format!(
-                    "a body element's start is larger than {} bytes",
-                    self.max_head
-                ))),
+                None if self.buf.len() > self.max_head => Err(Error::Oversized {
+                    what: "a body element's start",
+                    limit: self.max_head,
+                }),
                 None => Ok(Step::More),
                 Some((len, true)) if self.format.is_none_or(BodyFormat::binary) => {
                     self.consume(len);
@@ -232,10 +233,10 @@ impl Incoming {
                     return Ok(Step::More);
                 };
                 if len > self.limits.max_message {
-                    return Err(Error::Message(format!(
-                        "a body text record is larger than {} bytes",
-                        self.limits.max_message
-                    )));
+                    return Err(Error::Oversized {
+                        what: "a body text record",
+                        limit: self.limits.max_message,
+                    });
                 }
                 let Some(text) = self.buf.get(head..head + len) else {
                     return Ok(Step::More);
@@ -248,10 +249,11 @@ impl Incoming {
                 }
                 self.decode_base64(false)
             }
-            other => Err(Error::structure(
-                self.offset,
-                format!("record 0x{other:02X} cannot be part of a relayed body"),
-            )),
+            byte => Err(Error::Unexpected {
+                offset: self.offset,
+                place: Place::RelayedBody,
+                byte,
+            }),
         }
     }
 
@@ -261,7 +263,12 @@ impl Incoming {
         let mut reader = Reader::new(&self.buf, None, self.limits, self.offset);
         let binary = match reader.next() {
             Ok(Some(Record::Element(e))) => e.name.text == "Binary",
-            Ok(_) => return Err(Error::structure(self.offset, "expected an element")),
+            Ok(_) => {
+                return Err(Error::Misplaced {
+                    offset: self.offset,
+                    rule: "expected an element",
+                })
+            }
             Err(e) if need_more(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -329,7 +336,7 @@ impl Incoming {
         let chars: Vec<u8> = self.base64.drain(..whole).collect();
         let data = base64::engine::general_purpose::STANDARD
             .decode(&chars)
-            .map_err(|e| Error::Message(format!("body base64: {e}")))?;
+            .map_err(Error::Base64)?;
         Ok(match self.emit(Bytes::from(data)) {
             Some(d) => Step::Event(Event::Data(d)),
             None => Step::Again,
@@ -342,10 +349,10 @@ impl Incoming {
 
     fn xml_step(&mut self) -> Result<Step> {
         if self.buf.len() > self.limits.max_message {
-            return Err(Error::Message(format!(
-                "an XML body is larger than {} bytes",
-                self.limits.max_message
-            )));
+            return Err(Error::Oversized {
+                what: "an XML body",
+                limit: self.limits.max_message,
+            });
         }
         if !self.finished {
             return Ok(Step::More);
@@ -381,10 +388,11 @@ impl Incoming {
                     None => Step::Again,
                 })
             }
-            Some(other) => Err(Error::structure(
-                self.offset,
-                format!("expected the Envelope's end, found record 0x{other:02X}"),
-            )),
+            Some(byte) => Err(Error::Unexpected {
+                offset: self.offset,
+                place: Place::EnvelopeEnd,
+                byte: *byte,
+            }),
         }
     }
 }
@@ -527,15 +535,14 @@ impl Unframe {
                         let fault = mbint::decode(buf, self.offset + 1)?
                             .and_then(|(len, n)| buf.get(1 + n..1 + n + len as usize))
                             .map(|b| String::from_utf8_lossy(b).into_owned());
-                        return Err(Error::Message(format!(
-                            "the peer sent a framing fault: {}",
-                            fault.as_deref().unwrap_or("(cut short)")
-                        )));
+                        return Err(Error::PeerFault(fault));
                     }
                     Some(other) => {
-                        return Err(Error::Message(format!(
-                            "expected an UnsizedEnvelope, found record 0x{other:02X}"
-                        )))
+                        return Err(Error::Unexpected {
+                            offset: self.offset,
+                            place: Place::UnsizedEnvelope,
+                            byte: *other,
+                        })
                     }
                 },
                 Unframing::Len => match mbint::decode(buf, self.offset)? {

@@ -170,8 +170,7 @@ pub(crate) fn body_format(env: &Envelope) -> Result<Option<BodyFormat>> {
     env.find_header("BodyFormat", NS_BODY)
         .map(|e| {
             let name = e.text_content();
-            BodyFormat::parse(&name)
-                .ok_or_else(|| Error::Message(format!("unknown BodyFormat '{name}'")))
+            BodyFormat::parse(&name).ok_or_else(|| Error::UnknownBodyFormat(name.to_owned()))
         })
         .transpose()
 }
@@ -218,12 +217,12 @@ impl RequestHead {
         let method = env
             .action()
             .filter(|m| !m.is_empty())
-            .ok_or_else(|| Error::Message("the request has no a:Action (method)".into()))?;
+            .ok_or_else(|| Error::missing("the request", "a:Action (method)"))?;
         let address = env
             .find_header("HttpAddress", NS_WEB)
             .map(Element::text_content)
             .or_else(|| env.to())
-            .ok_or_else(|| Error::Message("the request has no HttpAddress".into()))?;
+            .ok_or_else(|| Error::missing("the request", "HttpAddress"))?;
         Ok(RequestHead {
             method,
             address,
@@ -279,11 +278,11 @@ impl ReplyHead {
                 let code: u16 = text
                     .trim()
                     .parse()
-                    .map_err(|_| Error::Message(format!("StatusCode '{text}' is not a number")))?;
+                    .map_err(|_| Error::invalid(format!("StatusCode '{text}'"), "a number"))?;
                 match code {
                     0 => None,
                     100..=999 => Some(code),
-                    _ => return Err(Error::Message(format!("StatusCode {code} is out of range"))),
+                    _ => return Err(Error::OutOfRange(format!("StatusCode {code}"))),
                 }
             }
             None => None,
@@ -307,9 +306,7 @@ impl ReplyHead {
 pub fn open_envelope(env: &Envelope) -> Result<Vec<u8>> {
     let mut doc = env.to_msbin1();
     if env.body().is_some_and(|b| !b.children.is_empty()) || !doc.ends_with(&[0x01, 0x01]) {
-        return Err(Error::Message(
-            "open_envelope needs an envelope with an empty body".into(),
-        ));
+        return Err(Error::BodyNotEmpty);
     }
     doc.truncate(doc.len() - 2);
     Ok(doc)
