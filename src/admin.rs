@@ -83,7 +83,7 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "configuration not reloaded; the running one stays");
-                        reply::status(400, &e)
+                        reply::status(400, &e.to_string())
                     }
                 },
             }
@@ -319,21 +319,44 @@ Endpoints: {endpoints}. Reload the page to refresh; bytes count connections and 
     html
 }
 
+/// Why `relay-gateway reload` did not reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRequestError {
+    /// The admin endpoint does not answer.
+    #[error("{addr}: {source}")]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange broke.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The gateway refused: its answer.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// `relay-gateway reload`: POST `/reload` to the admin endpoint at `addr`
 /// (with the admin `token` when given); the gateway's answer, or why it
 /// failed.
-pub fn request_reload(addr: &str, token: Option<&str>) -> Result<String, String> {
+pub fn request_reload(addr: &str, token: Option<&str>) -> Result<String, ReloadRequestError> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let mut s =
+        std::net::TcpStream::connect(addr).map_err(|source| ReloadRequestError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     s.write_all(
         format!("POST /reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
             .as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut response = String::new();
-    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut response)?;
     let ok = response.starts_with("HTTP/1.1 200");
     let body = response
         .split_once("\r\n\r\n")
@@ -343,7 +366,11 @@ pub fn request_reload(addr: &str, token: Option<&str>) -> Result<String, String>
     if ok {
         Ok(body)
     } else {
-        Err(if body.is_empty() { response } else { body })
+        Err(ReloadRequestError::Refused(if body.is_empty() {
+            response
+        } else {
+            body
+        }))
     }
 }
 

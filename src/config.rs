@@ -487,16 +487,18 @@ impl Cluster {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.nats.is_empty() {
-            return Err("cluster.nats must name at least one NATS server".into());
+            return Err(ConfigError::Invalid(
+                "cluster.nats must name at least one NATS server".into(),
+            ));
         }
         for url in &self.nats {
             let scheme = url.split_once("://").map(|(s, _)| s);
             if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) || url.ends_with("://") {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "cluster.nats: \"{url}\" is not a NATS address (nats://HOST:PORT)"
-                ));
+                )));
             }
         }
         // Both name NATS subjects and the key-value bucket.
@@ -506,26 +508,70 @@ impl Cluster {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !name_ok(&self.subject_prefix) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "cluster.subject_prefix \"{}\" may hold only letters, digits, '-' and '_'",
                 self.subject_prefix
-            ));
+            )));
         }
         if let Some(node) = self.node.as_deref().filter(|n| !name_ok(n)) {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "cluster.node \"{node}\" may hold only letters, digits, '-' and '_'"
-            ));
+            )));
         }
         let a = &self.auth;
         if a.user.is_some() != a.password.is_some() {
-            return Err("cluster.auth: user and password go together".into());
+            return Err(ConfigError::Invalid(
+                "cluster.auth: user and password go together".into(),
+            ));
         }
         let ways = [a.user.is_some(), a.token.is_some(), a.creds.is_some()];
         if ways.iter().filter(|w| **w).count() > 1 {
-            return Err("cluster.auth: choose one of user/password, token or creds".into());
+            return Err(ConfigError::Invalid(
+                "cluster.auth: choose one of user/password, token or creds".into(),
+            ));
         }
         Ok(())
     }
+}
+
+/// Why a configuration cannot be used; shown as one line that names the
+/// file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file does not read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    /// The text is not TOML of the configuration's shape (the parser's
+    /// message names the key).
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// A value that parses but breaks a rule; the text names the key and
+    /// the rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// The TLS files named do not serve.
+    #[error("[tls]: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A file `[cluster.auth]` names does not open.
+    #[error("cluster.auth.{key} {}: {source}", .path.display())]
+    AuthFile {
+        /// Which key names it.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any of the above, in a file.
+    #[error("{}: {source}", .path.display())]
+    In {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        #[source]
+        source: Box<ConfigError>,
+    },
 }
 
 /// Name of the rule the embedded default creates.
@@ -533,35 +579,38 @@ pub const DEFAULT_RULE: &str = "RootManageSharedAccessKey";
 
 impl Config {
     /// Parse and check a configuration text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
 
     /// Read and check a configuration file, and the TLS files it names
     /// (each must hold its certificate chain or key, and they must match).
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(t) = &config.tls {
-            crate::tls::acceptor(&t.cert, &t.key)
-                .map_err(|e| format!("{}: [tls]: {e}", path.display()))?;
-        }
-        if let Some(auth) = config.cluster.as_ref().map(|c| &c.auth) {
-            for (key, file) in [("creds", &auth.creds), ("ca", &auth.ca)] {
-                if let Some(file) = file {
-                    std::fs::File::open(file).map_err(|e| {
-                        format!(
-                            "{}: cluster.auth.{key} {}: {e}",
-                            path.display(),
-                            file.display()
-                        )
-                    })?;
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read = || -> Result<Config, ConfigError> {
+            let text = std::fs::read_to_string(path)?;
+            let config = Config::parse(&text)?;
+            if let Some(t) = &config.tls {
+                crate::tls::acceptor(&t.cert, &t.key)?;
+            }
+            if let Some(auth) = config.cluster.as_ref().map(|c| &c.auth) {
+                for (key, file) in [("creds", &auth.creds), ("ca", &auth.ca)] {
+                    if let Some(file) = file {
+                        std::fs::File::open(file).map_err(|source| ConfigError::AuthFile {
+                            key,
+                            path: file.clone(),
+                            source,
+                        })?;
+                    }
                 }
             }
-        }
-        Ok(config)
+            Ok(config)
+        };
+        read().map_err(|e| ConfigError::In {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// The embedded default, with the generated key.
@@ -597,16 +646,20 @@ impl Config {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.namespace.host.trim().is_empty() {
-            return Err("namespace.host must not be empty".into());
+            return Err(ConfigError::Invalid(
+                "namespace.host must not be empty".into(),
+            ));
         }
         let l = &self.listen;
         let endpoints = [
             l.http, l.https, l.admin, l.amqps, l.relayed, l.nettcp, l.nettcps,
         ];
         if endpoints.iter().all(Option::is_none) {
-            return Err("[listen] sets no endpoint: the gateway would serve nothing".into());
+            return Err(ConfigError::Invalid(
+                "[listen] sets no endpoint: the gateway would serve nothing".into(),
+            ));
         }
         check_rules("namespace.rule", &self.namespace.rule)?;
         let mut paths: Vec<(String, &str)> = Vec::new();
@@ -622,27 +675,31 @@ impl Config {
         for (table, path, rules) in entities {
             let key = path.trim_matches('/').to_ascii_lowercase();
             if key.is_empty() {
-                return Err(format!("{table}.path must not be empty"));
+                return Err(ConfigError::Invalid(format!(
+                    "{table}.path must not be empty"
+                )));
             }
             if let Some((_, first)) = paths.iter().find(|(p, _)| *p == key) {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{table}.path \"{path}\" is already a {first} path (paths are compared without case)"
-                ));
+                )));
             }
             check_rules(&format!("{table} \"{path}\" rule"), rules)?;
             paths.push((key, table));
         }
         if self.limits.listeners_per_path == 0 {
-            return Err("limits.listeners_per_path must be at least 1".into());
+            return Err(ConfigError::Invalid(
+                "limits.listeners_per_path must be at least 1".into(),
+            ));
         }
         if let Some(c) = &self.cluster {
             c.check()?;
         }
         if let Some(addr) = self.listen.admin.filter(|a| !a.ip().is_loopback()) {
             if self.admin.token.is_none() {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "listen.admin = \"{addr}\" is not a loopback address: set [admin] token, or bind admin to 127.0.0.1"
-                ));
+                )));
             }
         }
         Ok(())
@@ -650,14 +707,20 @@ impl Config {
 }
 
 /// Every rule in `rules` has a key and a name of its own.
-fn check_rules(what: &str, rules: &[Rule]) -> Result<(), String> {
+fn check_rules(what: &str, rules: &[Rule]) -> Result<(), ConfigError> {
     for (i, r) in rules.iter().enumerate() {
         let empty = |k: &Secret| k.expose().trim().is_empty();
         if empty(&r.key) || r.secondary_key.as_ref().is_some_and(empty) {
-            return Err(format!("{what} \"{}\": a key must not be empty", r.name));
+            return Err(ConfigError::Invalid(format!(
+                "{what} \"{}\": a key must not be empty",
+                r.name
+            )));
         }
         if rules.iter().take(i).any(|o| o.name == r.name) {
-            return Err(format!("{what} name \"{}\" is repeated", r.name));
+            return Err(ConfigError::Invalid(format!(
+                "{what} name \"{}\" is repeated",
+                r.name
+            )));
         }
     }
     Ok(())
@@ -669,10 +732,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Config::parse("[namespace]\nhost = \"h\"\nfoo = 1\n").unwrap_err();
+        let err = Config::parse("[namespace]\nhost = \"h\"\nfoo = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("foo"), "{err}");
-        let err =
-            Config::parse("[namespace]\nhost = \"h\"\n[limits]\nlisteners = 3\n").unwrap_err();
+        let err = Config::parse("[namespace]\nhost = \"h\"\n[limits]\nlisteners = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listeners"), "{err}");
     }
 
@@ -701,7 +767,7 @@ mod tests {
             ("[cluster]\nnats = [\"nats://x:1\"]\n[cluster.auth]\nuser = \"u\"\n", "user and password go together"),
             ("[cluster]\nnats = [\"nats://x:1\"]\n[cluster.auth]\ntoken = \"t\"\ncreds = \"/c\"\n", "choose one"),
         ] {
-            let err = Config::parse(&format!("{base}{table}")).unwrap_err();
+            let err = Config::parse(&format!("{base}{table}")).unwrap_err().to_string();
             assert!(err.contains(wanted), "{table}: {err}");
         }
     }
@@ -745,7 +811,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = Config::parse(&text).unwrap_err();
+            let err = Config::parse(&text).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err:?}");
             assert!(!err.contains('\n'), "{err:?}");
         }
@@ -763,7 +829,9 @@ mod tests {
         assert_eq!(c.limits.splice_idle, Some(Duration::from_secs(90)));
         let c = Config::parse(&format!("{base}splice_idle = 0\n")).unwrap();
         assert_eq!(c.limits.splice().idle, None);
-        let err = Config::parse(&format!("{base}request_timeout = \"soon\"\n")).unwrap_err();
+        let err = Config::parse(&format!("{base}request_timeout = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("request_timeout") && err.contains("soon"),
             "{err}"
@@ -773,7 +841,7 @@ mod tests {
     #[test]
     fn admin_beyond_loopback_needs_a_token() {
         let base = "[namespace]\nhost = \"h\"\n[listen]\nadmin = \"0.0.0.0:9090\"\n";
-        let err = Config::parse(base).unwrap_err();
+        let err = Config::parse(base).unwrap_err().to_string();
         assert!(
             err.contains("listen.admin") && err.contains("[admin] token"),
             "{err}"

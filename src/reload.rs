@@ -90,13 +90,21 @@ pub struct Reloader {
     pub started: Arc<Config>,
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The gateway runs the embedded default.
+    #[error("the embedded default configuration has no file to reload")]
+    NoFile,
+    /// The file does not make a configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
 impl Reloader {
     /// Reload; `Ok` says what changed, `Err` why nothing did.
-    pub fn reload(&self) -> Result<String, String> {
-        let path = self
-            .path
-            .as_ref()
-            .ok_or("the embedded default configuration has no file to reload")?;
+    pub fn reload(&self) -> Result<String, ReloadError> {
+        let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
         let config = Config::load(path)?;
         let next = Snapshot::of(&config);
         let mut evicted = Vec::new();

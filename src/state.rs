@@ -67,31 +67,28 @@ impl KeyArgs {
     }
 
     /// The rule name and key to sign with.
-    pub fn resolve(&self) -> Result<(String, Secret), String> {
+    pub fn resolve(&self) -> Result<(String, Secret), KeyError> {
         let key = match (&self.key, &self.key_file) {
             (Some(k), _) => k.clone(),
             (None, Some(file)) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("--key-file {}: {e}", file.display()))?;
+                let text = std::fs::read_to_string(file).map_err(|source| KeyError::File {
+                    path: file.clone(),
+                    source,
+                })?;
                 Secret::from(text.trim())
             }
-            (None, None) if self.key_name.is_some() => {
-                return Err("--key-name needs --key or --key-file".into())
-            }
+            (None, None) if self.key_name.is_some() => return Err(KeyError::NameWithoutKey),
             (None, None) => {
                 let path = self.dir().join(KEY_FILE);
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 if text.trim().is_empty() {
-                    return Err(format!(
-                        "no key in {}: give --key or --key-file, or start the gateway once with this state directory",
-                        path.display()
-                    ));
+                    return Err(KeyError::NoKey(path));
                 }
                 Secret::from(text.trim())
             }
         };
         if key.expose().is_empty() {
-            return Err("the key is empty".into());
+            return Err(KeyError::Empty);
         }
         let name = self
             .key_name
@@ -99,6 +96,40 @@ impl KeyArgs {
             .unwrap_or_else(|| crate::config::DEFAULT_RULE.to_owned());
         Ok((name, key))
     }
+}
+
+/// Why no key can be had for signing.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// `--key-file` does not read.
+    #[error("--key-file {}: {source}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--key-name` alone.
+    #[error("--key-name needs --key or --key-file")]
+    NameWithoutKey,
+    /// No key given and none in the state directory.
+    #[error("no key in {}: give --key or --key-file, or start the gateway once with this state directory", .0.display())]
+    NoKey(PathBuf),
+    /// An empty key.
+    #[error("the key is empty")]
+    Empty,
+}
+
+/// Why the development certificate cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// Generating it failed.
+    #[error("generating the development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Writing it failed.
+    #[error("writing the development certificate: {0}")]
+    Write(#[from] std::io::Error),
 }
 
 /// The file of the default rule's key in the state directory.
@@ -132,13 +163,12 @@ impl State {
     }
 
     /// The server certificate and key paths, generated (with the CA) on first use.
-    pub fn tls_files(&self) -> Result<(PathBuf, PathBuf), String> {
+    pub fn tls_files(&self) -> Result<(PathBuf, PathBuf), CertError> {
         let (cert, key) = (self.dir.join("server.pem"), self.dir.join("server.key"));
         if cert.exists() && key.exists() && self.ca_path().exists() {
             return Ok((cert, key));
         }
-        let err = |e: rcgen::Error| format!("generating the development certificate: {e}");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
             .push(DnType::CommonName, "relay-gateway development CA");
@@ -148,22 +178,21 @@ impl State {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let ca_key = KeyPair::generate().map_err(err)?;
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()])?;
         leaf.distinguished_name
             .push(DnType::CommonName, "localhost");
         leaf.subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
         leaf.subject_alt_names
             .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
-        let leaf_key = KeyPair::generate().map_err(err)?;
-        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
-        let io = |e: std::io::Error| format!("writing the development certificate: {e}");
-        std::fs::write(self.ca_path(), ca_cert.pem()).map_err(io)?;
-        std::fs::write(&cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).map_err(io)?;
-        write_private(&key, &leaf_key.serialize_pem()).map_err(io)?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
+        std::fs::write(self.ca_path(), ca_cert.pem())?;
+        std::fs::write(&cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem()))?;
+        write_private(&key, &leaf_key.serialize_pem())?;
         Ok((cert, key))
     }
 }

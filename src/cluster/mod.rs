@@ -84,6 +84,23 @@ pub struct Settings {
     pub rendezvous: crate::relay::Rendezvous,
 }
 
+/// Why a node cannot join the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `[cluster.auth] creds` does not read.
+    #[error("cluster.auth.creds {}: {source}", .path.display())]
+    Creds {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No NATS server could be reached.
+    #[error("cluster.nats: {0}")]
+    Connect(#[source] async_nats::ConnectError),
+}
+
 /// A node's membership of the cluster.
 #[derive(Clone)]
 pub struct Cluster {
@@ -113,7 +130,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Cluster {
     /// Start joining: returns at once; the node serves its own listeners
     /// until NATS answers, and joins by itself when it does.
-    pub async fn start(settings: Settings, registry: Registry) -> Result<Cluster, String> {
+    pub async fn start(settings: Settings, registry: Registry) -> Result<Cluster, ClusterError> {
         // The client's last error (a refused password, say), for /readyz.
         let last_error = Arc::new(Mutex::new(None::<String>));
         let noted = last_error.clone();
@@ -145,10 +162,14 @@ impl Cluster {
             options = options.token(token.expose().to_owned());
         }
         if let Some(creds) = &auth.creds {
-            options = options
-                .credentials_file(creds)
-                .await
-                .map_err(|e| format!("cluster.auth.creds {}: {e}", creds.display()))?;
+            options =
+                options
+                    .credentials_file(creds)
+                    .await
+                    .map_err(|source| ClusterError::Creds {
+                        path: creds.clone(),
+                        source,
+                    })?;
         }
         if let Some(ca) = &auth.ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -156,7 +177,7 @@ impl Cluster {
         let client = options
             .connect(settings.nats.as_slice())
             .await
-            .map_err(|e| format!("cluster.nats: {e}"))?;
+            .map_err(ClusterError::Connect)?;
         let inner = Arc::new(Inner {
             client,
             settings,

@@ -20,6 +20,7 @@
 //! relay turns it off with `inject_soap11_action = false`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -210,7 +211,7 @@ async fn relay(
             let action = soap_action.as_deref().filter(|_| inject);
             match buffered_body(format, &whole, action) {
                 Ok((records, writer)) => Upload::Records(records, writer),
-                Err(e) => return refuse(400, &e),
+                Err(e) => return refuse(400, &e.to_string()),
             }
         }
         _ => Upload::Stream(body, BodyWriter::new(format)),
@@ -272,17 +273,15 @@ fn buffered_body(
     format: BodyFormat,
     body: &[u8],
     soap_action: Option<&str>,
-) -> Result<(Vec<u8>, BodyWriter), String> {
+) -> Result<(Vec<u8>, BodyWriter), BodyError> {
     let mut out = Vec::new();
     let mut w = BodyWriter::new(format);
     if body.is_empty() {
         return Ok((out, w));
     }
     if format == BodyFormat::Xml {
-        let text =
-            std::str::from_utf8(body).map_err(|_| "The XML body is not UTF-8.".to_owned())?;
-        let records =
-            web::xml_body(text).map_err(|e| format!("The XML body is not well-formed: {e}"))?;
+        let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
+        let records = web::xml_body(text).map_err(BodyError::NotWellFormed)?;
         return Ok((records, w));
     }
     let text = String::from_utf8_lossy(body);
@@ -291,6 +290,45 @@ fn buffered_body(
         None => w.data(body, &mut out),
     }
     Ok((out, w))
+}
+
+/// Why a request's body cannot go to a listener as it is.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("The XML body is not UTF-8.")]
+    NotUtf8,
+    #[error("The XML body is not well-formed: {0}")]
+    NotWellFormed(#[source] wcf::Error),
+}
+
+/// Why an exchange with a listener failed (cloned to both the head's
+/// waiter and the reply reader).
+#[derive(Debug, Clone, thiserror::Error)]
+enum ExchangeError {
+    #[error("the dial-back broke: {0}")]
+    DialBack(#[source] Arc<std::io::Error>),
+    #[error(transparent)]
+    Io(Arc<std::io::Error>),
+    #[error("the listener closed after the preamble")]
+    ClosedAfterPreamble,
+    #[error("the listener refused the preamble with a framing fault")]
+    PreambleFault,
+    #[error("the listener did not acknowledge the preamble")]
+    NoPreambleAck,
+    #[error(transparent)]
+    Reply(#[from] wcf::Error),
+    #[error("the listener's reply ended before its head")]
+    NoHead,
+    #[error("the listener closed mid-reply")]
+    ClosedMidReply,
+    #[error("the listener went quiet mid-reply")]
+    Quiet,
+}
+
+impl From<std::io::Error> for ExchangeError {
+    fn from(e: std::io::Error) -> Self {
+        ExchangeError::Io(Arc::new(e))
+    }
 }
 
 /// One request's NMF exchange on a listener's dial-back.
@@ -313,11 +351,11 @@ impl Exchange {
     async fn start(
         self,
         mut conn: crate::transport::stream::Conn,
-    ) -> Result<(ReplyHead, BodyRx), String> {
+    ) -> Result<(ReplyHead, BodyRx), ExchangeError> {
         let accept_reply = any_type_reply(ACTION_RELAYED_ACCEPT_REPLY).to_msbin1();
         conn.write_message(&accept_reply)
             .await
-            .map_err(|e| format!("the dial-back broke: {e}"))?;
+            .map_err(|e| ExchangeError::DialBack(Arc::new(e)))?;
         let io = conn.into_io();
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut pre = Vec::new();
@@ -325,24 +363,22 @@ impl Exchange {
             r.encode(&mut pre);
         }
         Record::PreambleEnd.encode(&mut pre);
-        wr.write_all(&pre).await.map_err(|e| e.to_string())?;
-        wr.flush().await.map_err(|e| e.to_string())?;
+        wr.write_all(&pre).await?;
+        wr.flush().await?;
         let mut buf = BytesMut::with_capacity(CHUNK);
         while buf.is_empty() {
-            if rd.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("the listener closed after the preamble".into());
+            if rd.read_buf(&mut buf).await? == 0 {
+                return Err(ExchangeError::ClosedAfterPreamble);
             }
         }
         match buf.first() {
             Some(0x0B) => {
                 let _ = buf.split_to(1);
             }
-            Some(0x08) => {
-                return Err("the listener refused the preamble with a framing fault".into())
-            }
-            _ => return Err("the listener did not acknowledge the preamble".into()),
+            Some(0x08) => return Err(ExchangeError::PreambleFault),
+            _ => return Err(ExchangeError::NoPreambleAck),
         }
-        let mut first = web::open_envelope(&self.head.to_envelope()).map_err(|e| e.to_string())?;
+        let mut first = web::open_envelope(&self.head.to_envelope())?;
         let sent = std::sync::Arc::new(AtomicU64::new(0));
         let upload = tokio::spawn(
             upload(wr, std::mem::take(&mut first), self.upload, sent.clone()).in_current_span(),
@@ -382,9 +418,7 @@ impl Exchange {
             }
             .in_current_span(),
         );
-        let head = head_rx
-            .await
-            .map_err(|_| "the listener's reply ended before its head".to_owned())??;
+        let head = head_rx.await.map_err(|_| ExchangeError::NoHead)??;
         Ok((head, body_rx))
     }
 }
@@ -430,7 +464,7 @@ async fn write(wr: &mut WriteHalf<BoxIo>, data: &[u8]) -> std::io::Result<()> {
     wr.flush().await
 }
 
-type HeadTx = Option<oneshot::Sender<Result<ReplyHead, String>>>;
+type HeadTx = Option<oneshot::Sender<Result<ReplyHead, ExchangeError>>>;
 
 /// A wrapped reply without a status, held until its body shows whether it
 /// is a SOAP fault (500) or not (200).
@@ -441,14 +475,14 @@ async fn read_reply(
     mut rd: ReadHalf<BoxIo>,
     mut buf: BytesMut,
     mut incoming: Incoming,
-    head_tx: oneshot::Sender<Result<ReplyHead, String>>,
+    head_tx: oneshot::Sender<Result<ReplyHead, ExchangeError>>,
     body_tx: &BodyTx,
     idle: Duration,
     received: &mut u64,
-) -> Result<(), String> {
+) -> Result<(), ExchangeError> {
     let mut unframe = Unframe::default();
     let mut head_tx = Some(head_tx);
-    let fail = |head_tx: &mut HeadTx, e: String| {
+    let fail = |head_tx: &mut HeadTx, e: ExchangeError| {
         if let Some(tx) = head_tx.take() {
             let _ = tx.send(Err(e.clone()));
         }
@@ -459,15 +493,12 @@ async fn read_reply(
         let before = buf.len();
         let framed = unframe
             .take(&mut buf, &mut incoming)
-            .map_err(|e| fail(&mut head_tx, e.to_string()))?;
-        while let Some(event) = incoming
-            .next()
-            .map_err(|e| fail(&mut head_tx, e.to_string()))?
-        {
+            .map_err(|e| fail(&mut head_tx, e.into()))?;
+        while let Some(event) = incoming.next().map_err(|e| fail(&mut head_tx, e.into()))? {
             match event {
                 Event::Head(env) => {
-                    let head = ReplyHead::from_envelope(&env)
-                        .map_err(|e| fail(&mut head_tx, e.to_string()))?;
+                    let head =
+                        ReplyHead::from_envelope(&env).map_err(|e| fail(&mut head_tx, e.into()))?;
                     if head.status.is_none() && head.format.is_some_and(BodyFormat::wrapped) {
                         pending = Some((head, Vec::new()));
                     } else if let Some(tx) = head_tx.take() {
@@ -511,17 +542,10 @@ async fn read_reply(
                 return Ok(());
             }
             match tokio::time::timeout(idle, rd.read_buf(&mut buf)).await {
-                Ok(Ok(0)) => {
-                    return Err(fail(&mut head_tx, "the listener closed mid-reply".into()))
-                }
+                Ok(Ok(0)) => return Err(fail(&mut head_tx, ExchangeError::ClosedMidReply)),
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(fail(&mut head_tx, e.to_string())),
-                Err(_) => {
-                    return Err(fail(
-                        &mut head_tx,
-                        "the listener went quiet mid-reply".into(),
-                    ))
-                }
+                Ok(Err(e)) => return Err(fail(&mut head_tx, e.into())),
+                Err(_) => return Err(fail(&mut head_tx, ExchangeError::Quiet)),
             }
         }
     }

@@ -235,7 +235,8 @@ async fn messages(wcf: &Wcf, mut s: Session, connect_by: Instant) {
                             .await
                     }
                     (Ok(()), None) => Ok(()),
-                    (Err(reason), _) => {
+                    (Err(e), _) => {
+                        let reason = e.to_string();
                         fault(&mut s, RelayFault::AuthorizationFailed, &reason, relates).await
                     }
                 }
@@ -359,17 +360,24 @@ fn connect(wcf: &Wcf, env: &Envelope, secure: bool) -> Result<Target, Refusal> {
     })
 }
 
+/// Why a ping's token is refused.
+#[derive(Debug, thiserror::Error)]
+enum PingTokenError {
+    /// The token header does not read.
+    #[error(transparent)]
+    Unreadable(#[from] wcf::Error),
+    /// The token does not authorize sending.
+    #[error(transparent)]
+    Refused(#[from] hybrid::sas::TokenError),
+}
+
 /// A ping's renewed token, if it carries one, must still be valid.
-fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), String> {
-    let token = access_token(env).map_err(|e| e.to_string())?;
-    match (token, target) {
-        (Some(t), Some(target)) => wcf
-            .settings
-            .authorize(Some(&t), &target.entity, Right::Send, 0)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        _ => Ok(()),
+fn ping_token(wcf: &Wcf, env: &Envelope, target: Option<&Target>) -> Result<(), PingTokenError> {
+    if let (Some(t), Some(target)) = (access_token(env)?, target) {
+        wcf.settings
+            .authorize(Some(&t), &target.entity, Right::Send, 0)?;
     }
+    Ok(())
 }
 
 /// Re-encode a message as plain msbin1 and hand it to the listeners.

@@ -45,22 +45,37 @@ pub async fn serve(wcf: Wcf, tcp: TcpStream) {
     hello(wcf, conn, secure, remote).await;
 }
 
+/// Why a relayed connection ends before its first message.
+#[derive(Debug, thiserror::Error)]
+enum PreambleError {
+    #[error(transparent)]
+    Invalid(#[from] wcf::Error),
+    #[error("preamble too long")]
+    TooLong,
+    #[error("the peer closed during the preamble")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("TLS requested but no certificate is configured")]
+    NoCertificate,
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+}
+
 /// Read the preamble and run TLS if it asks; returns the connection and
 /// whether it is encrypted.
-async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), String> {
+async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), PreambleError> {
     let mut buf = BytesMut::with_capacity(4096);
     let limits = wcf::Limits::DEFAULT;
     let (pre, used) = loop {
-        if let Some(done) = ConnectPreamble::decode(&buf, limits).map_err(|e| e.to_string())? {
+        if let Some(done) = ConnectPreamble::decode(&buf, limits)? {
             break done;
         }
         if buf.len() > 16 + limits.max_via {
-            return Err("preamble too long".into());
+            return Err(PreambleError::TooLong);
         }
-        match tcp.read_buf(&mut buf).await {
-            Ok(0) => return Err("the peer closed during the preamble".into()),
-            Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+        if tcp.read_buf(&mut buf).await? == 0 {
+            return Err(PreambleError::Closed);
         }
     };
     let rest = buf.split_off(used);
@@ -69,13 +84,13 @@ async fn preamble(wcf: &Wcf, mut tcp: TcpStream) -> Result<(Conn, bool), String>
         return Ok((Conn::tcp(tcp, rest), false));
     }
     let Some(acceptor) = wcf.tls.clone() else {
-        return Err("TLS requested but no certificate is configured".into());
+        return Err(PreambleError::NoCertificate);
     };
     acceptor
         .accept(Rewind::new(rest.freeze(), tcp))
         .await
         .map(|s| (Conn::new(Box::new(s), BytesMut::new()), true))
-        .map_err(|e| format!("TLS handshake failed: {e}"))
+        .map_err(PreambleError::Tls)
 }
 
 /// Read the first message and act on it: a client's RelayedConnect or a
