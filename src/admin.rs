@@ -9,7 +9,6 @@
 //! load balancers see the 503.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -105,18 +104,20 @@ fn handle<B>(req: &Request<B>, admin: &Admin) -> Response<Body> {
 }
 
 /// Serve the admin endpoint until the process exits. A connection must
-/// send each request's head within `header_timeout` (an idle keep-alive
-/// connection is closed after it too).
-pub async fn serve(
-    listener: TcpListener,
-    admin: Admin,
-    header_timeout: Duration,
-    max_connections: usize,
-) {
+/// send each request's head within the handshake time-out in force when it
+/// came (an idle keep-alive connection is closed after it too).
+pub async fn serve(listener: TcpListener, admin: Admin, max_connections: usize) {
     let mut acceptor = Acceptor::new(&listener, "admin", admin.metrics.clone(), max_connections);
     loop {
         let (tcp, _, slot) = acceptor.next().await;
         let admin = admin.clone();
+        let header_timeout = admin
+            .reloader
+            .live
+            .current()
+            .hybrid
+            .limits
+            .handshake_timeout;
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let r = handle(&req, &admin);

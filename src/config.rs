@@ -310,35 +310,15 @@ impl Default for Limits {
 
 impl Limits {
     /// The limits a running gateway took at start and keeps until it
-    /// restarts (the others apply to new connections at a reload), with the
-    /// names of those that differ in `next`.
+    /// restarts, with the names of those that differ in `next`: only
+    /// `max_connections`, which sizes each accept loop's count of open
+    /// connections. Every other limit applies at a reload to what starts
+    /// after it (connections, listeners, rendezvous, a shutdown).
     pub fn restart_only_changes(&self, next: &Limits) -> Vec<&'static str> {
-        [
-            (
-                "limits.listener_queue",
-                self.listener_queue != next.listener_queue,
-            ),
-            (
-                "limits.pending_per_path",
-                self.pending_per_path != next.pending_per_path,
-            ),
-            (
-                "limits.pending_total",
-                self.pending_total != next.pending_total,
-            ),
-            (
-                "limits.handshake_timeout",
-                self.handshake_timeout != next.handshake_timeout,
-            ),
-            (
-                "limits.shutdown_grace",
-                self.shutdown_grace != next.shutdown_grace,
-            ),
-            (
-                "limits.max_connections",
-                self.max_connections != next.max_connections,
-            ),
-        ]
+        [(
+            "limits.max_connections",
+            self.max_connections != next.max_connections,
+        )]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
         .collect()

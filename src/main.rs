@@ -447,7 +447,6 @@ fn serve(
                     endpoints: bound.iter().map(|(n, a)| ((*n).to_owned(), *a)).collect(),
                     started: std::time::Instant::now(),
                 },
-                config.limits.handshake_timeout,
                 config.limits.max_connections,
             ));
         }
@@ -504,22 +503,19 @@ fn serve(
         std::io::stdout().flush()?;
         let Signals { stop, hangup } = signals;
         tokio::spawn(reload_on_hangup(reloader, hangup));
-        let grace = limits.shutdown_grace;
+        let in_force = live.clone();
         tokio::spawn(async move {
             stop.recv().await;
             tracing::info!("stopping: no new connections; draining");
             trigger.stop();
+            // The grace in force at the stop, a reload's included.
+            let grace = in_force.current().hybrid.limits.shutdown_grace;
             tokio::time::sleep(grace).await;
             trigger.drain();
             // Keep the trigger alive until the process exits.
             std::future::pending::<()>().await;
         });
-        server::run(
-            endpoints,
-            server::FrontEnds { hybrid, wcf, live },
-            limits.handshake_timeout,
-        )
-        .await;
+        server::run(endpoints, server::FrontEnds { hybrid, wcf, live }).await;
         tracing::info!("stopped");
         Ok(())
     })

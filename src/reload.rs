@@ -122,7 +122,7 @@ impl Reloader {
                 evicted.push(p);
             }
         }
-        registry.set_per_path(config.limits.listeners_per_path);
+        self.relay.set_limits(&config.limits.core());
         self.live.set(next);
         let mut what = "reloaded".to_owned();
         if !evicted.is_empty() {

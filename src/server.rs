@@ -102,15 +102,11 @@ pub fn ready_line(bound: &[(&str, SocketAddr)]) -> String {
 
 /// Serve every endpoint until shutdown; returns once connections are done
 /// or drained.
-pub async fn run(endpoints: Vec<Endpoint>, fronts: FrontEnds, handshake_timeout: Duration) {
+pub async fn run(endpoints: Vec<Endpoint>, fronts: FrontEnds) {
     let shutdown = fronts.hybrid.shutdown.clone();
     let mut accept_loops = Vec::new();
     for ep in endpoints {
-        accept_loops.push(tokio::spawn(accept_loop(
-            ep,
-            fronts.clone(),
-            handshake_timeout,
-        )));
+        accept_loops.push(tokio::spawn(accept_loop(ep, fronts.clone())));
     }
     shutdown.stopping().await;
     for l in &accept_loops {
@@ -213,13 +209,15 @@ impl<'a> Acceptor<'a> {
     }
 }
 
-async fn accept_loop(ep: Endpoint, fronts: FrontEnds, handshake_timeout: Duration) {
+async fn accept_loop(ep: Endpoint, fronts: FrontEnds) {
     let max = fronts.live.current().hybrid.limits.max_connections;
     let mut acceptor = Acceptor::new(&ep.listener, ep.name, fronts.hybrid.metrics.clone(), max);
     loop {
         let (tcp, remote, slot) = acceptor.next().await;
         let _ = tcp.set_nodelay(true);
         let (fronts, tls) = (fronts.current(), ep.tls.clone());
+        // The configuration in force when the connection came.
+        let handshake_timeout = fronts.hybrid.settings.limits.handshake_timeout;
         let tracked = fronts.hybrid.shutdown.track();
         let span = info_span!(
             "conn",

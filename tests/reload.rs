@@ -208,19 +208,22 @@ async fn reload_rotates_keys_adds_and_removes_entities_and_keeps_established_spl
         ok && text.contains("[listen] changed: restart to apply"),
         "{text}"
     );
-    // So is a limit the gateway took at start; one it reads per connection
-    // applies at once and is not mentioned.
+    // So is the one limit the gateway took at start (the accept loops'
+    // connection cap); the others apply at once and are not mentioned.
     std::fs::write(
         &file,
         config("new-key", &["keep", "added"])
-            + "[limits]\npending_total = 100\naccept_timeout = 7\n",
+            + "[limits]\nmax_connections = 100\npending_total = 100\naccept_timeout = 7\nhandshake_timeout = 3\nshutdown_grace = 4\n",
     )
     .unwrap();
     let (ok, text) = reload(&gw);
     assert!(ok, "{text}");
     assert!(
-        text.contains("limits.pending_total changed: restart to apply")
-            && !text.contains("accept_timeout"),
+        text.contains("limits.max_connections changed: restart to apply")
+            && !text.contains("pending_total")
+            && !text.contains("accept_timeout")
+            && !text.contains("handshake_timeout")
+            && !text.contains("shutdown_grace"),
         "{text}"
     );
 

@@ -290,6 +290,15 @@ impl Relay {
         }
     }
 
+    /// Apply new limits (a reload): to listeners registering and clients
+    /// parking from now on; those already there keep what they had.
+    pub fn set_limits(&self, limits: &CoreLimits) {
+        self.registry
+            .set_limits(limits.listeners_per_path, limits.listener_queue);
+        self.rendezvous
+            .set_bounds(limits.pending_per_path, limits.pending_total);
+    }
+
     /// The same core, reaching listeners through `routes` (a cluster built
     /// over [`Relay::registry`]).
     pub fn with_routes(self, routes: Arc<dyn Routes>) -> Self {

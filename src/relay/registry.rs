@@ -58,7 +58,7 @@ struct Inner {
     paths: Mutex<HashMap<String, Vec<Entry>>>,
     next_id: AtomicU64,
     per_path: std::sync::atomic::AtomicUsize,
-    queue: usize,
+    queue: std::sync::atomic::AtomicUsize,
 }
 
 /// The registry of listeners.
@@ -121,7 +121,7 @@ impl Registry {
                 paths: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 per_path: std::sync::atomic::AtomicUsize::new(per_path),
-                queue: queue.max(1),
+                queue: std::sync::atomic::AtomicUsize::new(queue.max(1)),
             }),
         }
     }
@@ -141,7 +141,7 @@ impl Registry {
             return Err(CoreError::ListenerQuota(per_path));
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(self.inner.queue);
+        let (tx, rx) = mpsc::channel(self.inner.queue.load(Ordering::Relaxed));
         let queue = tx.downgrade();
         list.push(Entry { id, info, tx });
         Ok((
@@ -156,9 +156,11 @@ impl Registry {
         ))
     }
 
-    /// Change the listener cap (for listeners registering from now on).
-    pub fn set_per_path(&self, per_path: usize) {
+    /// Change the listener cap and the queue size (for listeners
+    /// registering from now on).
+    pub fn set_limits(&self, per_path: usize, queue: usize) {
         self.inner.per_path.store(per_path, Ordering::Relaxed);
+        self.inner.queue.store(queue.max(1), Ordering::Relaxed);
     }
 
     /// Unregister every listener of `path`: their request queues close,
@@ -309,6 +311,20 @@ pub struct Broadcast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_limits_apply_to_listeners_registering_after_them() {
+        let reg = Registry::new(1, 1);
+        let (first, rx1) = reg.register("p", info("a")).unwrap();
+        assert_eq!(
+            reg.register("p", info("b")).err(),
+            Some(CoreError::ListenerQuota(1))
+        );
+        reg.set_limits(2, 8);
+        let (_second, rx2) = reg.register("p", info("b")).unwrap();
+        assert_eq!((rx1.max_capacity(), rx2.max_capacity()), (1, 8));
+        drop(first);
+    }
 
     #[test]
     fn broadcast_reaches_each_listener_once_and_skips_full_queues() {

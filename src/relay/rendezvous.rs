@@ -6,6 +6,7 @@
 //! matched by the id's value, whatever GUID text form the peer wrote it in.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,8 +49,13 @@ impl Claim {
 #[derive(Clone)]
 pub struct Rendezvous {
     table: Arc<Mutex<Table>>,
-    per_path: usize,
-    total: usize,
+    bounds: Arc<Bounds>,
+}
+
+/// The table's bounds, changed live by a reload.
+struct Bounds {
+    per_path: AtomicUsize,
+    total: AtomicUsize,
 }
 
 /// A parked client: its id, the answer to wait for, and the delivery of
@@ -109,9 +115,17 @@ impl Rendezvous {
     pub fn new(per_path: usize, total: usize) -> Self {
         Rendezvous {
             table: Arc::new(Mutex::new(Table::default())),
-            per_path,
-            total,
+            bounds: Arc::new(Bounds {
+                per_path: AtomicUsize::new(per_path),
+                total: AtomicUsize::new(total),
+            }),
         }
+    }
+
+    /// Bound the table anew, for clients parked from now on.
+    pub fn set_bounds(&self, per_path: usize, total: usize) {
+        self.bounds.per_path.store(per_path, Ordering::Relaxed);
+        self.bounds.total.store(total, Ordering::Relaxed);
     }
 
     /// Park a client for `path`.
@@ -120,10 +134,12 @@ impl Rendezvous {
         let id = Guid::random();
         let (tx, rx) = oneshot::channel();
         let mut t = lock(&self.table);
-        if t.pending.len() >= self.total {
+        if t.pending.len() >= self.bounds.total.load(Ordering::Relaxed) {
             return Err(CoreError::RendezvousFull("pending_total"));
         }
-        if t.per_path.get(&path).copied().unwrap_or(0) >= self.per_path {
+        if t.per_path.get(&path).copied().unwrap_or(0)
+            >= self.bounds.per_path.load(Ordering::Relaxed)
+        {
             return Err(CoreError::RendezvousFull("pending_per_path"));
         }
         *t.per_path.entry(path.clone()).or_default() += 1;
@@ -172,6 +188,23 @@ impl Rendezvous {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_bounds_apply_to_clients_parked_after_them() {
+        let r = Rendezvous::new(1, 10);
+        let _a = r.park("p").unwrap();
+        assert_eq!(
+            r.park("p").err(),
+            Some(CoreError::RendezvousFull("pending_per_path"))
+        );
+        r.set_bounds(2, 10);
+        let _b = r.park("p").unwrap();
+        r.set_bounds(2, 2);
+        assert_eq!(
+            r.park("q").err(),
+            Some(CoreError::RendezvousFull("pending_total"))
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn single_use_bounded_and_cleaned_on_drop() {
