@@ -282,6 +282,15 @@ pub struct Limits {
     /// Connections open at once per endpoint; at the cap the endpoint
     /// stops accepting until one ends.
     pub max_connections: usize,
+    /// Largest one-way or event message a sender may relay, in bytes (the
+    /// SDK's own limit is 64 KB); a larger one gets a QuotaExceeded fault.
+    /// In a cluster, a message for a listener on another node also has to
+    /// fit the cluster's 256 KiB message bound (base64 inside).
+    pub max_oneway_message: usize,
+    /// How long a connected one-way session may go without a record before
+    /// it is ended: by default three of the SDK's 30 s ping intervals.
+    #[serde(deserialize_with = "duration")]
+    pub oneway_session_idle: Duration,
 }
 
 impl Default for Limits {
@@ -304,6 +313,8 @@ impl Default for Limits {
             max_buffered_http_body: 16 << 20,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 20_000,
+            max_oneway_message: 64 * 1024,
+            oneway_session_idle: Duration::from_secs(90),
         }
     }
 }
@@ -816,6 +827,20 @@ mod tests {
             err.contains("request_timeout") && err.contains("soon"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_one_way_limits_default_to_the_sdks_and_can_be_set() {
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\n";
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.limits.max_oneway_message, 65_536);
+        assert_eq!(c.limits.oneway_session_idle, Duration::from_secs(90));
+        let c = Config::parse(&format!(
+            "{base}[limits]\nmax_oneway_message = 262144\noneway_session_idle = \"3m\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.max_oneway_message, 262_144);
+        assert_eq!(c.limits.oneway_session_idle, Duration::from_secs(180));
     }
 
     #[test]

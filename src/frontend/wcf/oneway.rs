@@ -23,11 +23,9 @@
 //! Deadlines: a session must complete its preamble and present a valid
 //! Connect within `handshake_timeout` of connecting, else it gets the
 //! `ConnectionDispatchFailed` framing fault and is closed. After the
-//! Connect, a session with no record for [`SESSION_IDLE`] is ended (End
-//! record): the SDK sends an OnewayPing after 30 s without a message, so a
-//! live sender never comes near it.
-
-use std::time::Duration;
+//! Connect, a session with no record for `oneway_session_idle` is ended
+//! (End record): the SDK sends an OnewayPing after 30 s without a message,
+//! so a live sender never comes near the default 90 s.
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -47,15 +45,9 @@ use crate::config::{Right, WcfRelayType};
 use crate::relay::{CoreError, Filter};
 use crate::transport::stream::{Rewind, Transport};
 
-/// Largest application message (§5, the SDK's 64 KB).
-pub const MAX_MESSAGE: usize = 65_536;
 /// Largest framing record read at all; beyond it the session ends with a
 /// framing fault.
 const MAX_RECORD: usize = 4 << 20;
-
-/// How long a connected session may go without a record: three of the SDK's
-/// 30-second OnewayPing intervals (the service's own route idle time-out).
-pub const SESSION_IDLE: Duration = Duration::from_secs(90);
 
 /// The `frontend` label of one-way and event senders.
 pub const FRONTEND_ONEWAY: &str = "wcf_oneway";
@@ -149,7 +141,7 @@ async fn messages(wcf: &Wcf, mut s: Session, connect_by: Instant) {
     loop {
         let deadline = match target {
             None => connect_by,
-            Some(_) => Instant::now() + SESSION_IDLE,
+            Some(_) => Instant::now() + wcf.settings.limits.oneway_session_idle,
         };
         let Ok(record) = tokio::time::timeout_at(deadline, s.record()).await else {
             if target.is_none() {
@@ -241,7 +233,10 @@ async fn messages(wcf: &Wcf, mut s: Session, connect_by: Instant) {
                     }
                 }
             }
-            _ => match (&target, payload.len() > MAX_MESSAGE) {
+            _ => match (
+                &target,
+                payload.len() > wcf.settings.limits.max_oneway_message,
+            ) {
                 (None, _) => {
                     fault(
                         &mut s,
@@ -256,8 +251,9 @@ async fn messages(wcf: &Wcf, mut s: Session, connect_by: Instant) {
                         &mut s,
                         RelayFault::QuotaExceeded,
                         &format!(
-                            "the message is {} bytes; the limit is {MAX_MESSAGE}",
-                            payload.len()
+                            "the message is {} bytes; the limit is {}",
+                            payload.len(),
+                            wcf.settings.limits.max_oneway_message
                         ),
                         relates,
                     )
