@@ -135,28 +135,22 @@ pub async fn attach(relay: &Relay, listener_type: &str) -> Result<Listener, Fail
     };
     let name = format!("RelayLink_{}", Guid::random());
     let token = relay.token();
-    let attach = |half: Half, handle: u32| {
+    let attach = |half: Half| {
         ListenerAttach {
-            name: format!("{name}:{}", if half == Half::Out { "out" } else { "in" }),
-            handle,
-            half,
-            address: relay.uri.clone(),
             token: Some(token.clone()),
-            listener_type: None,
             listener_type_name: Some(listener_type.to_owned()),
-            dynamic: true,
             transport_security: !relay.plain,
             client_auth: relay.client_auth,
             client_agent: Some(concat!("relay-gateway-forward/", env!("CARGO_PKG_VERSION")).into()),
             tracking_id: Some(Guid::random().to_string()),
-            display_name: None,
+            ..ListenerAttach::half_of(&name, half, &relay.uri)
         }
         .to_attach()
     };
     let config = ClientConfig {
         container_id: format!("RelayConnection_{}", Guid::random()),
         hostname,
-        attaches: [attach(Half::Out, 0), attach(Half::In, 1)],
+        attaches: [Half::Out, Half::In].map(attach),
         credit: CREDIT,
     };
     let mut l = Listener {

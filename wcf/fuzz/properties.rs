@@ -167,30 +167,13 @@ fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
         idle_time_out: Duration::from_secs(60),
         handshake: Duration::from_secs(10),
     };
-    let attach = |half, handle| {
-        ListenerAttach {
-            name: "l".into(),
-            handle,
-            half,
-            address: "sb://ns/p/".into(),
-            token: None,
-            listener_type: None,
-            listener_type_name: None,
-            dynamic: true,
-            transport_security: true,
-            client_auth: true,
-            client_agent: None,
-            tracking_id: None,
-            display_name: None,
-        }
-        .to_attach()
-    };
+    let attach = |half| ListenerAttach::half_of("l", half, "sb://ns/p/").to_attach();
     let mut server = Server::new(config, t);
     let mut client = Client::new(
         ClientConfig {
             container_id: "c".into(),
             hostname: "h".into(),
-            attaches: [attach(Half::Out, 0), attach(Half::In, 1)],
+            attaches: [Half::Out, Half::In].map(attach),
             credit: 10,
         },
         t,

@@ -12,34 +12,16 @@
     clippy::indexing_slicing
 )] // tests are exempt (house habit 5, `src/main.rs`)
 
-use std::path::PathBuf;
+mod support;
+
+use support::amqp_capture;
 
 use wcf::amqp::frame::{self, Body, Sasl, AMQP_HEADER, SASL_HEADER};
 use wcf::amqp::listener::{flow_token, Half, ListenerAttach, ListenerType};
 use wcf::amqp::types::performatives::Performative;
-use wcf::hexdump;
 use wcf::relay::{Notice, OnewaySend};
 use wcf::soap::Envelope;
 use wcf::Limits;
-
-fn stream(name: &str) -> Vec<u8> {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "fixtures",
-        "wcf",
-        "amqp",
-        name,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path).unwrap();
-    hexdump::parse(&text)
-        .unwrap()
-        .into_iter()
-        .flat_map(|c| c.bytes)
-        .collect()
-}
 
 /// Split a captured direction into its frames, skipping the two headers.
 fn frames(bytes: &[u8]) -> Vec<frame::Frame> {
@@ -62,7 +44,7 @@ fn frames(bytes: &[u8]) -> Vec<frame::Frame> {
 
 #[test]
 fn the_sdk_listener_frames_decode_with_the_properties_of_11_2() {
-    let frames = frames(&stream("sdk5-listener-amqp-plaintext-L2R.hex.txt"));
+    let frames = frames(&amqp_capture("sdk5-listener-amqp-plaintext-L2R.hex.txt"));
     assert!(matches!(&frames[0].body, Body::Sasl(Sasl::Init(i)) if i.mechanism.0 == "EXTERNAL"));
     let Body::Amqp(open, _) = &frames[1].body else {
         panic!()
@@ -126,7 +108,7 @@ fn the_sdk_listener_frames_decode_with_the_properties_of_11_2() {
 
 #[test]
 fn the_relay_notice_unwraps_to_a_relayed_connect() {
-    let frames = frames(&stream("sdk5-listener-amqp-plaintext-R2L.hex.txt"));
+    let frames = frames(&amqp_capture("sdk5-listener-amqp-plaintext-R2L.hex.txt"));
     let payload = frames
         .iter()
         .find_map(|f| match &f.body {
@@ -173,7 +155,7 @@ fn the_capture_decodes_the_same_at_every_split_point() {
         "sdk5-listener-amqp-plaintext-L2R.hex.txt",
         "sdk5-listener-amqp-plaintext-R2L.hex.txt",
     ] {
-        let bytes = stream(name);
+        let bytes = amqp_capture(name);
         let whole: Vec<String> = frames(&bytes).iter().map(|f| format!("{f:?}")).collect();
         for split in 0..=bytes.len() {
             let (mut buf, mut got) = (bytes[..split].to_vec(), Vec::new());

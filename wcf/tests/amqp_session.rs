@@ -11,7 +11,10 @@
     clippy::indexing_slicing
 )] // tests are exempt (house habit 5, `src/main.rs`)
 
-use std::path::PathBuf;
+mod support;
+
+use support::amqp_capture;
+
 use std::time::{Duration, Instant};
 
 use wcf::amqp::client::{Client, ClientConfig, ClientEvent};
@@ -19,27 +22,8 @@ use wcf::amqp::connection::LinkId;
 use wcf::amqp::frame::{self, Body, Sasl, AMQP_HEADER, SASL_HEADER};
 use wcf::amqp::listener::{self as props, Half, ListenerAttach, AUTH_FAILED, RELAY_NOT_FOUND};
 use wcf::amqp::server::{Ending, Event, Server, ServerConfig};
+use wcf::amqp::types::definitions::Error as AmqpError;
 use wcf::amqp::types::performatives::{Attach, Performative};
-use wcf::hexdump;
-
-fn capture(name: &str) -> Vec<u8> {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "fixtures",
-        "wcf",
-        "amqp",
-        name,
-    ]
-    .iter()
-    .collect();
-    let text = std::fs::read_to_string(&path).unwrap();
-    hexdump::parse(&text)
-        .unwrap()
-        .into_iter()
-        .flat_map(|c| c.bytes)
-        .collect()
-}
 
 fn config() -> ServerConfig {
     ServerConfig {
@@ -93,7 +77,7 @@ fn written(out: impl FnMut() -> Option<Vec<u8>>) -> Vec<String> {
 
 #[test]
 fn the_sdk_listeners_bytes_drive_the_relays_end_alike_at_every_split() {
-    let bytes = capture("sdk5-listener-amqp-plaintext-L2R.hex.txt");
+    let bytes = amqp_capture("sdk5-listener-amqp-plaintext-L2R.hex.txt");
     let t = Instant::now();
     let mut first = None;
     for split in 0..=bytes.len() {
@@ -149,24 +133,11 @@ fn the_sdk_listeners_bytes_drive_the_relays_end_alike_at_every_split() {
 }
 
 fn attaches(token: &str) -> [Attach; 2] {
-    [(Half::Out, 0), (Half::In, 1)].map(|(half, handle)| {
+    [Half::Out, Half::In].map(|half| {
         ListenerAttach {
-            name: format!(
-                "RelayLink_1:{}",
-                if half == Half::In { "in" } else { "out" }
-            ),
-            handle,
-            half,
-            address: "sb://localhost/echo/".into(),
             token: Some(token.into()),
-            listener_type: None,
             listener_type_name: Some("RelayedConnection".into()),
-            dynamic: true,
-            transport_security: true,
-            client_auth: true,
-            client_agent: None,
-            tracking_id: None,
-            display_name: None,
+            ..ListenerAttach::half_of("RelayLink_1", half, "sb://localhost/echo/")
         }
         .to_attach()
     })
@@ -178,16 +149,30 @@ struct Pair {
     server: Server,
     client: Client,
     now: Instant,
-    expires: Option<Instant>,
+    admit: Admit,
     server_events: Vec<String>,
     client_events: Vec<ClientEvent>,
     /// Everything the relay wrote, decoded.
     server_wrote: Vec<String>,
 }
 
+/// How the relay answers every attach.
+#[derive(Clone)]
+enum Admit {
+    /// Accepted, the token running out at this time (or never).
+    Until(Option<Instant>),
+    /// Refused with this error.
+    Refuse(AmqpError),
+}
+
 impl Pair {
+    /// A pair whose links are admitted with tokens lasting `expires_after`.
     fn new(expires_after: Option<Duration>) -> Pair {
         let now = Instant::now();
+        Pair::with(Admit::Until(expires_after.map(|d| now + d)), now)
+    }
+
+    fn with(admit: Admit, now: Instant) -> Pair {
         let client = Client::new(
             ClientConfig {
                 container_id: "RelayConnection_1".into(),
@@ -201,7 +186,7 @@ impl Pair {
             server: Server::new(config(), now),
             client,
             now,
-            expires: expires_after.map(|d| now + d),
+            admit,
             server_events: Vec::new(),
             client_events: Vec::new(),
             server_wrote: Vec::new(),
@@ -220,9 +205,10 @@ impl Pair {
             }
             while let Some(e) = self.server.poll_event(self.now) {
                 match e {
-                    Event::Attach { channel, attach } => {
-                        self.server.accept_link(channel, &attach, self.expires)
-                    }
+                    Event::Attach { channel, attach } => match self.admit.clone() {
+                        Admit::Until(expires) => self.server.accept_link(channel, &attach, expires),
+                        Admit::Refuse(e) => self.server.refuse_link(channel, &attach, e),
+                    },
                     Event::Renewal { link, token } => {
                         self.server_events
                             .push(format!("renewal {} {token}", link.handle));
@@ -332,32 +318,11 @@ fn heartbeats_keep_a_quiet_pair_alive_and_silence_closes_it() {
         assert_eq!(p.server_wrote, ["heartbeat"], "at {step}");
         assert!(!p.server.is_closed());
     }
-    // A listener that falls silent is closed after twice the idle time-out.
-    let mut server = Server::new(config(), t0);
-    let mut client = Client::new(
-        ClientConfig {
-            container_id: "c".into(),
-            hostname: "h".into(),
-            attaches: attaches("t"),
-            credit: 10,
-        },
-        t0,
-    );
-    let mut now = t0;
-    for _ in 0..10 {
-        while let Some(b) = client.poll_transmit() {
-            server.feed(&b, now);
-        }
-        while let Some(e) = server.poll_event(now) {
-            if let Event::Attach { channel, attach } = e {
-                server.accept_link(channel, &attach, None);
-            }
-        }
-        while let Some(b) = server.poll_transmit() {
-            client.feed(&b, now);
-        }
-        while client.poll_event(now).is_some() {}
-    }
+    // A listener that falls silent is closed after twice the idle time-out:
+    // only the relay's deadlines run from here.
+    let mut p = Pair::new(None);
+    let (t0, mut now) = (p.now, p.now);
+    let server = &mut p.server;
     let silence = t0 + Duration::from_secs(120);
     while let Some(t) = server.poll_timeout().filter(|t| *t <= silence) {
         now = t;
@@ -408,33 +373,9 @@ fn a_token_that_runs_out_detaches_its_link_and_the_listener_gives_up() {
 #[test]
 fn a_refused_attach_and_a_stalled_handshake_end_as_the_sdk_expects() {
     let t = Instant::now();
-    let mut server = Server::new(config(), t);
-    let mut client = Client::new(
-        ClientConfig {
-            container_id: "c".into(),
-            hostname: "h".into(),
-            attaches: attaches("t"),
-            credit: 10,
-        },
-        t,
-    );
-    let mut ended = None;
-    for _ in 0..10 {
-        while let Some(b) = client.poll_transmit() {
-            server.feed(&b, t);
-        }
-        while let Some(e) = server.poll_event(t) {
-            if let Event::Attach { channel, attach } = e {
-                server.refuse_link(channel, &attach, props::error(RELAY_NOT_FOUND, "no relay"));
-            }
-        }
-        while let Some(b) = server.poll_transmit() {
-            client.feed(&b, t);
-        }
-        while let Some(e) = client.poll_event(t) {
-            ended = Some(e);
-        }
-    }
+    let refusal = props::error(RELAY_NOT_FOUND, "no relay");
+    let mut p = Pair::with(Admit::Refuse(refusal), t);
+    let ended = p.client_events.pop();
     match ended {
         Some(ClientEvent::Ended(e)) => {
             assert!(e.fatal);

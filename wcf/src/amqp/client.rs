@@ -15,23 +15,19 @@ use std::time::{Duration, Instant};
 use fe2o3_amqp_types::definitions::{Error as AmqpError, Handle, Role};
 use fe2o3_amqp_types::messaging::{Accepted, DeliveryState};
 use fe2o3_amqp_types::performatives::{
-    Attach, Begin, ChannelMax, Disposition, Flow, MaxFrameSize, Open, Performative,
+    Attach, ChannelMax, Disposition, Flow, MaxFrameSize, Open, Performative,
 };
 use fe2o3_amqp_types::sasl::{SaslCode, SaslInit};
 use serde_amqp::primitives::Symbol;
 
-use super::connection::{heartbeat_interval, Heartbeat, Wire};
+use super::connection::{begin, heartbeat_interval, Heartbeat, Wire, FIRST_TRANSFER_ID, WINDOW};
 use super::frame::{self, Body, Header, Sasl, AMQP_HEADER, SASL_HEADER};
 use super::listener::{self as props, renewal_flow, ADDRESS_IN_USE, AUTH_FAILED, RELAY_NOT_FOUND};
 
-/// The session windows this end advertises.
-const WINDOW: u32 = 5000;
 /// The largest frame this end accepts, advertised in `open`.
 const MAX_FRAME: u32 = 65_536;
 /// The highest channel this end uses.
 const CHANNEL_MAX: u16 = 8191;
-/// Most handles the session may use.
-const HANDLE_MAX: u32 = 262_143;
 /// The largest delivery this end reassembles: the relay's notices and
 /// one-way messages are far smaller.
 const MAX_DELIVERY: usize = 16 << 20;
@@ -235,7 +231,7 @@ impl Client {
         Flow {
             next_incoming_id: Some(self.next_incoming_id),
             incoming_window: WINDOW,
-            next_outgoing_id: 1,
+            next_outgoing_id: FIRST_TRANSFER_ID,
             outgoing_window: WINDOW,
             handle: Some(Handle(handle)),
             delivery_count: Some(self.delivery_count),
@@ -316,16 +312,7 @@ impl Client {
                 None => return Ok(None),
                 Some((Performative::Open(o), _)) => {
                     self.beat_every = heartbeat_interval(o.idle_time_out);
-                    self.send(Performative::Begin(Begin {
-                        remote_channel: None,
-                        next_outgoing_id: 1,
-                        incoming_window: WINDOW,
-                        outgoing_window: WINDOW,
-                        handle_max: Handle(HANDLE_MAX),
-                        offered_capabilities: None,
-                        desired_capabilities: None,
-                        properties: None,
-                    }));
+                    self.send(Performative::Begin(begin(None)));
                     self.phase = Phase::Begin;
                 }
                 Some((Performative::Close(c), _)) => {

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use fe2o3_amqp_types::performatives::Performative;
+use fe2o3_amqp_types::definitions::Handle;
+use fe2o3_amqp_types::performatives::{Begin, Performative};
 
 use super::frame::{self, Frame, Header, Sasl, HEARTBEAT};
 use crate::Result;
@@ -20,6 +21,27 @@ pub struct LinkId {
     pub channel: u16,
     /// The link's handle within the session.
     pub handle: u32,
+}
+
+/// The session windows both ends advertise (as the SDK does).
+pub(crate) const WINDOW: u32 = 5000;
+/// The first transfer id of every session, both ways.
+pub(crate) const FIRST_TRANSFER_ID: u32 = 1;
+/// Most handles a session may use.
+const HANDLE_MAX: u32 = 262_143;
+
+/// The `begin` both ends send: `remote_channel` set when answering one.
+pub(crate) fn begin(remote_channel: Option<u16>) -> Begin {
+    Begin {
+        remote_channel,
+        next_outgoing_id: FIRST_TRANSFER_ID,
+        incoming_window: WINDOW,
+        outgoing_window: WINDOW,
+        handle_max: Handle(HANDLE_MAX),
+        offered_capabilities: None,
+        desired_capabilities: None,
+        properties: None,
+    }
 }
 
 /// Heartbeat interval when the peer advertises no idle time-out, and the

@@ -164,6 +164,31 @@ pub fn flow_token(flow: &Flow) -> Option<String> {
 }
 
 impl ListenerAttach {
+    /// One half of the link pair `link` as the SDK attaches it (`:out` on
+    /// handle 0, `:in` on handle 1) for `address`, with every option at the
+    /// SDK's default and no token, type or identity yet.
+    pub fn half_of(link: &str, half: Half, address: &str) -> ListenerAttach {
+        let (suffix, handle) = match half {
+            Half::Out => ("out", 0),
+            Half::In => ("in", 1),
+        };
+        ListenerAttach {
+            name: format!("{link}:{suffix}"),
+            handle,
+            half,
+            address: address.to_owned(),
+            token: None,
+            listener_type: None,
+            listener_type_name: None,
+            dynamic: true,
+            transport_security: true,
+            client_auth: true,
+            client_agent: None,
+            tracking_id: None,
+            display_name: None,
+        }
+    }
+
     /// Read a listener's attach; `Err` names what is missing.
     pub fn parse(attach: &Attach) -> crate::Result<ListenerAttach> {
         let (half, address) = match attach.role {

@@ -18,21 +18,17 @@ use std::time::{Duration, Instant};
 
 use fe2o3_amqp_types::definitions::{Error as AmqpError, Handle};
 use fe2o3_amqp_types::performatives::{
-    Attach, Begin, ChannelMax, Close, Detach, End, Flow, MaxFrameSize, Open, Performative, Transfer,
+    Attach, ChannelMax, Close, Detach, End, Flow, MaxFrameSize, Open, Performative, Transfer,
 };
 use fe2o3_amqp_types::sasl::{SaslCode, SaslMechanisms, SaslOutcome};
 use serde_amqp::primitives::{Array, Symbol};
 
-use super::connection::{heartbeat_interval, Heartbeat, LinkId, Wire};
+use super::connection::{
+    begin, heartbeat_interval, Heartbeat, LinkId, Wire, FIRST_TRANSFER_ID, WINDOW,
+};
 use super::frame::{self, Body, Header, Sasl, AMQP_HEADER, SASL_HEADER};
 use super::listener::{self as props, answer_attach, flow_token, AUTH_FAILED, DECODE_ERROR};
 
-/// Session windows this end advertises.
-const WINDOW: u32 = 5000;
-/// The first outgoing transfer id of every session.
-const FIRST_TRANSFER_ID: u32 = 1;
-/// Most handles a session may use.
-const HANDLE_MAX: u32 = 262_143;
 /// Room left in a frame for the transfer performative before its payload.
 const TRANSFER_OVERHEAD: usize = 128;
 
@@ -504,17 +500,7 @@ impl Server {
                         closing: HashSet::new(),
                     },
                 );
-                let ours = Begin {
-                    remote_channel: Some(ch),
-                    next_outgoing_id: FIRST_TRANSFER_ID,
-                    incoming_window: WINDOW,
-                    outgoing_window: WINDOW,
-                    handle_max: Handle(HANDLE_MAX),
-                    offered_capabilities: None,
-                    desired_capabilities: None,
-                    properties: None,
-                };
-                self.send(ch, &Performative::Begin(ours), &[]);
+                self.send(ch, &Performative::Begin(begin(Some(ch))), &[]);
             }
             Performative::Attach(attach) => {
                 if self.session(ch)?.links.contains_key(&attach.handle.0) {
