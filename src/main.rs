@@ -27,7 +27,10 @@
 //! # House habits
 //!
 //! 1. Protocol code in `wcf` and `hybrid` is sans-IO: no sockets, tasks or
-//!    clock; "need more bytes" is `Ok(None)`.
+//!    clock; "need more bytes" is `Ok(None)`. Sessions with timers (the AMQP
+//!    control channel's two ends, the Hybrid Connections listener channel)
+//!    are state machines given `now` that say when they next need it; the
+//!    front ends and `forward` drive them.
 //! 2. Everything is bounded: every length read off the wire is checked
 //!    against a named limit before allocating, every channel and pending
 //!    table has a cap and a deadline.
