@@ -213,6 +213,96 @@ pub fn parse_command(text: &str) -> Result<ListenerCommand, CommandError> {
     }
 }
 
+impl Response {
+    /// The `response` message a listener sends.
+    pub fn to_json(&self) -> String {
+        let headers: Map<String, Value> = self
+            .response_headers
+            .iter()
+            .map(|(n, v)| (n.clone(), Value::from(v.clone())))
+            .collect();
+        json!({ "response": {
+            "requestId": self.request_id,
+            "statusCode": self.status_code,
+            "statusDescription": self.status_description,
+            "responseHeaders": headers,
+            "body": self.body,
+        }})
+        .to_string()
+    }
+}
+
+/// The `renewToken` message a listener sends with a fresh `token` (§2.2).
+pub fn renew_token(token: &str) -> String {
+    json!({ "renewToken": { "token": token } }).to_string()
+}
+
+/// What the relay sent a listener: on its control channel, or as the first
+/// message of an HTTP request's rendezvous.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayMessage {
+    /// `accept`: a sender waits at the address.
+    Accept(Accept),
+    /// `request`: whole (with its head), or announced for a rendezvous.
+    Request(Request),
+    /// A well-formed message a listener does not know (ignored).
+    Unknown(String),
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
+fn remote_endpoint(v: Option<&Value>) -> RemoteEndpoint {
+    RemoteEndpoint {
+        address: text(v.and_then(|e| e.get("address"))).unwrap_or_default(),
+        port: v
+            .and_then(|e| e.get("port"))
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(0),
+    }
+}
+
+/// Parse one text message from the relay, as a listener reads it.
+pub fn parse_relay_message(message: &str) -> Result<RelayMessage, CommandError> {
+    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(message) else {
+        return Err(CommandError::NotACommand);
+    };
+    if top.len() != 1 {
+        return Err(CommandError::NotACommand);
+    }
+    let Some((key, inner)) = top.into_iter().next() else {
+        return Err(CommandError::NotACommand);
+    };
+    match key.as_str() {
+        "accept" => Ok(RelayMessage::Accept(Accept {
+            address: text(inner.get("address"))
+                .ok_or(CommandError::BadField("accept", "address"))?,
+            id: text(inner.get("id")).unwrap_or_default(),
+            connect_headers: string_map(inner.get("connectHeaders"))
+                .into_iter()
+                .collect(),
+            remote_endpoint: remote_endpoint(inner.get("remoteEndpoint")),
+        })),
+        "request" => Ok(RelayMessage::Request(Request {
+            address: text(inner.get("address"))
+                .ok_or(CommandError::BadField("request", "address"))?,
+            id: text(inner.get("id")).unwrap_or_default(),
+            head: text(inner.get("method")).map(|method| RequestHead {
+                request_target: text(inner.get("requestTarget")).unwrap_or_default(),
+                method,
+                request_headers: string_map(inner.get("requestHeaders"))
+                    .into_iter()
+                    .collect(),
+                remote_endpoint: remote_endpoint(inner.get("remoteEndpoint")),
+                body: inner.get("body").and_then(Value::as_bool).unwrap_or(false),
+            }),
+        })),
+        _ => Ok(RelayMessage::Unknown(key)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +328,73 @@ mod tests {
         assert_eq!(
             a.to_json(),
             r#"{"accept":{"address":"wss://h/$hc/p?sb-hc-action=accept&sb-hc-id=1","connectHeaders":{"Sec-WebSocket-Key":"k"},"id":"1","remoteEndpoint":{"address":"127.0.0.1","port":5}}}"#
+        );
+    }
+
+    #[test]
+    fn what_the_relay_writes_a_listener_reads_back() {
+        let mut h = BTreeMap::new();
+        h.insert("Sec-WebSocket-Key".to_string(), "k".to_string());
+        let endpoint = RemoteEndpoint {
+            address: "10.0.0.1".into(),
+            port: 4711,
+        };
+        let accept = Accept {
+            address: "wss://h/$hc/p?sb-hc-action=accept&sb-hc-id=1".into(),
+            id: "1".into(),
+            connect_headers: h.clone(),
+            remote_endpoint: endpoint.clone(),
+        };
+        assert_eq!(
+            parse_relay_message(&accept.to_json()),
+            Ok(RelayMessage::Accept(accept))
+        );
+        for head in [
+            None,
+            Some(RequestHead {
+                request_target: "/p/x?y=1".into(),
+                method: "POST".into(),
+                request_headers: h.clone(),
+                remote_endpoint: endpoint.clone(),
+                body: true,
+            }),
+        ] {
+            let r = Request {
+                address: "wss://h/$hc/p?sb-hc-action=request".into(),
+                id: "2".into(),
+                head,
+            };
+            assert_eq!(
+                parse_relay_message(&r.to_json()),
+                Ok(RelayMessage::Request(r))
+            );
+        }
+        assert_eq!(
+            parse_relay_message(r#"{"later":{}}"#),
+            Ok(RelayMessage::Unknown("later".into()))
+        );
+        assert!(parse_relay_message(r#"{"accept":{}}"#).is_err());
+        assert!(parse_relay_message("[]").is_err());
+    }
+
+    #[test]
+    fn what_a_listener_writes_the_relay_reads_back() {
+        let r = Response {
+            request_id: "2".into(),
+            status_code: 201,
+            status_description: Some("Created".into()),
+            response_headers: vec![("X-A".into(), "1".into())],
+            body: true,
+        };
+        assert_eq!(
+            parse_command(&r.to_json()),
+            Ok(ListenerCommand::Response(r))
+        );
+        assert_eq!(
+            parse_command(&renew_token("SharedAccessSignature sr=x")),
+            Ok(ListenerCommand::RenewToken(
+                "SharedAccessSignature sr=x".into()
+            ))
         );
     }
 

@@ -1,7 +1,8 @@
 //! `forward --hc`: the gateway's own Hybrid Connections client
 //! (`hybrid/PROTOCOL.md` §2, §3), doing what `azbridge -R` and `-L` do for
-//! TCP. `--listen` keeps a listener control channel open (its token renewed
-//! with `renewToken` at half-life, reconnecting with back-off) and splices
+//! TCP. `--listen` keeps a listener control channel open (driving
+//! [`hybrid::listener::client`]: its token renewed with `renewToken` at
+//! half-life; reconnecting with back-off) and splices
 //! each accepted rendezvous to a new TCP connection to `--to`; when `--to`
 //! refuses, the accept is rejected (502) so the sender hears at once.
 //! `--connect` accepts local TCP clients and carries each as a sender
@@ -26,6 +27,9 @@ use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::Request;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
+
+use hybrid::control::{parse_relay_message, Accept, RelayMessage, Request as HcRequest, Response};
+use hybrid::listener::client::{Client, ClientConfig, Ending, Event};
 
 use super::{Backoff, Relay};
 use crate::relay::Guid;
@@ -174,8 +178,8 @@ pub async fn listen(relay: Relay, ep: Endpoint, service: Service) -> anyhow::Res
     }
 }
 
-/// One control channel: open, then serve accepts and renew the token until
-/// it ends.
+/// One control channel: open, then drive [`Client`] until it ends: serve
+/// accepts and requests, renew the token when due.
 async fn control(
     relay: &Relay,
     ep: &Endpoint,
@@ -200,109 +204,86 @@ async fn control(
         ep.rest
     );
     info!(path = ep.rest, "listening");
-    let renew = relay.renew_every();
-    let mut renewal = tokio::time::interval(renew.unwrap_or(std::time::Duration::MAX));
-    renewal.tick().await;
-    // An inline request whose body (the next binary message) is arriving.
-    let mut inline: Option<(serde_json::Value, Vec<u8>)> = None;
+    let now = || tokio::time::Instant::now().into_std();
+    let config = ClientConfig {
+        max_message: MAX_CONTROL_MESSAGE,
+        max_inline_body: MAX_INLINE_BODY,
+        renew_every: relay.renew_every(),
+    };
+    let mut session = Client::new(config, now());
     loop {
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Accept(accept) => spawn_accept(relay, accept, service)?,
+                Event::Request { request, body } => match service {
+                    Service::Http(target) => spawn_request(relay, target, request, body),
+                    Service::Tcp(_) => session.respond(&Response {
+                        request_id: request.id,
+                        status_code: 501,
+                        status_description: Some(
+                            "This listener forwards TCP connections, not HTTP requests".into(),
+                        ),
+                        response_headers: Vec::new(),
+                        body: false,
+                    }),
+                },
+                Event::RenewDue => {
+                    session.renew(&relay.token());
+                    debug!("token renewed");
+                }
+                Event::Ended(Ending::Closed { code, reason }) => {
+                    return Err(anyhow!(
+                        "the gateway closed the control channel: {code:?} {reason}"
+                    ))
+                }
+                Event::Ended(e) => return Err(anyhow!("the control channel failed: {e:?}")),
+            }
+        }
+        websocket::send_queued(&write, || session.poll_transmit()).await?;
+        let due = session.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             frame = websocket::read_frame(&mut read, &write) => {
                 let frame = frame?;
-                match frame.opcode {
-                    OpCode::Text => {
-                        let msg: serde_json::Value = serde_json::from_slice(&frame.data).context("a control message")?;
-                        match command(relay, &write, msg, service).await? {
-                            Some(request) => inline = Some((request, Vec::new())),
-                            None => inline = None,
-                        }
-                    }
-                    OpCode::Binary | OpCode::Continuation => {
-                        if let Some((_, body)) = inline.as_mut() {
-                            if body.len() + frame.data.len() > MAX_INLINE_BODY {
-                                return Err(anyhow!("an inline body over {MAX_INLINE_BODY} bytes"));
-                            }
-                            body.extend_from_slice(&frame.data);
-                        }
-                        if frame.fin {
-                            if let (Some((request, body)), Service::Http(target)) = (inline.take(), service) {
-                                spawn_request(relay, target, request, Some(body.into()));
-                            }
-                        }
-                    }
-                    OpCode::Close => return Err(anyhow!("the gateway closed the control channel: {:?}", websocket::close_info(&frame.data))),
-                    _ => {}
-                }
+                session.frame(websocket::opcode(frame.opcode), frame.fin, frame.data);
             }
-            _ = renewal.tick(), if renew.is_some() => {
-                let renew = serde_json::json!({ "renewToken": { "token": relay.token() } });
-                websocket::send_text(&write, &renew.to_string()).await?;
-                debug!("token renewed");
-            }
+            () = sleep_until(due) => session.handle_timeout(now()),
         }
     }
 }
 
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The largest control message taken from the gateway.
+const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 /// The largest inline body (the gateway sends at most 64 KiB inline).
 const MAX_INLINE_BODY: usize = 64 * 1024;
 
-/// Act on a control message: an `accept` gets its rendezvous (or, for an
-/// HTTP listener, a 501 rejection); a `request` is served by an HTTP
-/// listener (and answered 501 by a TCP one). Returns an inline request
-/// whose body comes next.
-async fn command(
-    relay: &Relay,
-    write: &WsWrite,
-    msg: serde_json::Value,
-    service: &Service,
-) -> anyhow::Result<Option<serde_json::Value>> {
-    if let Some(address) = msg.pointer("/accept/address").and_then(|a| a.as_str()) {
-        let mut at = endpoint(address)?;
-        let (relay, service) = (relay.clone(), service.clone());
-        tokio::spawn(async move {
-            let result = match &service {
-                Service::Tcp(to) => accept(&relay, at, to).await,
-                Service::Http(_) => {
-                    at.rest.push_str("&sb-hc-statusCode=501&sb-hc-statusDescription=This+listener+serves+HTTP+requests");
-                    let _ = open(&relay, &at, false).await;
-                    Err(anyhow!(
-                        "a WebSocket sender on an HTTP listener was rejected"
-                    ))
-                }
-            };
-            if let Err(e) = result {
-                warn!(error = %e, "accept failed");
+/// An `accept` gets its rendezvous, on its own task (or, for an HTTP
+/// listener, a 501 rejection).
+fn spawn_accept(relay: &Relay, accept: Accept, service: &Service) -> anyhow::Result<()> {
+    let mut at = endpoint(&accept.address)?;
+    let (relay, service) = (relay.clone(), service.clone());
+    tokio::spawn(async move {
+        let result = match &service {
+            Service::Tcp(to) => accept_on(&relay, at, to).await,
+            Service::Http(_) => {
+                at.rest.push_str("&sb-hc-statusCode=501&sb-hc-statusDescription=This+listener+serves+HTTP+requests");
+                let _ = open(&relay, &at, false).await;
+                Err(anyhow!(
+                    "a WebSocket sender on an HTTP listener was rejected"
+                ))
             }
-        });
-        return Ok(None);
-    }
-    let Some(request) = msg.get("request") else {
-        return Ok(None);
-    };
-    let target = match service {
-        Service::Http(target) => target,
-        Service::Tcp(_) => {
-            let id = request
-                .get("id")
-                .and_then(|i| i.as_str())
-                .unwrap_or_default();
-            let response = serde_json::json!({ "response": {
-                "requestId": id,
-                "statusCode": 501,
-                "statusDescription": "This listener forwards TCP connections, not HTTP requests",
-            }});
-            websocket::send_text(write, &response.to_string()).await?;
-            return Ok(None);
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "accept failed");
         }
-    };
-    let inline = request.get("method").is_some();
-    let has_body = request.get("body").and_then(|b| b.as_bool()) == Some(true);
-    match (inline, has_body) {
-        (true, true) => return Ok(Some(request.clone())),
-        (true, false) => spawn_request(relay, target, request.clone(), Some(Bytes::new())),
-        (false, _) => spawn_request(relay, target, request.clone(), None),
-    }
-    Ok(None)
+    });
+    Ok(())
 }
 
 /// Serve a relayed HTTP request in its own task: `body` is the inline
@@ -310,7 +291,7 @@ async fn command(
 fn spawn_request(
     relay: &Relay,
     target: &super::http::Target,
-    request: serde_json::Value,
+    request: HcRequest,
     body: Option<Bytes>,
 ) {
     let (relay, target) = (relay.clone(), target.clone());
@@ -326,15 +307,11 @@ fn spawn_request(
 async fn http_request(
     relay: &Relay,
     target: &super::http::Target,
-    mut request: serde_json::Value,
+    mut request: HcRequest,
     inline_body: Option<Bytes>,
 ) -> anyhow::Result<()> {
     use crate::transport::http::BodyPart;
-    let address = request
-        .get("address")
-        .and_then(|a| a.as_str())
-        .ok_or_else(|| anyhow!("a request without an address"))?;
-    let (mut read, write) = open(relay, &endpoint(address)?, false).await?;
+    let (mut read, write) = open(relay, &endpoint(&request.address)?, false).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     match inline_body {
         Some(body) => {
@@ -346,13 +323,12 @@ async fn http_request(
         None => {
             // The full request comes first on the rendezvous, then its body.
             let frame = websocket::read_frame(&mut read, &write).await?;
-            let msg: serde_json::Value =
-                serde_json::from_slice(&frame.data).context("a request")?;
-            request = msg
-                .get("request")
-                .cloned()
-                .ok_or_else(|| anyhow!("no request on the rendezvous"))?;
-            if request.get("body").and_then(|b| b.as_bool()) == Some(true) {
+            let text = String::from_utf8_lossy(&frame.data);
+            request = match parse_relay_message(&text).context("a request")? {
+                RelayMessage::Request(r) if r.head.is_some() => r,
+                _ => return Err(anyhow!("no request on the rendezvous")),
+            };
+            if request.head.as_ref().is_some_and(|h| h.body) {
                 let write = write.clone();
                 tokio::spawn(async move {
                     loop {
@@ -380,23 +356,11 @@ async fn http_request(
             }
         }
     }
-    let field = |k: &str| {
-        request
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, method, request_target) = (field("id"), field("method"), field("requestTarget"));
-    let headers: Vec<(String, String)> = request
-        .get("requestHeaders")
-        .and_then(|h| h.as_object())
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let head = request
+        .head
+        .ok_or_else(|| anyhow!("a request without its head"))?;
+    let (id, method, request_target) = (request.id, head.method, head.request_target);
+    let headers: Vec<(String, String)> = head.request_headers.into_iter().collect();
     let path = super::http::local_path(&relay.path, &request_target, target.base());
     let answer = super::http::local_call(target, &method, path, &headers, rx).await;
     let (status, reason, headers, body) = match answer {
@@ -408,19 +372,17 @@ async fn http_request(
             None,
         ),
     };
-    let headers: serde_json::Map<String, serde_json::Value> = headers
-        .into_iter()
-        .filter(|(n, _)| n != "content-length")
-        .map(|(n, v)| (n, serde_json::Value::String(v)))
-        .collect();
-    let response = serde_json::json!({ "response": {
-        "requestId": id,
-        "statusCode": status,
-        "statusDescription": reason,
-        "responseHeaders": headers,
-        "body": true,
-    }});
-    websocket::send_text(&write, &response.to_string()).await?;
+    let response = Response {
+        request_id: id,
+        status_code: status,
+        status_description: reason,
+        response_headers: headers
+            .into_iter()
+            .filter(|(n, _)| n != "content-length")
+            .collect(),
+        body: true,
+    };
+    websocket::send_text(&write, &response.to_json()).await?;
     // The body as one binary message: its pieces, then an empty final frame.
     let mut opcode = OpCode::Binary;
     if let Some(mut body) = body {
@@ -448,7 +410,7 @@ async fn http_request(
 
 /// Connect to the local service, then open the rendezvous and splice; when
 /// the service refuses, reject the accept (502).
-async fn accept(relay: &Relay, mut at: Endpoint, to: &str) -> anyhow::Result<()> {
+async fn accept_on(relay: &Relay, mut at: Endpoint, to: &str) -> anyhow::Result<()> {
     match TcpStream::connect(to).await {
         Ok(tcp) => {
             let ws = open(relay, &at, false).await?;

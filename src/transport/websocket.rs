@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload};
+use hybrid::listener::{Opcode, Outgoing};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -486,6 +487,37 @@ pub async fn send_close(write: &WsWrite, code: u16, reason: &str) -> std::io::Re
         .await
         .write_frame(close_frame(code, reason))
         .await
+}
+
+/// Write the frames a control-channel state machine queued (`next` gives
+/// them), under one lock: a request and its body go out back to back.
+pub async fn send_queued(
+    write: &WsWrite,
+    mut next: impl FnMut() -> Option<Outgoing>,
+) -> std::io::Result<()> {
+    let mut w = write.lock().await;
+    while let Some(out) = next() {
+        let frame = match &out {
+            Outgoing::Text(t) => Frame::text(Payload::Borrowed(t.as_bytes())),
+            Outgoing::Binary(b) => Frame::binary(Payload::Borrowed(b)),
+            Outgoing::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
+            Outgoing::Close(code, reason) => close_frame(*code, reason),
+        };
+        w.write_frame(frame).await?;
+    }
+    Ok(())
+}
+
+/// A frame's opcode as the control-channel state machines take it.
+pub fn opcode(op: OpCode) -> Opcode {
+    match op {
+        OpCode::Text => Opcode::Text,
+        OpCode::Binary => Opcode::Binary,
+        OpCode::Continuation => Opcode::Continuation,
+        OpCode::Close => Opcode::Close,
+        OpCode::Ping => Opcode::Ping,
+        OpCode::Pong => Opcode::Pong,
+    }
 }
 
 /// A Close frame, its reason cut to fit (control frame payloads are at most

@@ -1,6 +1,6 @@
 //! The listener control channel (`hybrid/PROTOCOL.md` §2): the `listen`
 //! upgrade (token from header or query, Listen right, quota), then one task
-//! per listener driving [`hybrid::listener::Session`], which owns the
+//! per listener driving [`hybrid::listener::server::Server`], which owns the
 //! channel's protocol (messages, pings, keep-alive and token deadlines,
 //! close codes). This module reads and writes the WebSocket, keeps the
 //! time, checks renewal tokens, turns the core's requests into `accept` and
@@ -12,12 +12,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload};
 use hybrid::address;
 use hybrid::control::{
     Accept, RemoteEndpoint, Request as HcRequest, RequestHead, Response as HcResponse,
 };
-use hybrid::listener::{End, Event, Opcode, Outgoing, Session, SessionConfig};
+use hybrid::listener::server::{End, Event, Server, ServerConfig};
 use hybrid::sas::Token;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
@@ -200,33 +199,6 @@ impl Outstanding {
     }
 }
 
-/// Write what the session queued, under one lock: a request and its body
-/// go out back to back, nothing in between.
-async fn write_out(write: &WsWrite, session: &mut Session) -> std::io::Result<()> {
-    let mut w = write.lock().await;
-    while let Some(out) = session.poll_transmit() {
-        let frame = match &out {
-            Outgoing::Text(t) => Frame::text(Payload::Borrowed(t.as_bytes())),
-            Outgoing::Binary(b) => Frame::binary(Payload::Borrowed(b)),
-            Outgoing::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"")),
-            Outgoing::Close(code, reason) => websocket::close_frame(*code, reason),
-        };
-        w.write_frame(frame).await?;
-    }
-    Ok(())
-}
-
-fn opcode(op: OpCode) -> Opcode {
-    match op {
-        OpCode::Text => Opcode::Text,
-        OpCode::Binary => Opcode::Binary,
-        OpCode::Continuation => Opcode::Continuation,
-        OpCode::Close => Opcode::Close,
-        OpCode::Ping => Opcode::Ping,
-        OpCode::Pong => Opcode::Pong,
-    }
-}
-
 fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
@@ -250,19 +222,22 @@ impl Control {
     }
 
     async fn run(mut self, mut read: WsRead, write: WsWrite, mut rx: mpsc::Receiver<CoreRequest>) {
-        let config = SessionConfig {
+        let config = ServerConfig {
             max_message: self.h.settings.limits.max_control_message,
             ping_interval: self.h.settings.limits.ping_interval,
             tracking_id: self.identity.clone(),
         };
-        let mut session = Session::new(config, self.deadline(self.expiry), now());
+        let mut session = Server::new(config, self.deadline(self.expiry), now());
         let shutdown = self.h.shutdown.clone();
         let end = loop {
             if let Some(end) = self.events(&mut session).await {
-                let _ = write_out(&write, &mut session).await;
+                let _ = websocket::send_queued(&write, || session.poll_transmit()).await;
                 break end.reason();
             }
-            if write_out(&write, &mut session).await.is_err() {
+            if websocket::send_queued(&write, || session.poll_transmit())
+                .await
+                .is_err()
+            {
                 break "write failed";
             }
             tokio::select! {
@@ -272,7 +247,7 @@ impl Control {
                     None => session.close(End::Removed),
                 },
                 f = websocket::read_frame(&mut read, &write) => match f {
-                    Ok(f) => session.frame(opcode(f.opcode), f.fin, f.data, now()),
+                    Ok(f) => session.frame(websocket::opcode(f.opcode), f.fin, f.data, now()),
                     // A protocol breach has been answered with its Close.
                     Err(e) if websocket::close_code(&e).is_some() => break "protocol error",
                     Err(_) => break "connection lost",
@@ -301,7 +276,7 @@ impl Control {
     }
 
     /// Act on the session's events; the ending, once there is one.
-    async fn events(&mut self, session: &mut Session) -> Option<End> {
+    async fn events(&mut self, session: &mut Server) -> Option<End> {
         while let Some(event) = session.poll_event() {
             match event {
                 Event::RenewToken(token) => self.renew(session, &token),
@@ -323,7 +298,7 @@ impl Control {
     }
 
     /// Queue what the core asks for.
-    fn deliver(&mut self, session: &mut Session, r: CoreRequest) {
+    fn deliver(&mut self, session: &mut Server, r: CoreRequest) {
         let pending = &self.h.relay.rendezvous;
         self.outstanding.insert(r.id, |id| pending.is_pending(id));
         // The node holding the client, as this listener reaches it.
@@ -372,7 +347,7 @@ impl Control {
         }
     }
 
-    fn renew(&mut self, session: &mut Session, token: &str) {
+    fn renew(&mut self, session: &mut Server, token: &str) {
         let s = &self.h.settings;
         let grace = s.limits.token_grace.as_secs();
         match s.authorize(Some(token), &self.entity, Right::Listen, grace) {

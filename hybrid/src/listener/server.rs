@@ -1,27 +1,26 @@
-//! The relay's end of a listener's control channel, sans-IO (§2.1 to §2.4,
-//! §4): `accept` and `request` messages out (a request and its body back to
+//! The relay's end of a listener's control channel (§2.1 to §2.4, §4): `accept` and `request` messages out (a request and its body back to
 //! back), `renewToken` and `response` commands in (unknown ones ignored, a
 //! message that is not a one-key JSON object closed with 1008, one larger
 //! than the limit with 1009), response bodies passed on frame by frame,
 //! pings after each quiet interval and the channel dropped with 1011 after
 //! three silent ones, and a close with 1008 once the token has run out.
 //!
-//! The driver reads WebSocket frames and gives each to [`Session::frame`],
-//! answers each [`Event`] from [`Session::poll_event`], writes what
-//! [`Session::poll_transmit`] gives, and calls [`Session::handle_timeout`]
-//! at [`Session::poll_timeout`]. WebSocket framing, masking and pongs stay
-//! with the transport.
+//! The driver reads WebSocket frames and gives each to [`Server::frame`],
+//! answers each [`Event`] from [`Server::poll_event`], writes what
+//! [`Server::poll_transmit`] gives, and calls [`Server::handle_timeout`]
+//! at [`Server::poll_timeout`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use super::{Opcode, Outgoing, Text, TooLarge};
 use crate::control::{parse_command, Accept, ListenerCommand, Request, Response};
 
 /// What the relay's end enforces.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub struct ServerConfig {
     /// The largest control message a listener may send, in bytes.
     pub max_message: usize,
     /// How long the channel may be quiet before a ping (at least a second);
@@ -31,41 +30,11 @@ pub struct SessionConfig {
     pub tracking_id: String,
 }
 
-/// A WebSocket frame's kind, as the transport read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opcode {
-    /// A text frame: the start of a control message.
-    Text,
-    /// A binary frame: the start of a response body.
-    Binary,
-    /// The next piece of the message in progress.
-    Continuation,
-    /// The listener closes.
-    Close,
-    /// A ping (the transport answers it).
-    Ping,
-    /// A pong.
-    Pong,
-}
-
-/// A frame to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outgoing {
-    /// A whole text message.
-    Text(String),
-    /// A whole binary message.
-    Binary(Bytes),
-    /// A ping.
-    Ping,
-    /// A close with its code and reason; nothing follows it.
-    Close(u16, String),
-}
-
 /// What the application must look at, in order.
 #[derive(Debug)]
 pub enum Event {
-    /// A `renewToken`: answer with [`Session::renewed`] or
-    /// [`Session::refuse_renewal`].
+    /// A `renewToken`: answer with [`Server::renewed`] or
+    /// [`Server::refuse_renewal`].
     RenewToken(String),
     /// A `response`; when it has a body, [`Event::Body`] pieces follow.
     Response {
@@ -124,10 +93,10 @@ impl End {
 
 /// The relay's end of one listener control channel.
 #[derive(Debug)]
-pub struct Session {
-    config: SessionConfig,
+pub struct Server {
+    config: ServerConfig,
     /// The text message being assembled.
-    text: BytesMut,
+    text: Text,
     /// Whether a response body is arriving.
     in_body: bool,
     last_seen: Instant,
@@ -139,14 +108,14 @@ pub struct Session {
     ended: bool,
 }
 
-impl Session {
+impl Server {
     /// A channel just upgraded, whose token runs out at `expires`.
-    pub fn new(mut config: SessionConfig, expires: Option<Instant>, now: Instant) -> Self {
+    pub fn new(mut config: ServerConfig, expires: Option<Instant>, now: Instant) -> Self {
         config.ping_interval = config.ping_interval.max(Duration::from_secs(1));
-        Session {
+        Server {
             next_ping: now + config.ping_interval,
             config,
-            text: BytesMut::new(),
+            text: Text::default(),
             in_body: false,
             last_seen: now,
             expires,
@@ -177,15 +146,13 @@ impl Session {
     }
 
     fn text_piece(&mut self, fin: bool, data: &[u8], now: Instant) {
-        self.text.extend_from_slice(data);
-        if self.text.len() > self.config.max_message {
-            return self.end(End::TooLarge, 1009, "control message too large".into());
-        }
-        if !fin {
-            return;
-        }
-        let message = std::mem::take(&mut self.text);
-        let text = String::from_utf8_lossy(&message).into_owned();
+        let text = match self.text.piece(data, fin, self.config.max_message) {
+            Ok(Some(text)) => text,
+            Ok(None) => return,
+            Err(TooLarge) => {
+                return self.end(End::TooLarge, 1009, "control message too large".into())
+            }
+        };
         match parse_command(&text) {
             Ok(ListenerCommand::RenewToken(token)) => {
                 self.events.push_back(Event::RenewToken(token));
@@ -211,7 +178,7 @@ impl Session {
         self.output.pop_front()
     }
 
-    /// When [`Session::handle_timeout`] is next due.
+    /// When [`Server::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.ended {
             return None;
@@ -296,16 +263,16 @@ impl Session {
 mod tests {
     use super::*;
 
-    fn session(now: Instant) -> Session {
-        let config = SessionConfig {
+    fn session(now: Instant) -> Server {
+        let config = ServerConfig {
             max_message: 64,
             ping_interval: Duration::from_secs(10),
             tracking_id: "t1".into(),
         };
-        Session::new(config, Some(now + Duration::from_secs(100)), now)
+        Server::new(config, Some(now + Duration::from_secs(100)), now)
     }
 
-    fn drain(s: &mut Session) -> (Vec<String>, Vec<Outgoing>) {
+    fn drain(s: &mut Server) -> (Vec<String>, Vec<Outgoing>) {
         let events = std::iter::from_fn(|| s.poll_event())
             .map(|e| format!("{e:?}"))
             .collect();
