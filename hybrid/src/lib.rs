@@ -7,12 +7,12 @@
 //!   filtering rule (§1);
 //! * [`control`]: the JSON control-channel messages `accept`, `request`,
 //!   `response` and `renewToken` (§2.2, §2.3, §4);
-//! * [`listener`]: the relay's end of a listener's control channel as a
-//!   state machine: messages, response bodies, pings, keep-alive and token
-//!   deadlines (§2, §4).
+//! * [`listener`]: both ends of a listener's control channel as state
+//!   machines: messages, response and inline bodies, pings, keep-alive,
+//!   renewal and token deadlines (§2, §4).
 //!
 //! No sockets, no clock: token times are passed in as Unix seconds, and the
-//! session is given `now` and says when it next needs it.
+//! sessions are given `now` and say when they next need it.
 
 pub mod address;
 pub mod control;
