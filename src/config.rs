@@ -480,16 +480,12 @@ impl Cluster {
 
     fn check(&self) -> Result<(), ConfigError> {
         if self.nats.is_empty() {
-            return Err(ConfigError::Invalid(
-                "cluster.nats must name at least one NATS server".into(),
-            ));
+            return Err(Invalid::NoNats.into());
         }
         for url in &self.nats {
             let scheme = url.split_once("://").map(|(s, _)| s);
             if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) || url.ends_with("://") {
-                return Err(ConfigError::Invalid(format!(
-                    "cluster.nats: \"{url}\" is not a NATS address (nats://HOST:PORT)"
-                )));
+                return Err(Invalid::NotNats(url.clone()).into());
             }
         }
         // Both name NATS subjects and the key-value bucket.
@@ -499,27 +495,26 @@ impl Cluster {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if !name_ok(&self.subject_prefix) {
-            return Err(ConfigError::Invalid(format!(
-                "cluster.subject_prefix \"{}\" may hold only letters, digits, '-' and '_'",
-                self.subject_prefix
-            )));
+            return Err(Invalid::BadName {
+                key: "subject_prefix",
+                value: self.subject_prefix.clone(),
+            }
+            .into());
         }
         if let Some(node) = self.node.as_deref().filter(|n| !name_ok(n)) {
-            return Err(ConfigError::Invalid(format!(
-                "cluster.node \"{node}\" may hold only letters, digits, '-' and '_'"
-            )));
+            return Err(Invalid::BadName {
+                key: "node",
+                value: node.to_owned(),
+            }
+            .into());
         }
         let a = &self.auth;
         if a.user.is_some() != a.password.is_some() {
-            return Err(ConfigError::Invalid(
-                "cluster.auth: user and password go together".into(),
-            ));
+            return Err(Invalid::UserWithoutPassword.into());
         }
         let ways = [a.user.is_some(), a.token.is_some(), a.creds.is_some()];
         if ways.iter().filter(|w| **w).count() > 1 {
-            return Err(ConfigError::Invalid(
-                "cluster.auth: choose one of user/password, token or creds".into(),
-            ));
+            return Err(Invalid::AuthChoice.into());
         }
         Ok(())
     }
@@ -536,10 +531,9 @@ pub enum ConfigError {
     /// message names the key).
     #[error("{0}")]
     Syntax(#[from] toml::de::Error),
-    /// A value that parses but breaks a rule; the text names the key and
-    /// the rule.
-    #[error("{0}")]
-    Invalid(String),
+    /// Values that parse but break a rule.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The TLS files named do not serve.
     #[error("[tls]: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -563,6 +557,72 @@ pub enum ConfigError {
         #[source]
         source: Box<ConfigError>,
     },
+}
+
+/// A configuration that parses but breaks a rule; each names its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// An empty namespace host.
+    #[error("namespace.host must not be empty")]
+    EmptyHost,
+    /// No endpoint to serve.
+    #[error("[listen] sets no endpoint: the gateway would serve nothing")]
+    NoEndpoint,
+    /// A rule whose key (or secondary key) is empty.
+    #[error("{rules} \"{name}\": a key must not be empty")]
+    EmptyKey {
+        /// Which rules: the namespace's or an entity's.
+        rules: String,
+        /// The rule's name.
+        name: String,
+    },
+    /// Two rules of the same name in one list.
+    #[error("{rules} name \"{name}\" is repeated")]
+    RepeatedRule {
+        /// Which rules.
+        rules: String,
+        /// The name.
+        name: String,
+    },
+    /// An entity without a path.
+    #[error("{0}.path must not be empty")]
+    EmptyPath(&'static str),
+    /// An entity path already taken (without case, across both tables).
+    #[error("{table}.path \"{path}\" is already a {first} path (paths are compared without case)")]
+    RepeatedPath {
+        /// The table of the second one.
+        table: &'static str,
+        /// The path as written.
+        path: String,
+        /// The table of the first one.
+        first: &'static str,
+    },
+    /// A listener cap of zero.
+    #[error("limits.listeners_per_path must be at least 1")]
+    NoListeners,
+    /// The admin endpoint beyond loopback without a token.
+    #[error("listen.admin = \"{0}\" is not a loopback address: set [admin] token, or bind admin to 127.0.0.1")]
+    AdminExposed(SocketAddr),
+    /// `[cluster]` without a NATS server.
+    #[error("cluster.nats must name at least one NATS server")]
+    NoNats,
+    /// A NATS address of another scheme.
+    #[error("cluster.nats: \"{0}\" is not a NATS address (nats://HOST:PORT)")]
+    NotNats(String),
+    /// A subject prefix or node name NATS subjects cannot carry.
+    #[error("cluster.{key} \"{value}\" may hold only letters, digits, '-' and '_'")]
+    BadName {
+        /// `subject_prefix` or `node`.
+        key: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A user without a password, or a password without a user.
+    #[error("cluster.auth: user and password go together")]
+    UserWithoutPassword,
+    /// More than one way to authenticate to NATS.
+    #[error("cluster.auth: choose one of user/password, token or creds")]
+    AuthChoice,
 }
 
 /// Name of the rule the embedded default creates.
@@ -639,18 +699,14 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         if self.namespace.host.trim().is_empty() {
-            return Err(ConfigError::Invalid(
-                "namespace.host must not be empty".into(),
-            ));
+            return Err(Invalid::EmptyHost.into());
         }
         let l = &self.listen;
         let endpoints = [
             l.http, l.https, l.admin, l.amqps, l.relayed, l.nettcp, l.nettcps,
         ];
         if endpoints.iter().all(Option::is_none) {
-            return Err(ConfigError::Invalid(
-                "[listen] sets no endpoint: the gateway would serve nothing".into(),
-            ));
+            return Err(Invalid::NoEndpoint.into());
         }
         check_rules("namespace.rule", &self.namespace.rule)?;
         let mut paths: Vec<(String, &str)> = Vec::new();
@@ -666,31 +722,28 @@ impl Config {
         for (table, path, rules) in entities {
             let key = path.trim_matches('/').to_ascii_lowercase();
             if key.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "{table}.path must not be empty"
-                )));
+                return Err(Invalid::EmptyPath(table).into());
             }
             if let Some((_, first)) = paths.iter().find(|(p, _)| *p == key) {
-                return Err(ConfigError::Invalid(format!(
-                    "{table}.path \"{path}\" is already a {first} path (paths are compared without case)"
-                )));
+                return Err(Invalid::RepeatedPath {
+                    table,
+                    path: path.clone(),
+                    first,
+                }
+                .into());
             }
             check_rules(&format!("{table} \"{path}\" rule"), rules)?;
             paths.push((key, table));
         }
         if self.limits.listeners_per_path == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.listeners_per_path must be at least 1".into(),
-            ));
+            return Err(Invalid::NoListeners.into());
         }
         if let Some(c) = &self.cluster {
             c.check()?;
         }
         if let Some(addr) = self.listen.admin.filter(|a| !a.ip().is_loopback()) {
             if self.admin.token.is_none() {
-                return Err(ConfigError::Invalid(format!(
-                    "listen.admin = \"{addr}\" is not a loopback address: set [admin] token, or bind admin to 127.0.0.1"
-                )));
+                return Err(Invalid::AdminExposed(addr).into());
             }
         }
         Ok(())
@@ -702,16 +755,18 @@ fn check_rules(what: &str, rules: &[Rule]) -> Result<(), ConfigError> {
     for (i, r) in rules.iter().enumerate() {
         let empty = |k: &Secret| k.expose().trim().is_empty();
         if empty(&r.key) || r.secondary_key.as_ref().is_some_and(empty) {
-            return Err(ConfigError::Invalid(format!(
-                "{what} \"{}\": a key must not be empty",
-                r.name
-            )));
+            return Err(Invalid::EmptyKey {
+                rules: what.to_owned(),
+                name: r.name.clone(),
+            }
+            .into());
         }
         if rules.iter().take(i).any(|o| o.name == r.name) {
-            return Err(ConfigError::Invalid(format!(
-                "{what} name \"{}\" is repeated",
-                r.name
-            )));
+            return Err(Invalid::RepeatedRule {
+                rules: what.to_owned(),
+                name: r.name.clone(),
+            }
+            .into());
         }
     }
     Ok(())
@@ -827,6 +882,35 @@ mod tests {
             err.contains("request_timeout") && err.contains("soon"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_broken_rule_comes_back_as_its_variant() {
+        let err = Config::parse("[namespace]\nhost = \"h\"\n").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid(Invalid::NoEndpoint)),
+            "{err:?}"
+        );
+        let base = "[namespace]\nhost = \"h\"\n[listen]\nhttp = \"127.0.0.1:0\"\n";
+        let err = Config::parse(&format!(
+            "{base}[cluster]\nnats = [\"nats://x:1\"]\nnode = \"a b\"\n"
+        ))
+        .unwrap_err();
+        match err {
+            ConfigError::Invalid(Invalid::BadName { key, value }) => {
+                assert_eq!((key, value.as_str()), ("node", "a b"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Read errors keep their cause and name the file.
+        let missing = Path::new("/nonexistent/relay.toml");
+        match Config::load(missing).unwrap_err() {
+            ConfigError::In { path, source } => {
+                assert_eq!(path, missing);
+                assert!(matches!(*source, ConfigError::Read(_)));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
