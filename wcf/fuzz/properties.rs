@@ -166,6 +166,7 @@ fn read_amqp(data: &[u8], pieces: &[usize]) -> Vec<String> {
         channel_max: 255,
         idle_time_out: Duration::from_secs(60),
         handshake: Duration::from_secs(10),
+        max_links: 16,
     };
     let attach = |half| ListenerAttach::half_of("l", half, "sb://ns/p/").to_attach();
     let mut server = Server::new(config, t);

@@ -32,6 +32,7 @@ fn config() -> ServerConfig {
         channel_max: 255,
         idle_time_out: Duration::from_secs(60),
         handshake: Duration::from_secs(10),
+        max_links: 4,
     }
 }
 
@@ -404,4 +405,30 @@ fn a_refused_attach_and_a_stalled_handshake_end_as_the_sdk_expects() {
         Some(Event::Closed(Ending::Abandoned(_)))
     ));
     assert_eq!(written(|| server.poll_transmit()), ["header 3"]);
+}
+
+#[test]
+fn a_connection_holds_a_bounded_number_of_links() {
+    let mut p = Pair::new(None);
+    // Three more links on the listener's session: two fit the bound of
+    // four, the last is refused without the application being asked.
+    for handle in 2..5 {
+        let extra = ListenerAttach {
+            handle,
+            ..ListenerAttach::half_of(&format!("RelayLink_{handle}"), Half::Out, "sb://h/p/")
+        };
+        let bytes = frame::encode(0, &Performative::Attach(extra.to_attach()), &[]).unwrap();
+        p.server.feed(&bytes, p.now);
+    }
+    p.server_wrote.clear();
+    p.pump();
+    assert_eq!(
+        p.server_wrote,
+        [
+            "attach 2 terminus=true",
+            "attach 3 terminus=true",
+            "attach 4 terminus=false",
+            "detach 4 amqp:resource-limit-exceeded",
+        ]
+    );
 }

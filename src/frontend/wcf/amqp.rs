@@ -43,6 +43,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_FRAME: u32 = 65_536;
 /// The highest channel a listener's session may use.
 const CHANNEL_MAX: u16 = 255;
+/// The most links one listener connection may hold (the SDK attaches two).
+const MAX_LINKS: usize = 16;
 /// Most deliveries gathered into one write.
 const BATCH: usize = 64;
 
@@ -103,6 +105,7 @@ pub async fn serve(wcf: Wcf, io: BoxIo, local: SocketAddr, frame_per_write: bool
         channel_max: CHANNEL_MAX,
         idle_time_out: IDLE_TIMEOUT,
         handshake: wcf.settings.limits.handshake_timeout,
+        max_links: MAX_LINKS,
     };
     let mut conn = Server::new(config, now());
     let mut listener = Listener {

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// attached link, may take: until a link is attached the peer has not
     /// authenticated, whatever heartbeats it sends.
     pub handshake: Duration,
+    /// The most links one connection may hold at once (the SDK attaches
+    /// two); more are refused with `amqp:resource-limit-exceeded` without
+    /// asking the application.
+    pub max_links: usize,
 }
 
 /// What the application must look at, in order.
@@ -508,6 +512,14 @@ impl Server {
                         "amqp:session:handle-in-use",
                         "the handle is already attached",
                     )));
+                }
+                if self.links().count() >= self.config.max_links {
+                    let error = props::error(
+                        props::RESOURCE_LIMIT,
+                        "the connection already holds as many links as it may",
+                    );
+                    self.refuse_link(ch, &attach, error);
+                    return Ok(());
                 }
                 self.events.push_back(Event::Attach {
                     channel: ch,
