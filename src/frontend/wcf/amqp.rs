@@ -43,8 +43,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_FRAME: u32 = 65_536;
 /// The highest channel a listener's session may use.
 const CHANNEL_MAX: u16 = 255;
-/// The most links one listener connection may hold (the SDK attaches two).
-const MAX_LINKS: usize = 16;
+/// The most links one listener connection may hold: the SDK attaches two,
+/// other AMQP clients (rhea) put many listeners on one connection.
+const MAX_LINKS: usize = 1024;
 /// Most deliveries gathered into one write.
 const BATCH: usize = 64;
 
