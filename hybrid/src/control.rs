@@ -168,17 +168,21 @@ fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
     }
 }
 
-/// Parse one text message from a listener.
-pub fn parse_command(text: &str) -> Result<ListenerCommand, CommandError> {
-    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(text) else {
+/// The one key of a control message and what it holds (§2.2: every
+/// message is a JSON object with exactly one top-level key).
+fn one_key(message: &str) -> Result<(String, Value), CommandError> {
+    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(message) else {
         return Err(CommandError::NotACommand);
     };
     if top.len() != 1 {
         return Err(CommandError::NotACommand);
     }
-    let Some((key, inner)) = top.into_iter().next() else {
-        return Err(CommandError::NotACommand);
-    };
+    top.into_iter().next().ok_or(CommandError::NotACommand)
+}
+
+/// Parse one text message from a listener.
+pub fn parse_command(text: &str) -> Result<ListenerCommand, CommandError> {
+    let (key, inner) = one_key(text)?;
     match key.as_str() {
         "renewToken" => inner
             .get("token")
@@ -266,15 +270,7 @@ fn remote_endpoint(v: Option<&Value>) -> RemoteEndpoint {
 
 /// Parse one text message from the relay, as a listener reads it.
 pub fn parse_relay_message(message: &str) -> Result<RelayMessage, CommandError> {
-    let Ok(Value::Object(top)) = serde_json::from_str::<Value>(message) else {
-        return Err(CommandError::NotACommand);
-    };
-    if top.len() != 1 {
-        return Err(CommandError::NotACommand);
-    }
-    let Some((key, inner)) = top.into_iter().next() else {
-        return Err(CommandError::NotACommand);
-    };
+    let (key, inner) = one_key(message)?;
     match key.as_str() {
         "accept" => Ok(RelayMessage::Accept(Accept {
             address: text(inner.get("address"))
