@@ -3,7 +3,9 @@
 //! nothing panics.
 
 use hybrid::control::{parse_command, parse_relay_message, ListenerCommand, RelayMessage};
+use hybrid::listener::{client, server, Opcode, Outgoing};
 use hybrid::sas::{audience_covers, create, Token};
+use std::time::{Duration, Instant};
 
 /// SAS tokens: parsing any text never panics, nor do the checks on what it
 /// parsed; a token made for any resource text parses back to that resource
@@ -46,5 +48,76 @@ pub fn control_command(data: &[u8]) {
             assert_eq!(again, Ok(RelayMessage::Request(r)));
         }
         _ => {}
+    }
+}
+
+/// Both ends of a listener's control channel, fed the same frames (each
+/// input byte pair gives an opcode, a FIN flag and a length; that many
+/// bytes follow as the payload), with time moving a second per frame: no
+/// panic; nothing comes out of an ended session; every text or close a
+/// session writes is within its bound; an inline body never exceeds its
+/// bound.
+pub fn listener_session(data: &[u8]) {
+    let t = Instant::now();
+    let mut relay = server::Server::new(
+        server::ServerConfig {
+            max_message: 256,
+            ping_interval: Duration::from_secs(5),
+            tracking_id: "t".into(),
+        },
+        Some(t + Duration::from_secs(60)),
+        t,
+    );
+    let mut listener = client::Client::new(
+        client::ClientConfig {
+            max_message: 256,
+            max_inline_body: 64,
+            renew_every: Some(Duration::from_secs(7)),
+        },
+        t,
+    );
+    let (mut relay_ended, mut listener_ended) = (false, false);
+    let mut at = 0;
+    let mut now = t;
+    while let (Some(&kind), Some(&len)) = (data.get(at), data.get(at + 1)) {
+        let payload = data.get(at + 2..).unwrap_or_default();
+        let payload = &payload[..payload.len().min(usize::from(len))];
+        at += 2 + payload.len();
+        now += Duration::from_secs(1);
+        let opcode = [
+            Opcode::Text,
+            Opcode::Binary,
+            Opcode::Continuation,
+            Opcode::Close,
+            Opcode::Ping,
+            Opcode::Pong,
+        ][usize::from(kind % 6)];
+        let fin = kind & 0x80 != 0;
+        relay.frame(opcode, fin, payload.to_vec().into(), now);
+        listener.frame(opcode, fin, payload.to_vec().into());
+        relay.handle_timeout(now);
+        listener.handle_timeout(now);
+        while let Some(e) = relay.poll_event() {
+            assert!(!relay_ended, "an event after the end: {e:?}");
+            if let server::Event::Body { data, .. } = &e {
+                assert!(data.len() <= payload.len());
+            }
+            relay_ended |= matches!(e, server::Event::Ended(_));
+        }
+        while let Some(e) = listener.poll_event() {
+            assert!(!listener_ended, "an event after the end: {e:?}");
+            match &e {
+                client::Event::Request { body: Some(b), .. } => assert!(b.len() <= 64),
+                client::Event::RenewDue => listener.renew("token"),
+                _ => {}
+            }
+            listener_ended |= matches!(e, client::Event::Ended(_));
+        }
+        while let Some(out) = relay.poll_transmit() {
+            if let Outgoing::Close(_, reason) = &out {
+                assert!(reason.len() <= 300, "{reason}");
+            }
+        }
+        while listener.poll_transmit().is_some() {}
     }
 }

@@ -16,6 +16,14 @@ SEEDS = {
         '{"renewToken":{"token":"SharedAccessSignature sr=x&sig=y&se=1&skn=z"}}',
         '{"unknown":{}}',
     ],
+    # Frames for listener_session: a kind byte (opcode index, 0x80 = FIN)
+    # and a length byte before each payload.
+    "listener_session": [
+        "\x80\x47" + '{"renewToken":{"token":"SharedAccessSignature sr=x&sig=y&se=1&skn=z"}}',
+        "\x80\x4d" + '{"response":{"requestId":"1","statusCode":200,"body":true}}' + "\x01\x02hi\x82\x01!",
+        "\x80\x46" + '{"request":{"address":"wss://h/$hc/p","id":"1","method":"GET","body":true}}' + "\x81\x03abc",
+        "\x83\x02\x03\xe8",
+    ],
 }
 for target, seeds in SEEDS.items():
     os.makedirs(f"corpus/{target}", exist_ok=True)
